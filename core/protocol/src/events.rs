@@ -1,0 +1,181 @@
+//! Event names and payloads pushed by the host.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorShape;
+use crate::handshake::Role;
+use crate::methods::PairDecision;
+
+/// Keepalive, every `policy.tickIntervalMs`.
+pub const TICK: &str = "tick";
+/// A device asked to pair (to operators).
+pub const DEVICE_PAIR_REQUESTED: &str = "device.pair.requested";
+/// A pairing request was decided (to operators and to the waiting device).
+pub const DEVICE_PAIR_RESOLVED: &str = "device.pair.resolved";
+/// The host asks a node to run a command.
+pub const NODE_INVOKE_REQUEST: &str = "node.invoke.request";
+/// The host abandons an invoke (deadline passed, caller cancelled).
+pub const NODE_INVOKE_CANCEL: &str = "node.invoke.cancel";
+/// A node connected or disconnected (to operators).
+pub const NODE_STATUS: &str = "node.status";
+/// The host is about to close this connection, and why.
+pub const CONNECTION_CLOSING: &str = "connection.closing";
+/// The host is shutting down.
+pub const SHUTDOWN: &str = "shutdown";
+
+/// Events an operator may receive.
+pub const OPERATOR_EVENTS: &[&str] = &[
+    TICK,
+    DEVICE_PAIR_REQUESTED,
+    DEVICE_PAIR_RESOLVED,
+    NODE_STATUS,
+    CONNECTION_CLOSING,
+    SHUTDOWN,
+];
+/// Events a node may receive.
+pub const NODE_EVENTS: &[&str] = &[
+    TICK,
+    DEVICE_PAIR_RESOLVED,
+    NODE_INVOKE_REQUEST,
+    NODE_INVOKE_CANCEL,
+    CONNECTION_CLOSING,
+    SHUTDOWN,
+];
+
+/// Payload of `tick`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// Host clock, ms since the epoch.
+    pub ts: i64,
+}
+
+/// Payload of `device.pair.requested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairRequested {
+    /// The request id to approve or reject.
+    pub request_id: String,
+    /// The device.
+    pub device_id: String,
+    /// Its public key (base64url).
+    pub public_key: String,
+    /// Its name.
+    pub display_name: String,
+    /// Its platform.
+    pub platform: String,
+    /// The role it asks for.
+    pub role: Role,
+    /// Where it connects from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+    /// When, ms since the epoch.
+    pub ts: i64,
+}
+
+/// Payload of `device.pair.resolved`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairResolved {
+    /// The decided request.
+    pub request_id: String,
+    /// The device.
+    pub device_id: String,
+    /// The decision.
+    pub decision: PairDecision,
+    /// When, ms since the epoch.
+    pub ts: i64,
+}
+
+/// Payload of `node.invoke.request`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvokeRequest {
+    /// Invoke id to echo in `node.invoke.result`.
+    pub id: String,
+    /// The node's id.
+    pub node_id: String,
+    /// Command name.
+    pub command: String,
+    /// Params as a JSON string, as OpenClaw nodes expect.
+    #[serde(
+        default,
+        rename = "paramsJSON",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub params_json: Option<String>,
+    /// How long the host will wait.
+    pub timeout_ms: u64,
+    /// The caller's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Payload of `node.invoke.cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvokeCancel {
+    /// The abandoned invoke.
+    pub invoke_id: String,
+    /// The node's id.
+    pub node_id: String,
+}
+
+/// Payload of `node.status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// The node.
+    pub node_id: String,
+    /// Its name.
+    pub display_name: String,
+    /// Connected now.
+    pub online: bool,
+    /// When, ms since the epoch.
+    pub ts: i64,
+}
+
+/// Payload of `connection.closing`: the reason for a close the client did not ask for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionClosing {
+    /// Why.
+    pub error: ErrorShape,
+    /// Whether reconnecting can help.
+    pub reconnect: bool,
+}
+
+/// Payload of `shutdown`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shutdown {
+    /// Why.
+    pub reason: String,
+    /// When the host expects to be back, if it knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_expected_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn invoke_request_uses_params_json_key() {
+        let r = InvokeRequest {
+            id: "i".into(),
+            node_id: "n".into(),
+            command: "location.get".into(),
+            params_json: Some("{}".into()),
+            timeout_ms: 30000,
+            idempotency_key: Some("k".into()),
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "i", "nodeId": "n", "command": "location.get", "paramsJSON": "{}",
+                   "timeoutMs": 30000, "idempotencyKey": "k"})
+        );
+        assert_eq!(serde_json::from_value::<InvokeRequest>(v).unwrap(), r);
+    }
+}

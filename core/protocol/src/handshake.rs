@@ -1,0 +1,377 @@
+//! The connect handshake: challenge, `connect` params, and `hello-ok`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Event name of the host's first frame on every connection.
+pub const CHALLENGE_EVENT: &str = "connect.challenge";
+/// Method name of the client's first request.
+pub const CONNECT_METHOD: &str = "connect";
+
+/// `connect.challenge` payload: a fresh nonce the device must sign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Challenge {
+    /// Single-use random nonce.
+    pub nonce: String,
+    /// Host clock, ms since the epoch, so devices can warn about skew.
+    pub ts: i64,
+}
+
+/// Who the client is to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A control-plane client: CLI, menu-bar app, web UI.
+    Operator,
+    /// A capability host: phone, desktop node, `perch node run`.
+    Node,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Node => "node",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "node" => Some(Role::Node),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Describes the connecting program.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// Program id, for example `perch-node`, `perch-cli`, `openclaw-ios`.
+    pub id: String,
+    /// Shown in pairing prompts and node lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Program version.
+    pub version: String,
+    /// Operating system, for example `linux`, `macos`, `ios`.
+    pub platform: String,
+    /// Hardware family, for example `iPhone`, `Mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_family: Option<String>,
+    /// Hardware model, for example `iPhone17,1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_identifier: Option<String>,
+    /// Program mode: `cli`, `ui`, `node`, `backend`, `probe`, `test`, `webchat`.
+    pub mode: String,
+    /// Stable per-install id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+}
+
+/// Proof that the client holds the device key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceProof {
+    /// Hex SHA-256 of the raw public key.
+    pub id: String,
+    /// Base64url raw Ed25519 public key.
+    pub public_key: String,
+    /// Base64url signature over the v3 payload.
+    pub signature: String,
+    /// When the payload was signed, ms since the epoch.
+    pub signed_at: i64,
+    /// The challenge nonce being answered.
+    pub nonce: String,
+}
+
+/// Credentials presented at connect. Never logged.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectAuth {
+    /// An operator (shared) token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A device token issued at pairing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+    /// A single-use bootstrap token from a setup code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_token: Option<String>,
+    /// A password, where the host is configured for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = |o: &Option<String>| if o.is_some() { "<redacted>" } else { "-" };
+        f.debug_struct("ConnectAuth")
+            .field("token", &mark(&self.token))
+            .field("device_token", &mark(&self.device_token))
+            .field("bootstrap_token", &mark(&self.bootstrap_token))
+            .field("password", &mark(&self.password))
+            .finish()
+    }
+}
+
+impl ConnectAuth {
+    /// The token that the device signature covers: the one actually sent.
+    pub fn signed_token(&self) -> &str {
+        self.token
+            .as_deref()
+            .or(self.device_token.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// Params of the `connect` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectParams {
+    /// Oldest protocol version the client speaks.
+    pub min_protocol: u32,
+    /// Newest protocol version the client speaks.
+    pub max_protocol: u32,
+    /// The connecting program.
+    pub client: ClientInfo,
+    /// `operator` or `node`.
+    pub role: Role,
+    /// Operator scopes requested.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Node capability categories (claims).
+    #[serde(default)]
+    pub caps: Vec<String>,
+    /// Node commands offered (claims).
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// Node permission claims.
+    #[serde(default)]
+    pub permissions: BTreeMap<String, bool>,
+    /// Device identity proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceProof>,
+    /// Credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ConnectAuth>,
+    /// BCP 47 locale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Free-form user agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Anything else an OpenClaw client sends (`pathEnv`, ...): accepted and ignored.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Limits the client must respect after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Largest frame, in bytes.
+    pub max_payload: u64,
+    /// Most bytes the host buffers for a slow reader before closing it.
+    pub max_buffered_bytes: u64,
+    /// Keepalive interval; silent for two intervals means closed.
+    pub tick_interval_ms: u64,
+}
+
+/// The host that answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    /// Host software version.
+    pub version: String,
+    /// This connection's id, for logs on both sides.
+    pub conn_id: String,
+    /// The host's stable id.
+    pub host_id: String,
+    /// The host's display name.
+    pub name: String,
+}
+
+/// What the host offers, so clients can adapt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    /// Methods this role may call.
+    pub methods: Vec<String>,
+    /// Events this role may receive.
+    pub events: Vec<String>,
+}
+
+/// The auth outcome of a successful connect.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloAuth {
+    /// The role granted.
+    pub role: Role,
+    /// The scopes granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A newly issued device token the client must persist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
+    /// When the token was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for HelloAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelloAuth")
+            .field("role", &self.role)
+            .field("scopes", &self.scopes)
+            .field(
+                "device_token",
+                &self.device_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("issued_at_ms", &self.issued_at_ms)
+            .finish()
+    }
+}
+
+/// Initial state handed to a client so it needs no extra round trip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// How long the host has run.
+    pub uptime_ms: u64,
+    /// Presence entries (filled by the presence issue; empty before).
+    #[serde(default)]
+    pub presence: Vec<Value>,
+}
+
+/// The success payload of `connect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloOk {
+    /// Always `hello-ok`.
+    #[serde(rename = "type")]
+    pub kind: HelloOkTag,
+    /// The negotiated protocol version.
+    pub protocol: u32,
+    /// The host.
+    pub server: ServerInfo,
+    /// What the host offers.
+    pub features: Features,
+    /// Initial state.
+    pub snapshot: Snapshot,
+    /// Granted role, scopes and device token.
+    pub auth: HelloAuth,
+    /// Limits.
+    pub policy: Policy,
+}
+
+/// The `hello-ok` discriminator, as a type so no other value is representable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloOkTag {
+    /// The only value.
+    #[serde(rename = "hello-ok")]
+    HelloOk,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn connect_params_accept_reference_shape() {
+        let v = json!({
+            "minProtocol": 3, "maxProtocol": 4,
+            "client": {"id": "openclaw-ios", "displayName": "Ana's iPhone", "version": "1.2.3",
+                       "platform": "ios", "deviceFamily": "iPhone", "mode": "node"},
+            "role": "node", "scopes": [], "caps": ["location"],
+            "commands": ["location.get"], "permissions": {"location": true},
+            "device": {"id": "ab", "publicKey": "pk", "signature": "sig", "signedAt": 5, "nonce": "n"},
+            "auth": {"deviceToken": "t"},
+            "pathEnv": "/usr/bin"
+        });
+        let p: ConnectParams = serde_json::from_value(v).unwrap();
+        assert_eq!(p.role, Role::Node);
+        assert_eq!(p.commands, vec!["location.get"]);
+        assert_eq!(p.auth.as_ref().unwrap().signed_token(), "t");
+        assert_eq!(p.extra.get("pathEnv"), Some(&json!("/usr/bin")));
+        let back = serde_json::to_value(&p).unwrap();
+        let again: ConnectParams = serde_json::from_value(back).unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn unknown_role_is_rejected() {
+        let v = json!({"minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "x", "version": "1", "platform": "linux", "mode": "cli"},
+            "role": "admin"});
+        assert!(serde_json::from_value::<ConnectParams>(v).is_err());
+    }
+
+    #[test]
+    fn auth_debug_never_shows_secrets() {
+        let a = ConnectAuth {
+            token: Some("s3cret-operator".into()),
+            device_token: Some("s3cret-device".into()),
+            ..Default::default()
+        };
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains("s3cret"), "{dbg}");
+        let h = HelloAuth {
+            role: Role::Node,
+            scopes: vec![],
+            device_token: Some("s3cret-device".into()),
+            issued_at_ms: Some(1),
+        };
+        assert!(!format!("{h:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn hello_ok_round_trips() {
+        let h = HelloOk {
+            kind: HelloOkTag::HelloOk,
+            protocol: 4,
+            server: ServerInfo {
+                version: "0.1.0".into(),
+                conn_id: "c1".into(),
+                host_id: "h".into(),
+                name: "desk".into(),
+            },
+            features: Features {
+                methods: vec!["node.invoke".into()],
+                events: vec!["tick".into()],
+            },
+            snapshot: Snapshot {
+                uptime_ms: 3,
+                presence: vec![],
+            },
+            auth: HelloAuth {
+                role: Role::Operator,
+                scopes: vec![],
+                device_token: None,
+                issued_at_ms: None,
+            },
+            policy: Policy {
+                max_payload: 1,
+                max_buffered_bytes: 2,
+                tick_interval_ms: 3,
+            },
+        };
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(v["type"], "hello-ok");
+        assert_eq!(v["policy"]["tickIntervalMs"], 3);
+        assert_eq!(serde_json::from_value::<HelloOk>(v).unwrap(), h);
+    }
+}
