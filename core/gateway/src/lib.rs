@@ -1,1 +1,28 @@
-//! placeholder, being written
+//! The Perch gateway: the WebSocket endpoint that operators (CLI, apps) and nodes (phones,
+//! desktops) connect to. It owns the handshake, device pairing and tokens, the registry of
+//! connected nodes, and the routing of `node.invoke` to them.
+//!
+//! **Architecture Invariant:** node capabilities are claims; the gateway enforces what may run
+//! (advertised commands and host policy) before anything reaches a node.
+//!
+//! **Architecture Invariant:** the gateway persists through `perch-store` only and never
+//! writes SQL itself; every change spanning several rows is one store transaction.
+//!
+//! **Architecture Invariant:** a misbehaving client costs only its own connection: bad frames
+//! get structured errors, slow readers are closed, and no client input can panic a task that
+//! others depend on.
+
+pub mod config;
+mod connection;
+pub mod handshake;
+pub mod hub;
+pub mod invoke;
+pub mod operator;
+pub mod pairing;
+pub mod phase;
+pub mod secrets;
+pub mod selector;
+pub mod server;
+
+pub use config::{ConfigError, GatewayConfig};
+pub use server::{GatewayError, RunningGateway, start};

@@ -1,0 +1,762 @@
+//! One WebSocket connection from upgrade to close: the handshake, pairing waits, request
+//! dispatch by role, keepalive, and cleanup.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use perch_protocol::events::{
+    self, NODE_EVENTS, OPERATOR_EVENTS, PairRequested, PairResolved, Tick,
+};
+use perch_protocol::frame::{Frame, FrameError, Request, RequestId, Response};
+use perch_protocol::handshake::{
+    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ConnectParams, Features, HelloAuth, HelloOk,
+    HelloOkTag, Policy, Role, ServerInfo, Snapshot,
+};
+use perch_protocol::methods::{self, InvokeResultParams, PairDecision};
+use perch_protocol::{DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, close_code};
+use perch_store::NewPairingRequest;
+
+use crate::handshake::{check_protocol, clean_label, verify_device};
+use crate::hub::{ConnId, Control, Hub, NodeSession, Outbound, Outbox, now_ms};
+use crate::operator::store_error;
+use crate::pairing::{self, Admission, TokenCheck};
+use crate::phase::{Phase, PhaseEvent};
+use crate::secrets::{hash_token, new_token, random_b64, secrets_equal};
+
+/// Messages queued for one client before it counts as too slow and is closed.
+const OUTBOX_CAPACITY: usize = 1024;
+/// How long to let the writer flush a final close before dropping the socket.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+struct Conn {
+    hub: Arc<Hub>,
+    id: ConnId,
+    out: Outbox,
+    phase: Phase,
+    remote: SocketAddr,
+    /// Requests running in their own task, by id, so a `cancel` can stop them.
+    running: HashMap<RequestId, AbortHandle>,
+    /// The token minted when the user approved this connection's pairing request.
+    approved_token: Option<String>,
+}
+
+/// Serves one upgraded socket until it closes.
+pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) {
+    let id = hub.next_conn_id();
+    let (mut sink, mut stream) = socket.split();
+    let slow = CancellationToken::new();
+    let (out, mut out_rx) = Outbox::new(OUTBOX_CAPACITY, slow.clone());
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+    hub.register_conn(id, out.clone(), control_tx);
+
+    let mut writer = tokio::spawn(async move {
+        let mut seq: u64 = 0;
+        while let Some(msg) = out_rx.recv().await {
+            let sent = match msg {
+                Outbound::Frame(mut f) => {
+                    if let Frame::Event(e) = &mut f {
+                        seq += 1;
+                        e.seq = Some(seq);
+                    }
+                    sink.send(Message::Text(Utf8Bytes::from(f.to_text()))).await
+                }
+                Outbound::Ping => sink.send(Message::Ping(Default::default())).await,
+                Outbound::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: Utf8Bytes::from(reason),
+                        })))
+                        .await;
+                    break;
+                }
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let nonce = match random_b64(32) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make a challenge nonce");
+            hub.unregister_conn(id);
+            writer.abort();
+            return;
+        }
+    };
+    let mut conn = Conn {
+        hub: hub.clone(),
+        id,
+        out: out.clone(),
+        phase: Phase::AwaitingConnect {
+            nonce: nonce.clone(),
+        },
+        remote,
+        running: HashMap::new(),
+        approved_token: None,
+    };
+    tracing::debug!(conn = %id, %remote, "connection opened");
+    conn.send_challenge(&nonce);
+
+    let tick_every = Duration::from_millis(hub.config.tick_interval_ms);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_inbound = Instant::now();
+
+    loop {
+        tokio::select! {
+            _ = hub.shutdown.cancelled() => break,
+            _ = slow.cancelled() => {
+                tracing::warn!(conn = %id, "client reads too slowly; closing it");
+                writer.abort();
+                break;
+            }
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                last_inbound = Instant::now();
+                let flow = match msg {
+                    Message::Text(t) => conn.on_text(t.as_str()).await,
+                    Message::Binary(_) => conn.refuse_frame(
+                        None,
+                        ErrorShape::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text frames"),
+                    ),
+                    Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+                    Message::Close(_) => Flow::Close,
+                };
+                if flow == Flow::Close { break }
+            }
+            Some(ctrl) = control_rx.recv() => {
+                if conn.on_control(ctrl) == Flow::Close { break }
+            }
+            _ = ticker.tick() => {
+                if last_inbound.elapsed() > 2 * tick_every {
+                    tracing::info!(conn = %id, "peer silent for two tick intervals; closing");
+                    out.send(Outbound::Close(close_code::TICK_TIMEOUT, "tick timeout".into()));
+                    break;
+                }
+                if conn.phase.is_ready() {
+                    out.event(events::TICK, &Tick { ts: now_ms() });
+                }
+                out.send(Outbound::Ping);
+            }
+        }
+    }
+
+    conn.finish().await;
+    drop(conn);
+    drop(out);
+    if tokio::time::timeout(CLOSE_FLUSH, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    tracing::debug!(conn = %id, "connection closed");
+}
+
+impl Conn {
+    fn send_challenge(&self, nonce: &str) {
+        self.out.event(
+            CHALLENGE_EVENT,
+            &Challenge {
+                nonce: nonce.to_string(),
+                ts: now_ms(),
+            },
+        );
+    }
+
+    fn transition(&mut self, event: PhaseEvent) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Closed);
+        self.phase = match phase.next(event) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(conn = %self.id, error = %e, "connection state bug; closing");
+                Phase::Closed
+            }
+        };
+    }
+
+    fn reply(&self, id: RequestId, result: Result<Value, ErrorShape>) {
+        let res = match result {
+            Ok(v) => Response::ok(id, v),
+            Err(e) => Response::err(id, e),
+        };
+        self.out.frame(Frame::Res(res));
+    }
+
+    /// Reports an error on a frame that could not be answered as a request.
+    fn report(&self, id: Option<RequestId>, error: ErrorShape) {
+        match id {
+            Some(id) => self.reply(id, Err(error)),
+            None => {
+                self.out.event("protocol.error", &json!({ "error": error }));
+            }
+        }
+    }
+
+    /// Answers a bad frame: before the handshake the connection is closed, after it the
+    /// client is told and the connection stays up.
+    fn refuse_frame(&mut self, id: Option<RequestId>, error: ErrorShape) -> Flow {
+        if self.phase.is_ready() {
+            self.report(id, error);
+            Flow::Continue
+        } else {
+            let code = if error.code == ErrorCode::PayloadTooLarge {
+                close_code::TOO_BIG
+            } else {
+                close_code::POLICY
+            };
+            self.fail(id, error, code)
+        }
+    }
+
+    /// Sends the error, says why the connection closes, and closes it.
+    fn fail(&mut self, id: Option<RequestId>, error: ErrorShape, code: u16) -> Flow {
+        tracing::info!(conn = %self.id, remote = %self.remote, code = %error.code, "refusing connection: {}", error.message);
+        self.report(id, error.clone());
+        self.close(error, false, code)
+    }
+
+    fn close(&mut self, error: ErrorShape, reconnect: bool, code: u16) -> Flow {
+        self.out.event(
+            events::CONNECTION_CLOSING,
+            &Hub::closing_event(&error, reconnect),
+        );
+        let mut reason = error.code.to_string();
+        reason.truncate(120);
+        self.out.send(Outbound::Close(code, reason));
+        self.transition(PhaseEvent::Close);
+        Flow::Close
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        let limit = if self.phase.is_ready() {
+            self.hub.config.max_payload as usize
+        } else {
+            PRE_HANDSHAKE_MAX_FRAME
+        };
+        if text.len() > limit {
+            let error = ErrorShape::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "frame of {} bytes exceeds the limit of {limit} bytes",
+                    text.len()
+                ),
+            )
+            .with_details(json!({"limit": limit, "size": text.len()}));
+            return self.refuse_frame(None, error);
+        }
+        let frame = match Frame::parse(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let id = FrameError::request_id_hint(text);
+                return self.refuse_frame(id, e.to_error_shape());
+            }
+        };
+        match (&self.phase, frame) {
+            (Phase::AwaitingConnect { .. }, Frame::Req(r)) if r.method == CONNECT_METHOD => {
+                self.on_connect(r).await
+            }
+            (Phase::AwaitingConnect { .. }, other) => {
+                let id = frame_id(&other);
+                self.fail(
+                    id,
+                    ErrorShape::new(
+                        ErrorCode::InvalidRequest,
+                        "the first frame must be a connect request answering connect.challenge",
+                    ),
+                    close_code::POLICY,
+                )
+            }
+            (
+                Phase::AwaitingApproval {
+                    request_id,
+                    device_id,
+                },
+                Frame::Req(r),
+            ) => {
+                let e = pairing::not_paired(request_id, device_id.as_str());
+                self.reply(r.id, Err(e));
+                Flow::Continue
+            }
+            (Phase::AwaitingApproval { .. }, _) => Flow::Continue,
+            (Phase::Ready { role, device_id }, frame) => {
+                let (role, device_id) = (*role, device_id.clone());
+                self.on_ready_frame(role, device_id, frame);
+                Flow::Continue
+            }
+            (Phase::Closed, _) => Flow::Close,
+        }
+    }
+
+    fn on_ready_frame(&mut self, role: Role, device_id: Option<DeviceId>, frame: Frame) {
+        match frame {
+            Frame::Req(r) => self.on_request(role, device_id, r),
+            // The host sends no requests, so a response from the client answers nothing.
+            Frame::Res(_) => {}
+            Frame::Event(_) => self.report(
+                None,
+                ErrorShape::new(ErrorCode::InvalidRequest, "clients do not send events"),
+            ),
+            Frame::Cancel(c) => {
+                if let Some(task) = self.running.remove(&c.id) {
+                    task.abort();
+                    self.reply(
+                        c.id,
+                        Err(ErrorShape::new(
+                            ErrorCode::Cancelled,
+                            "cancelled by the client",
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, role: Role, device_id: Option<DeviceId>, r: Request) {
+        if r.method == CONNECT_METHOD {
+            self.reply(
+                r.id,
+                Err(ErrorShape::new(
+                    ErrorCode::InvalidRequest,
+                    "already connected",
+                )),
+            );
+            return;
+        }
+        if !methods::methods_for(role).contains(&r.method.as_str()) {
+            let e = if methods::is_known_method(&r.method) {
+                ErrorShape::new(
+                    ErrorCode::Forbidden,
+                    format!("{:?} is not available to the {role} role", r.method),
+                )
+            } else {
+                ErrorShape::new(
+                    ErrorCode::UnknownMethod,
+                    format!("unknown method {:?}", r.method),
+                )
+            };
+            self.reply(r.id, Err(e));
+            return;
+        }
+        match role {
+            Role::Node => {
+                // Only node.invoke.result so far; it is quick and needs no task.
+                let result = match (
+                    device_id,
+                    serde_json::from_value::<InvokeResultParams>(r.params.unwrap_or(Value::Null)),
+                ) {
+                    (Some(dev), Ok(p)) => self.hub.invokes.complete(&dev, p).map(|_| json!({})),
+                    (None, _) => Err(ErrorShape::new(
+                        ErrorCode::Unauthorized,
+                        "no device identity",
+                    )),
+                    (_, Err(e)) => Err(ErrorShape::new(
+                        ErrorCode::InvalidRequest,
+                        format!("invalid params: {e}"),
+                    )),
+                };
+                self.reply(r.id, result);
+            }
+            Role::Operator => {
+                self.running.retain(|_, h| !h.is_finished());
+                let hub = self.hub.clone();
+                let out = self.out.clone();
+                let id = r.id.clone();
+                let task = tokio::spawn(async move {
+                    let result = crate::operator::dispatch(&hub, &r.method, r.params).await;
+                    let res = match result {
+                        Ok(v) => Response::ok(r.id, v),
+                        Err(e) => Response::err(r.id, e),
+                    };
+                    out.frame(Frame::Res(res));
+                });
+                self.running.insert(id, task.abort_handle());
+            }
+        }
+    }
+
+    async fn on_connect(&mut self, r: Request) -> Flow {
+        let Phase::AwaitingConnect { nonce } = &self.phase else {
+            return Flow::Continue;
+        };
+        let nonce = nonce.clone();
+        let params: ConnectParams =
+            match serde_json::from_value(r.params.clone().unwrap_or(Value::Null)) {
+                Ok(p) => p,
+                Err(e) => {
+                    return self.fail(
+                        Some(r.id),
+                        ErrorShape::new(
+                            ErrorCode::InvalidRequest,
+                            format!("invalid connect params: {e}"),
+                        ),
+                        close_code::POLICY,
+                    );
+                }
+            };
+        let protocol = match check_protocol(&params) {
+            Ok(p) => p,
+            Err(e) => return self.fail(Some(r.id), e, close_code::PROTOCOL_ERROR),
+        };
+        match params.role {
+            Role::Operator => self.connect_operator(r.id, params, protocol, &nonce),
+            Role::Node => self.connect_node(r.id, params, protocol, &nonce).await,
+        }
+    }
+
+    fn connect_operator(
+        &mut self,
+        id: RequestId,
+        params: ConnectParams,
+        protocol: u32,
+        nonce: &str,
+    ) -> Flow {
+        let presented = params.auth.as_ref().and_then(|a| a.token.as_deref());
+        let ok = presented.is_some_and(|t| secrets_equal(t, &self.hub.operator_token));
+        if !ok {
+            let e = ErrorShape::new(
+                ErrorCode::Unauthorized,
+                "operator token missing or wrong; the CLI reads it from operator.token in the host's data directory",
+            )
+            .with_details(json!({"reason": if presented.is_some() { "token-mismatch" } else { "token-missing" }}));
+            return self.fail(Some(id), e, close_code::POLICY);
+        }
+        let device_id = match &params.device {
+            Some(_) => match verify_device(&params, nonce, now_ms()) {
+                Ok(d) => Some(d),
+                Err(e) => return self.fail(Some(id), e, close_code::POLICY),
+            },
+            None => None,
+        };
+        self.admit(id, Role::Operator, device_id, protocol, None);
+        tracing::info!(conn = %self.id, remote = %self.remote, client = %params.client.id, "operator connected");
+        Flow::Continue
+    }
+
+    async fn connect_node(
+        &mut self,
+        id: RequestId,
+        params: ConnectParams,
+        protocol: u32,
+        nonce: &str,
+    ) -> Flow {
+        let now = now_ms();
+        let device_id = match verify_device(&params, nonce, now) {
+            Ok(d) => d,
+            Err(e) => return self.fail(Some(id), e, close_code::POLICY),
+        };
+        let store = &self.hub.store;
+        let record = match store.devices().get(&device_id).await {
+            Ok(r) => r,
+            Err(e) => return self.fail(Some(id), store_error(e), close_code::GOING_AWAY),
+        };
+        let presented = params.auth.as_ref().and_then(|a| a.device_token.clone());
+        let token_check = match &presented {
+            None => TokenCheck::Absent,
+            Some(t) => match store
+                .tokens()
+                .matches(&device_id, Role::Node, &hash_token(t))
+                .await
+            {
+                Ok(true) => TokenCheck::Matches,
+                Ok(false) => TokenCheck::Mismatch,
+                Err(e) => return self.fail(Some(id), store_error(e), close_code::GOING_AWAY),
+            },
+        };
+        let display_name = clean_label(
+            params
+                .client
+                .display_name
+                .as_deref()
+                .unwrap_or(&params.client.id),
+            "node",
+        );
+        let platform = clean_label(&params.client.platform, "unknown");
+        match pairing::admit(record.as_ref(), token_check) {
+            Admission::Refuse(e) => self.fail(Some(id), e, close_code::POLICY),
+            Admission::RequestPairing => {
+                let dev = params
+                    .device
+                    .as_ref()
+                    .map(|d| d.public_key.clone())
+                    .unwrap_or_default();
+                let request_id = new_request_id();
+                let req = NewPairingRequest {
+                    device_id: device_id.clone(),
+                    public_key: dev.clone(),
+                    role: Role::Node,
+                    display_name: display_name.clone(),
+                    platform: platform.clone(),
+                    device_family: params.client.device_family.clone(),
+                    remote_addr: Some(self.remote.ip().to_string()),
+                };
+                let (rec, created) =
+                    match store.pairing().upsert_pending(req, &request_id, now).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            return self.fail(Some(id), store_error(e), close_code::GOING_AWAY);
+                        }
+                    };
+                if created {
+                    tracing::info!(request_id = %rec.request_id, device = %device_id.short(), name = %display_name, "new pairing request");
+                    self.hub.broadcast_operators(
+                        events::DEVICE_PAIR_REQUESTED,
+                        &PairRequested {
+                            request_id: rec.request_id.clone(),
+                            device_id: device_id.to_string(),
+                            public_key: dev,
+                            display_name,
+                            platform,
+                            role: Role::Node,
+                            remote_addr: Some(self.remote.ip().to_string()),
+                            ts: now,
+                        },
+                    );
+                }
+                self.hub.add_waiter(&rec.request_id, self.id);
+                let e = pairing::not_paired(&rec.request_id, device_id.as_str());
+                self.reply(id, Err(e));
+                self.transition(PhaseEvent::PairingRequested {
+                    request_id: rec.request_id,
+                    device_id,
+                });
+                Flow::Continue
+            }
+            Admission::Admit { mint_token } => {
+                let token = if mint_token {
+                    match self.approved_token.take() {
+                        Some(t) => Some(t),
+                        None => {
+                            let t = match new_token() {
+                                Ok(t) => t,
+                                Err(e) => {
+                                    return self.fail(
+                                        Some(id),
+                                        ErrorShape::new(ErrorCode::Internal, e.to_string()),
+                                        close_code::GOING_AWAY,
+                                    );
+                                }
+                            };
+                            if let Err(e) = store
+                                .tokens()
+                                .issue(&device_id, Role::Node, &hash_token(&t), now)
+                                .await
+                            {
+                                return self.fail(Some(id), store_error(e), close_code::GOING_AWAY);
+                            }
+                            Some(t)
+                        }
+                    }
+                } else {
+                    None
+                };
+                if let Err(e) = store
+                    .devices()
+                    .touch_seen(&device_id, now, Some(&params.commands))
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record last seen");
+                }
+                self.hub.add_node(NodeSession {
+                    conn_id: self.id,
+                    node_id: device_id.clone(),
+                    display_name: display_name.clone(),
+                    platform,
+                    device_family: params.client.device_family.clone(),
+                    client_version: format!("{} {}", params.client.id, params.client.version),
+                    commands: params.commands.clone(),
+                    caps: params.caps.clone(),
+                    permissions: params.permissions.clone(),
+                    connected_since_ms: now,
+                    remote_addr: self.remote.to_string(),
+                    out: self.out.clone(),
+                });
+                tracing::info!(conn = %self.id, node = %device_id.short(), name = %display_name, "node connected");
+                self.admit(id, Role::Node, Some(device_id), protocol, token);
+                Flow::Continue
+            }
+        }
+    }
+
+    fn admit(
+        &mut self,
+        id: RequestId,
+        role: Role,
+        device_id: Option<DeviceId>,
+        protocol: u32,
+        token: Option<String>,
+    ) {
+        let cfg = &self.hub.config;
+        let issued_at_ms = token.as_ref().map(|_| now_ms());
+        let hello = HelloOk {
+            kind: HelloOkTag::HelloOk,
+            protocol,
+            server: ServerInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                conn_id: self.id.to_string(),
+                host_id: self.hub.host_id.clone(),
+                name: cfg.name.clone(),
+            },
+            features: Features {
+                methods: methods::methods_for(role)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                events: match role {
+                    Role::Operator => OPERATOR_EVENTS,
+                    Role::Node => NODE_EVENTS,
+                }
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            },
+            snapshot: Snapshot {
+                uptime_ms: self.hub.started.elapsed().as_millis() as u64,
+                presence: vec![],
+            },
+            auth: HelloAuth {
+                role,
+                scopes: vec![],
+                device_token: token,
+                issued_at_ms,
+            },
+            policy: Policy {
+                max_payload: cfg.max_payload,
+                max_buffered_bytes: cfg.max_buffered_bytes,
+                tick_interval_ms: cfg.tick_interval_ms,
+            },
+        };
+        self.hub.set_conn_identity(self.id, role, device_id.clone());
+        self.transition(PhaseEvent::Admitted { role, device_id });
+        match serde_json::to_value(&hello) {
+            Ok(v) => self.reply(id, Ok(v)),
+            Err(e) => self.reply(id, Err(ErrorShape::new(ErrorCode::Internal, e.to_string()))),
+        }
+    }
+
+    fn on_control(&mut self, ctrl: Control) -> Flow {
+        match ctrl {
+            Control::Close { error, reconnect } => {
+                tracing::info!(conn = %self.id, code = %error.code, "closing connection on the host's request");
+                self.close(error, reconnect, close_code::POLICY)
+            }
+            Control::PairResolved {
+                request_id,
+                decision,
+                token,
+            } => {
+                let (waiting_for, device_id) = match &self.phase {
+                    Phase::AwaitingApproval {
+                        request_id,
+                        device_id,
+                    } => (request_id.clone(), device_id.clone()),
+                    _ => return Flow::Continue,
+                };
+                if waiting_for != request_id {
+                    return Flow::Continue;
+                }
+                self.out.event(
+                    events::DEVICE_PAIR_RESOLVED,
+                    &PairResolved {
+                        request_id: request_id.clone(),
+                        device_id: device_id.to_string(),
+                        decision,
+                        ts: now_ms(),
+                    },
+                );
+                match decision {
+                    PairDecision::Approved => {
+                        let nonce = match random_b64(32) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                return self.close(
+                                    ErrorShape::new(ErrorCode::Internal, e.to_string()),
+                                    true,
+                                    close_code::GOING_AWAY,
+                                );
+                            }
+                        };
+                        self.approved_token = token;
+                        self.transition(PhaseEvent::Approved {
+                            nonce: nonce.clone(),
+                        });
+                        self.send_challenge(&nonce);
+                        Flow::Continue
+                    }
+                    PairDecision::Rejected => {
+                        self.close(pairing::rejected(&request_id), false, close_code::POLICY)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cleanup when the connection ends, whatever the reason.
+    async fn finish(&mut self) {
+        for (_, task) in self.running.drain() {
+            task.abort();
+        }
+        self.hub.unregister_conn(self.id);
+        if let Phase::Ready {
+            role: Role::Node,
+            device_id: Some(dev),
+        } = &self.phase
+        {
+            self.hub.remove_node(dev, self.id);
+            if let Err(e) = self
+                .hub
+                .store
+                .devices()
+                .touch_seen(dev, now_ms(), None)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record last seen");
+            }
+            tracing::info!(conn = %self.id, node = %dev.short(), "node disconnected");
+        }
+        // A node that disconnects mid-invoke is handled by remove_node; one that was not
+        // admitted has nothing in flight.
+        if !matches!(self.phase, Phase::Closed) {
+            self.transition(PhaseEvent::Close);
+        }
+    }
+}
+
+fn frame_id(f: &Frame) -> Option<RequestId> {
+    match f {
+        Frame::Req(r) => Some(r.id.clone()),
+        Frame::Res(r) => Some(r.id.clone()),
+        Frame::Cancel(c) => Some(c.id.clone()),
+        Frame::Event(_) => None,
+    }
+}
+
+/// A short pairing request id that is easy to type and never starts with `-`.
+fn new_request_id() -> String {
+    let mut b = [0u8; 5];
+    if getrandom::fill(&mut b).is_err() {
+        // Fall back to the clock; uniqueness is still enforced by the store's key.
+        let t = now_ms() as u64;
+        b.copy_from_slice(&t.to_be_bytes()[3..8]);
+    }
+    hex::encode(b)
+}

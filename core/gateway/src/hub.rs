@@ -1,0 +1,432 @@
+//! The gateway's shared state: live connections, connected nodes, clients waiting for a
+//! pairing decision. Every connection task holds an `Arc<Hub>`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use perch_protocol::events::{self, ConnectionClosing, NodeStatus};
+use perch_protocol::frame::{EventFrame, Frame};
+use perch_protocol::handshake::Role;
+use perch_protocol::methods::PairDecision;
+use perch_protocol::{DeviceId, ErrorShape};
+use perch_store::Store;
+
+use crate::config::GatewayConfig;
+use crate::invoke::Invokes;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: the maps hold
+/// plain data whose invariants hold between statements.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Identifies one WebSocket connection for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// What a connection's writer task sends.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A protocol frame.
+    Frame(Frame),
+    /// A WebSocket ping, to keep NATs open and prove the peer still reads.
+    Ping,
+    /// Close the socket with a code and reason.
+    Close(u16, String),
+}
+
+/// Instructions to a connection task from elsewhere in the hub.
+#[derive(Debug)]
+pub enum Control {
+    /// The pairing request this connection waits on was decided.
+    PairResolved {
+        /// The request.
+        request_id: String,
+        /// The decision.
+        decision: PairDecision,
+        /// On approval, the device token minted for it.
+        token: Option<String>,
+    },
+    /// Close the connection, telling the client why.
+    Close {
+        /// Why.
+        error: ErrorShape,
+        /// Whether reconnecting can help.
+        reconnect: bool,
+    },
+}
+
+/// The sending half of a connection's outbound queue. A client that does not read fast enough
+/// to keep the queue below its bound is closed rather than allowed to grow host memory.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outbound>,
+    slow: CancellationToken,
+}
+
+impl Outbox {
+    /// A queue with room for `capacity` messages; `slow` fires when it overflows.
+    pub fn new(capacity: usize, slow: CancellationToken) -> (Self, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx, slow }, rx)
+    }
+
+    /// Queues a message; false when the connection is gone or too slow (and is being closed).
+    pub fn send(&self, msg: Outbound) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a frame.
+    pub fn frame(&self, f: Frame) -> bool {
+        self.send(Outbound::Frame(f))
+    }
+
+    /// Queues an event.
+    pub fn event<T: Serialize>(&self, name: &str, payload: &T) -> bool {
+        match serde_json::to_value(payload) {
+            Ok(v) => self.frame(Frame::Event(EventFrame {
+                event: name.to_string(),
+                payload: Some(v),
+                seq: None,
+                state_version: None,
+            })),
+            Err(e) => {
+                tracing::error!(event = name, error = %e, "event payload did not serialize");
+                false
+            }
+        }
+    }
+
+    /// Whether the receiving side is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A connection the hub can reach.
+#[derive(Debug, Clone)]
+struct ConnEntry {
+    role: Option<Role>,
+    device_id: Option<DeviceId>,
+    out: Outbox,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// A connected node and what it offers.
+#[derive(Debug, Clone)]
+pub struct NodeSession {
+    /// The connection carrying it.
+    pub conn_id: ConnId,
+    /// Node id (device id).
+    pub node_id: DeviceId,
+    /// Display name.
+    pub display_name: String,
+    /// Platform.
+    pub platform: String,
+    /// Hardware family.
+    pub device_family: Option<String>,
+    /// Client program id and version.
+    pub client_version: String,
+    /// Advertised commands.
+    pub commands: Vec<String>,
+    /// Advertised capability categories.
+    pub caps: Vec<String>,
+    /// Permission claims.
+    pub permissions: BTreeMap<String, bool>,
+    /// When this connection was admitted.
+    pub connected_since_ms: i64,
+    /// Peer address.
+    pub remote_addr: String,
+    /// Its outbound queue.
+    pub out: Outbox,
+}
+
+/// Shared gateway state.
+pub struct Hub {
+    /// Settings in force.
+    pub config: GatewayConfig,
+    /// Persistence.
+    pub store: Store,
+    /// The operator bearer token.
+    pub(crate) operator_token: String,
+    /// Stable host id.
+    pub host_id: String,
+    /// When the gateway started.
+    pub started: Instant,
+    /// Fires on graceful shutdown.
+    pub shutdown: CancellationToken,
+    /// In-flight node invokes.
+    pub invokes: Invokes,
+    next_conn: AtomicU64,
+    conns: Mutex<HashMap<ConnId, ConnEntry>>,
+    nodes: Mutex<HashMap<DeviceId, NodeSession>>,
+    waiters: Mutex<HashMap<String, HashSet<ConnId>>>,
+}
+
+impl Hub {
+    /// Builds the hub.
+    pub fn new(
+        config: GatewayConfig,
+        store: Store,
+        operator_token: String,
+        host_id: String,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            store,
+            operator_token,
+            host_id,
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            invokes: Invokes::default(),
+            next_conn: AtomicU64::new(1),
+            conns: Mutex::new(HashMap::new()),
+            nodes: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Registers a connection before its handshake, so shutdown reaches it too.
+    pub fn register_conn(&self, id: ConnId, out: Outbox, control: mpsc::UnboundedSender<Control>) {
+        lock(&self.conns).insert(
+            id,
+            ConnEntry {
+                role: None,
+                device_id: None,
+                out,
+                control,
+            },
+        );
+    }
+
+    /// Records the role and device of an admitted connection.
+    pub fn set_conn_identity(&self, id: ConnId, role: Role, device_id: Option<DeviceId>) {
+        if let Some(e) = lock(&self.conns).get_mut(&id) {
+            e.role = Some(role);
+            e.device_id = device_id;
+        }
+    }
+
+    /// Forgets a connection and everything that hangs off it.
+    pub fn unregister_conn(&self, id: ConnId) {
+        lock(&self.conns).remove(&id);
+        let mut waiters = lock(&self.waiters);
+        for set in waiters.values_mut() {
+            set.remove(&id);
+        }
+        waiters.retain(|_, s| !s.is_empty());
+    }
+
+    /// Number of admitted connections per role.
+    pub fn count_role(&self, role: Role) -> u64 {
+        lock(&self.conns)
+            .values()
+            .filter(|e| e.role == Some(role))
+            .count() as u64
+    }
+
+    /// Sends an event to every admitted operator.
+    pub fn broadcast_operators<T: Serialize>(&self, name: &str, payload: &T) {
+        let targets: Vec<Outbox> = lock(&self.conns)
+            .values()
+            .filter(|e| e.role == Some(Role::Operator))
+            .map(|e| e.out.clone())
+            .collect();
+        for out in targets {
+            out.event(name, payload);
+        }
+    }
+
+    /// Sends an event to every connection, admitted or not.
+    pub fn broadcast_all<T: Serialize>(&self, name: &str, payload: &T) {
+        let targets: Vec<Outbox> = lock(&self.conns).values().map(|e| e.out.clone()).collect();
+        for out in targets {
+            out.event(name, payload);
+        }
+    }
+
+    /// Asks every connection of a device to close; returns how many there were.
+    pub fn close_device(&self, device_id: &DeviceId, error: ErrorShape, reconnect: bool) -> u64 {
+        let targets: Vec<mpsc::UnboundedSender<Control>> = lock(&self.conns)
+            .values()
+            .filter(|e| e.device_id.as_ref() == Some(device_id))
+            .map(|e| e.control.clone())
+            .collect();
+        for t in &targets {
+            let _ = t.send(Control::Close {
+                error: error.clone(),
+                reconnect,
+            });
+        }
+        targets.len() as u64
+    }
+
+    /// Parks a connection until the request it made is decided.
+    pub fn add_waiter(&self, request_id: &str, conn: ConnId) {
+        lock(&self.waiters)
+            .entry(request_id.to_string())
+            .or_default()
+            .insert(conn);
+    }
+
+    /// Tells the connections waiting on a request how it was decided.
+    pub fn resolve_waiters(
+        &self,
+        request_id: &str,
+        decision: PairDecision,
+        token: Option<String>,
+    ) -> usize {
+        let conns = lock(&self.waiters).remove(request_id).unwrap_or_default();
+        let controls: Vec<mpsc::UnboundedSender<Control>> = {
+            let all = lock(&self.conns);
+            conns
+                .iter()
+                .filter_map(|c| all.get(c).map(|e| e.control.clone()))
+                .collect()
+        };
+        // Only one connection can use the minted token; a device normally has one anyway.
+        let mut token = token;
+        for c in &controls {
+            let _ = c.send(Control::PairResolved {
+                request_id: request_id.to_string(),
+                decision,
+                token: token.take(),
+            });
+        }
+        controls.len()
+    }
+
+    /// Makes a node reachable; a previous connection of the same node is told to close.
+    pub fn add_node(&self, session: NodeSession) {
+        let status = NodeStatus {
+            node_id: session.node_id.to_string(),
+            display_name: session.display_name.clone(),
+            online: true,
+            ts: now_ms(),
+        };
+        let previous = lock(&self.nodes).insert(session.node_id.clone(), session.clone());
+        if let Some(prev) = previous
+            && prev.conn_id != session.conn_id
+        {
+            let control = lock(&self.conns)
+                .get(&prev.conn_id)
+                .map(|e| e.control.clone());
+            if let Some(c) = control {
+                let _ = c.send(Control::Close {
+                    error: ErrorShape::new(
+                        perch_protocol::ErrorCode::Unavailable,
+                        "replaced by a newer connection from the same device",
+                    ),
+                    reconnect: false,
+                });
+            }
+            self.invokes.fail_node(
+                &prev.node_id,
+                Some(prev.conn_id),
+                "node reconnected while the command was running",
+            );
+        }
+        self.broadcast_operators(events::NODE_STATUS, &status);
+    }
+
+    /// Removes a node when its connection ends (unless a newer connection replaced it), and
+    /// fails its in-flight invokes at once.
+    pub fn remove_node(&self, node_id: &DeviceId, conn_id: ConnId) {
+        let removed = {
+            let mut nodes = lock(&self.nodes);
+            match nodes.get(node_id) {
+                Some(s) if s.conn_id == conn_id => nodes.remove(node_id),
+                _ => None,
+            }
+        };
+        self.invokes.fail_node(
+            node_id,
+            Some(conn_id),
+            "node disconnected while the command was running",
+        );
+        if let Some(s) = removed {
+            self.broadcast_operators(
+                events::NODE_STATUS,
+                &NodeStatus {
+                    node_id: s.node_id.to_string(),
+                    display_name: s.display_name,
+                    online: false,
+                    ts: now_ms(),
+                },
+            );
+        }
+    }
+
+    /// The session of a connected node.
+    pub fn node(&self, node_id: &DeviceId) -> Option<NodeSession> {
+        lock(&self.nodes).get(node_id).cloned()
+    }
+
+    /// All connected nodes.
+    pub fn nodes(&self) -> Vec<NodeSession> {
+        lock(&self.nodes).values().cloned().collect()
+    }
+
+    /// Whether a device has a live connection.
+    pub fn is_online(&self, device_id: &DeviceId) -> bool {
+        lock(&self.nodes).contains_key(device_id)
+    }
+
+    /// Tells every connection the host is going away and closes it.
+    pub fn close_all_for_shutdown(&self) {
+        let entries: Vec<ConnEntry> = lock(&self.conns).values().cloned().collect();
+        for e in entries {
+            e.out.event(
+                events::SHUTDOWN,
+                &events::Shutdown {
+                    reason: "host shutting down".into(),
+                    restart_expected_ms: None,
+                },
+            );
+            e.out.send(Outbound::Close(
+                perch_protocol::close_code::GOING_AWAY,
+                "host shutting down".into(),
+            ));
+        }
+    }
+
+    /// The `connection.closing` event for a close the client did not ask for.
+    pub fn closing_event(error: &ErrorShape, reconnect: bool) -> ConnectionClosing {
+        ConnectionClosing {
+            error: error.clone(),
+            reconnect,
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! `node.invoke` routing: policy checks, the in-flight table, deadlines, idempotency, and the
+//! node's `node.invoke.result`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+
+use perch_protocol::events::{self, InvokeCancel, InvokeRequest};
+use perch_protocol::methods::{InvokeParams, InvokeResult, InvokeResultParams};
+use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
+
+use crate::hub::{ConnId, Hub, lock};
+use crate::secrets::random_b64;
+
+/// The outcome of one node command.
+pub type Outcome = Result<Value, ErrorShape>;
+
+/// How long a finished call's outcome is kept for retries with the same idempotency key.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(10 * 60);
+/// Most remembered idempotency keys; the oldest finished ones are dropped first.
+const IDEMPOTENCY_CAP: usize = 4096;
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+struct Pending {
+    node_id: DeviceId,
+    conn_id: ConnId,
+    command: String,
+    tx: oneshot::Sender<Outcome>,
+}
+
+enum IdemEntry {
+    InFlight {
+        fingerprint: String,
+        rx: watch::Receiver<Option<Outcome>>,
+    },
+    Done {
+        fingerprint: String,
+        outcome: Outcome,
+        at: Instant,
+    },
+}
+
+/// In-flight invokes and remembered outcomes.
+#[derive(Default)]
+pub struct Invokes {
+    pending: Mutex<HashMap<String, Pending>>,
+    idem: Mutex<HashMap<(DeviceId, String), IdemEntry>>,
+}
+
+impl Invokes {
+    /// Fails every in-flight invoke of a node (of one connection, when given) at once.
+    pub fn fail_node(&self, node_id: &DeviceId, conn_id: Option<ConnId>, why: &str) {
+        let drained: Vec<Pending> = {
+            let mut p = lock(&self.pending);
+            let ids: Vec<String> = p
+                .iter()
+                .filter(|(_, v)| &v.node_id == node_id && conn_id.is_none_or(|c| c == v.conn_id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.into_iter().filter_map(|k| p.remove(&k)).collect()
+        };
+        for p in drained {
+            let _ = p.tx.send(Err(ErrorShape::new(
+                ErrorCode::NodeNotConnected,
+                format!("{why} ({})", p.command),
+            )
+            .with_details(json!({"nodeId": p.node_id, "command": p.command}))
+            .with_retryable(true)));
+        }
+    }
+
+    /// Number of invokes waiting for a node.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    /// Delivers a node's answer. Errors are for the node: unknown id or not its invoke.
+    pub fn complete(&self, from: &DeviceId, result: InvokeResultParams) -> Result<(), ErrorShape> {
+        if result.node_id != from.as_str() {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                "nodeId does not match the connected device",
+            ));
+        }
+        let pending = {
+            let mut p = lock(&self.pending);
+            match p.get(&result.id) {
+                Some(v) if &v.node_id == from => p.remove(&result.id),
+                _ => None,
+            }
+        };
+        let Some(pending) = pending else {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                "unknown or already finished invoke id",
+            )
+            .with_details(json!({"id": result.id})));
+        };
+        let outcome = if result.ok {
+            match (result.payload, result.payload_json) {
+                (Some(v), _) => Ok(v),
+                (None, Some(text)) => serde_json::from_str(&text).map_err(|e| {
+                    ErrorShape::new(
+                        ErrorCode::InvalidRequest,
+                        format!("node returned malformed payloadJSON: {e}"),
+                    )
+                }),
+                (None, None) => Ok(Value::Null),
+            }
+        } else {
+            Err(result.error.unwrap_or_else(|| {
+                ErrorShape::new(
+                    ErrorCode::Unavailable,
+                    "node reported a failure without details",
+                )
+            }))
+        };
+        let _ = pending.tx.send(outcome);
+        Ok(())
+    }
+
+    fn remember(&self, key: (DeviceId, String), fingerprint: String, outcome: Outcome) {
+        let mut idem = lock(&self.idem);
+        idem.insert(
+            key,
+            IdemEntry::Done {
+                fingerprint,
+                outcome,
+                at: Instant::now(),
+            },
+        );
+        let now = Instant::now();
+        idem.retain(|_, e| match e {
+            IdemEntry::Done { at, .. } => now.duration_since(*at) < IDEMPOTENCY_TTL,
+            IdemEntry::InFlight { .. } => true,
+        });
+        if idem.len() > IDEMPOTENCY_CAP {
+            let mut done: Vec<(Instant, (DeviceId, String))> = idem
+                .iter()
+                .filter_map(|(k, e)| match e {
+                    IdemEntry::Done { at, .. } => Some((*at, k.clone())),
+                    IdemEntry::InFlight { .. } => None,
+                })
+                .collect();
+            done.sort();
+            let excess = idem.len() - IDEMPOTENCY_CAP;
+            for (_, k) in done.into_iter().take(excess) {
+                idem.remove(&k);
+            }
+        }
+    }
+}
+
+/// Runs `node.invoke` for an operator: resolve, check, dedupe, forward, await.
+pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult, ErrorShape> {
+    let key = params.idempotency_key.trim().to_string();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ErrorShape::new(
+            ErrorCode::InvalidRequest,
+            format!("idempotencyKey must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        ));
+    }
+    let timeout_ms = match params.timeout_ms {
+        None => hub.config.invoke_timeout_ms,
+        Some(0) => {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                "timeoutMs must be at least 1",
+            ));
+        }
+        Some(t) => t.min(perch_protocol::MAX_INVOKE_TIMEOUT_MS),
+    };
+    let node_id = crate::operator::resolve_node(hub, &params.node_id).await?;
+    let Some(session) = hub.node(&node_id) else {
+        return Err(ErrorShape::new(
+            ErrorCode::NodeNotConnected,
+            format!("node {} is not connected", node_id.short()),
+        )
+        .with_details(json!({"nodeId": node_id}))
+        .with_retryable(true));
+    };
+    if !session.commands.iter().any(|c| c == &params.command) {
+        return Err(ErrorShape::new(
+            ErrorCode::CommandNotAllowed,
+            format!(
+                "node {:?} does not offer {:?}",
+                session.display_name, params.command
+            ),
+        )
+        .with_details(
+            json!({"reason": "not-advertised", "command": params.command,
+                             "available": session.commands}),
+        ));
+    }
+    if !hub.config.commands.allows(&params.command) {
+        return Err(ErrorShape::new(
+            ErrorCode::CommandNotAllowed,
+            format!(
+                "host policy does not allow {:?}; add it to [gateway.nodes] allow_commands in perch.toml",
+                params.command
+            ),
+        )
+        .with_details(json!({"reason": "host-policy", "command": params.command})));
+    }
+
+    let fingerprint = format!(
+        "{}\u{0}{}",
+        params.command,
+        params
+            .params
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default()
+    );
+    let idem_key = (node_id.clone(), key.clone());
+    // Join an identical call in flight, replay a finished one, or start a new one.
+    let waiter = {
+        let mut idem = lock(&hub.invokes.idem);
+        match idem.get(&idem_key) {
+            Some(IdemEntry::Done {
+                fingerprint: f,
+                outcome,
+                at,
+            }) if at.elapsed() < IDEMPOTENCY_TTL => {
+                if f != &fingerprint {
+                    return Err(reused_key());
+                }
+                return outcome.clone().map(|payload| InvokeResult {
+                    node_id: node_id.to_string(),
+                    command: params.command.clone(),
+                    payload,
+                });
+            }
+            Some(IdemEntry::InFlight { fingerprint: f, rx }) => {
+                if f != &fingerprint {
+                    return Err(reused_key());
+                }
+                Some(rx.clone())
+            }
+            _ => None,
+        }
+        .map(Ok)
+        .unwrap_or_else(|| {
+            let (tx, rx) = watch::channel(None);
+            idem.insert(
+                idem_key.clone(),
+                IdemEntry::InFlight {
+                    fingerprint: fingerprint.clone(),
+                    rx,
+                },
+            );
+            Err(tx)
+        })
+    };
+
+    let outcome = match waiter {
+        Ok(mut rx) => loop {
+            if let Some(o) = rx.borrow().clone() {
+                break o;
+            }
+            if rx.changed().await.is_err() {
+                break Err(ErrorShape::new(
+                    ErrorCode::Unavailable,
+                    "the original call with this idempotency key was abandoned",
+                )
+                .with_retryable(true));
+            }
+        },
+        Err(tx) => {
+            // Run the call in its own task so that it finishes (and is remembered) even if
+            // this caller goes away.
+            let hub2 = hub.clone();
+            let command = params.command.clone();
+            let call_params = params.params.clone();
+            let fp = fingerprint.clone();
+            let task = tokio::spawn(async move {
+                let outcome =
+                    forward(&hub2, &session, &command, call_params, timeout_ms, &key).await;
+                hub2.invokes.remember(idem_key, fp, outcome.clone());
+                let _ = tx.send(Some(outcome.clone()));
+                outcome
+            });
+            match task.await {
+                Ok(o) => o,
+                Err(e) => Err(ErrorShape::new(
+                    ErrorCode::Internal,
+                    format!("invoke task failed: {e}"),
+                )),
+            }
+        }
+    };
+    outcome.map(|payload| InvokeResult {
+        node_id: node_id.to_string(),
+        command: params.command,
+        payload,
+    })
+}
+
+fn reused_key() -> ErrorShape {
+    ErrorShape::new(
+        ErrorCode::InvalidRequest,
+        "idempotencyKey was already used for a different command or params",
+    )
+}
+
+async fn forward(
+    hub: &Arc<Hub>,
+    session: &crate::hub::NodeSession,
+    command: &str,
+    params: Option<Value>,
+    timeout_ms: u64,
+    idempotency_key: &str,
+) -> Outcome {
+    let invoke_id =
+        random_b64(12).map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?;
+    let (tx, rx) = oneshot::channel();
+    lock(&hub.invokes.pending).insert(
+        invoke_id.clone(),
+        Pending {
+            node_id: session.node_id.clone(),
+            conn_id: session.conn_id,
+            command: command.to_string(),
+            tx,
+        },
+    );
+    let request = InvokeRequest {
+        id: invoke_id.clone(),
+        node_id: session.node_id.to_string(),
+        command: command.to_string(),
+        params_json: params.as_ref().map(Value::to_string),
+        timeout_ms,
+        idempotency_key: Some(idempotency_key.to_string()),
+    };
+    let not_connected = || {
+        ErrorShape::new(
+            ErrorCode::NodeNotConnected,
+            format!("node {} is not connected", session.node_id.short()),
+        )
+        .with_retryable(true)
+    };
+    if !session.out.event(events::NODE_INVOKE_REQUEST, &request) {
+        lock(&hub.invokes.pending).remove(&invoke_id);
+        return Err(not_connected());
+    }
+    // The node may have gone between the lookup and the queueing; its pending entries were
+    // then already failed or will never be answered, so check once more.
+    if session.out.is_closed() {
+        lock(&hub.invokes.pending).remove(&invoke_id);
+        return Err(not_connected());
+    }
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), rx).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(not_connected()),
+        Err(_) => {
+            lock(&hub.invokes.pending).remove(&invoke_id);
+            session.out.event(
+                events::NODE_INVOKE_CANCEL,
+                &InvokeCancel {
+                    invoke_id,
+                    node_id: session.node_id.to_string(),
+                },
+            );
+            Err(ErrorShape::new(
+                ErrorCode::Timeout,
+                format!("node did not answer {command} within {timeout_ms} ms"),
+            )
+            .with_details(json!({"timeoutMs": timeout_ms, "command": command}))
+            .with_retryable(true))
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Methods operators call: status, pairing decisions, node listing, invoke.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use perch_protocol::events::{self, PairResolved};
+use perch_protocol::handshake::Role;
+use perch_protocol::methods::{
+    self, DevicePairList, InvokeParams, NodeDescription, NodeSelector, NodeSummary, PairDecision,
+    PairDecisionParams, PairDecisionResult, PairedDevice, PendingRequest, RevokeParams,
+    RevokeResult, StatusResult,
+};
+use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
+use perch_store::{DeviceRecord, DeviceStatus, StoreError};
+
+use crate::hub::{Hub, now_ms};
+use crate::pairing;
+use crate::secrets::{hash_token, new_token};
+use crate::selector::{self, Candidate};
+
+/// Maps a store failure to what an operator sees; details of the database stay in the log.
+pub fn store_error(e: StoreError) -> ErrorShape {
+    match e {
+        StoreError::NotFound { what, id } => {
+            ErrorShape::new(ErrorCode::NotFound, format!("no {what} {id:?}"))
+        }
+        StoreError::NotPending { request_id, status } => ErrorShape::new(
+            ErrorCode::InvalidRequest,
+            format!("pairing request {request_id} is already {status}"),
+        ),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            ErrorShape::new(ErrorCode::Unavailable, "the host's database is unavailable")
+                .with_retryable(true)
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(params: Option<Value>) -> Result<T, ErrorShape> {
+    serde_json::from_value(params.unwrap_or(Value::Null))
+        .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid params: {e}")))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ErrorShape> {
+    serde_json::to_value(v).map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// Runs one operator method.
+pub async fn dispatch(
+    hub: &Arc<Hub>,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, ErrorShape> {
+    match method {
+        methods::STATUS => to_value(&status(hub).await?),
+        methods::DEVICE_PAIR_LIST => to_value(&pair_list(hub).await?),
+        methods::DEVICE_PAIR_APPROVE => {
+            let p: PairDecisionParams = parse(params)?;
+            to_value(&decide(hub, &p.request_id, PairDecision::Approved).await?)
+        }
+        methods::DEVICE_PAIR_REJECT => {
+            let p: PairDecisionParams = parse(params)?;
+            to_value(&decide(hub, &p.request_id, PairDecision::Rejected).await?)
+        }
+        methods::DEVICE_PAIR_REVOKE => {
+            let p: RevokeParams = parse(params)?;
+            to_value(&revoke(hub, &p.device_id).await?)
+        }
+        methods::NODE_LIST => to_value(&node_list(hub).await?),
+        methods::NODE_DESCRIBE => {
+            let p: NodeSelector = parse(params)?;
+            to_value(&describe(hub, &p.node_id).await?)
+        }
+        methods::NODE_INVOKE => {
+            let p: InvokeParams = parse(params)?;
+            to_value(&crate::invoke::invoke(hub, p).await?)
+        }
+        other => Err(ErrorShape::new(
+            ErrorCode::UnknownMethod,
+            format!("unknown method {other:?}"),
+        )),
+    }
+}
+
+async fn status(hub: &Arc<Hub>) -> Result<StatusResult, ErrorShape> {
+    let paired = hub
+        .store
+        .devices()
+        .count_paired()
+        .await
+        .map_err(store_error)?;
+    let pending = hub
+        .store
+        .pairing()
+        .list_pending()
+        .await
+        .map_err(store_error)?;
+    Ok(StatusResult {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        host_id: hub.host_id.clone(),
+        name: hub.config.name.clone(),
+        protocol: perch_protocol::PROTOCOL_VERSION,
+        bind: hub.config.bind.to_string(),
+        uptime_ms: hub.started.elapsed().as_millis() as u64,
+        paired_devices: paired,
+        pending_requests: pending.len() as u64,
+        nodes_online: hub.count_role(Role::Node),
+        operators_online: hub.count_role(Role::Operator),
+    })
+}
+
+async fn pair_list(hub: &Arc<Hub>) -> Result<DevicePairList, ErrorShape> {
+    let devices = hub.store.devices().list().await.map_err(store_error)?;
+    let pending = hub
+        .store
+        .pairing()
+        .list_pending()
+        .await
+        .map_err(store_error)?;
+    Ok(DevicePairList {
+        paired: devices
+            .into_iter()
+            .map(|d| PairedDevice {
+                online: hub.is_online(&d.device_id),
+                device_id: d.device_id.to_string(),
+                display_name: d.display_name,
+                platform: d.platform,
+                role: d.role,
+                paired_at_ms: d.paired_at_ms,
+                last_seen_ms: d.last_seen_ms,
+                revoked: d.status == DeviceStatus::Revoked,
+            })
+            .collect(),
+        pending: pending
+            .into_iter()
+            .map(|r| PendingRequest {
+                request_id: r.request_id,
+                device_id: r.device_id.to_string(),
+                display_name: r.display_name,
+                platform: r.platform,
+                role: r.role,
+                requested_at_ms: r.requested_at_ms,
+                remote_addr: r.remote_addr,
+            })
+            .collect(),
+    })
+}
+
+async fn decide(
+    hub: &Arc<Hub>,
+    request_id: &str,
+    decision: PairDecision,
+) -> Result<PairDecisionResult, ErrorShape> {
+    let now = now_ms();
+    let (device_id, token) = match decision {
+        PairDecision::Approved => {
+            let token =
+                new_token().map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?;
+            let device = hub
+                .store
+                .pairing()
+                .approve(request_id, &hash_token(&token), now)
+                .await
+                .map_err(store_error)?;
+            (device.device_id, Some(token))
+        }
+        PairDecision::Rejected => {
+            let req = hub
+                .store
+                .pairing()
+                .reject(request_id, now)
+                .await
+                .map_err(store_error)?;
+            (req.device_id, None)
+        }
+    };
+    tracing::info!(request_id, device = %device_id.short(), ?decision, "pairing request decided");
+    hub.resolve_waiters(request_id, decision, token);
+    hub.broadcast_operators(
+        events::DEVICE_PAIR_RESOLVED,
+        &PairResolved {
+            request_id: request_id.to_string(),
+            device_id: device_id.to_string(),
+            decision,
+            ts: now,
+        },
+    );
+    Ok(PairDecisionResult {
+        request_id: request_id.to_string(),
+        device_id: device_id.to_string(),
+        decision,
+    })
+}
+
+async fn revoke(hub: &Arc<Hub>, selector: &str) -> Result<RevokeResult, ErrorShape> {
+    let devices = hub.store.devices().list().await.map_err(store_error)?;
+    let device_id = pick(&devices, selector, "device")?;
+    hub.store
+        .devices()
+        .revoke(&device_id, now_ms())
+        .await
+        .map_err(store_error)?;
+    let closed = hub.close_device(&device_id, pairing::admit_revoked_error(&device_id), false);
+    tracing::info!(device = %device_id.short(), closed, "device revoked");
+    Ok(RevokeResult {
+        device_id: device_id.to_string(),
+        closed_connections: closed,
+    })
+}
+
+fn pick(devices: &[DeviceRecord], selector: &str, what: &str) -> Result<DeviceId, ErrorShape> {
+    let candidates: Vec<Candidate> = devices
+        .iter()
+        .map(|d| Candidate {
+            id: d.device_id.to_string(),
+            name: d.display_name.clone(),
+        })
+        .collect();
+    let c = selector::resolve(selector, &candidates, what).map_err(|mut e| {
+        if e.code == ErrorCode::NodeNotFound && what == "device" {
+            e.code = ErrorCode::NotFound;
+        }
+        e
+    })?;
+    DeviceId::parse(&c.id).map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// Resolves a node selector against paired, unrevoked nodes.
+pub async fn resolve_node(hub: &Arc<Hub>, selector: &str) -> Result<DeviceId, ErrorShape> {
+    let devices: Vec<DeviceRecord> = hub
+        .store
+        .devices()
+        .list()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|d| d.role == Role::Node && d.status == DeviceStatus::Paired)
+        .collect();
+    pick(&devices, selector, "node")
+}
+
+fn summary(hub: &Hub, d: &DeviceRecord) -> NodeSummary {
+    let live = hub.node(&d.device_id);
+    let now = now_ms();
+    match live {
+        Some(s) => NodeSummary {
+            node_id: d.device_id.to_string(),
+            display_name: s.display_name,
+            platform: s.platform,
+            online: true,
+            last_seen_ms: Some(now),
+            commands: s.commands,
+        },
+        None => NodeSummary {
+            node_id: d.device_id.to_string(),
+            display_name: d.display_name.clone(),
+            platform: d.platform.clone(),
+            online: false,
+            last_seen_ms: d.last_seen_ms,
+            commands: d.commands.clone(),
+        },
+    }
+}
+
+async fn node_list(hub: &Arc<Hub>) -> Result<Vec<NodeSummary>, ErrorShape> {
+    let devices = hub.store.devices().list().await.map_err(store_error)?;
+    Ok(devices
+        .iter()
+        .filter(|d| d.role == Role::Node && d.status == DeviceStatus::Paired)
+        .map(|d| summary(hub, d))
+        .collect())
+}
+
+async fn describe(hub: &Arc<Hub>, selector: &str) -> Result<NodeDescription, ErrorShape> {
+    let id = resolve_node(hub, selector).await?;
+    let record = hub
+        .store
+        .devices()
+        .get(&id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ErrorShape::new(ErrorCode::NodeNotFound, "node vanished"))?;
+    let s = summary(hub, &record);
+    let live = hub.node(&id);
+    let blocked = s
+        .commands
+        .iter()
+        .filter(|c| !hub.config.commands.allows(c))
+        .cloned()
+        .collect();
+    Ok(NodeDescription {
+        caps: live.as_ref().map(|l| l.caps.clone()).unwrap_or_default(),
+        permissions: live
+            .as_ref()
+            .map(|l| l.permissions.clone())
+            .unwrap_or_default(),
+        blocked_commands: blocked,
+        client_version: live.as_ref().map(|l| l.client_version.clone()),
+        device_family: live
+            .as_ref()
+            .and_then(|l| l.device_family.clone())
+            .or(record.device_family.clone()),
+        connected_since_ms: live.as_ref().map(|l| l.connected_since_ms),
+        remote_addr: live.as_ref().map(|l| l.remote_addr.clone()),
+        paired_at_ms: record.paired_at_ms,
+        summary: s,
+    })
+}

@@ -1,0 +1,231 @@
+//! Binding the listener, the HTTP routes, and orderly start and shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use perch_store::Store;
+
+use crate::config::GatewayConfig;
+use crate::hub::{Hub, now_ms};
+use crate::secrets::{SecretError, load_or_create_operator_token};
+
+/// Name of the database file in the data directory.
+pub const DATABASE_FILE: &str = "perch.db";
+/// Pending pairing requests untouched this long are expired.
+const PENDING_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The data directory could not be created or written.
+    #[error("data directory {path} is not usable: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error("database {path}: {source}")]
+    Store {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The store error.
+        source: perch_store::StoreError,
+    },
+    /// The operator token could not be read or minted.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+}
+
+/// A gateway that is accepting connections.
+pub struct RunningGateway {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    hub: Arc<Hub>,
+    server: JoinHandle<()>,
+    tracker: TaskTracker,
+}
+
+impl RunningGateway {
+    /// The shared state, for embedding hosts and tests.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The WebSocket URL clients should use.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Tells every client the host is going away, closes connections, and closes the database.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.hub.close_all_for_shutdown();
+        self.hub.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP server did not stop in time");
+        }
+        self.hub.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Opens the store, binds the listener and starts serving.
+pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| GatewayError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let db_path = dir.join(DATABASE_FILE);
+    let store = Store::open(&db_path)
+        .await
+        .map_err(|source| GatewayError::Store {
+            path: db_path.clone(),
+            source,
+        })?;
+    let operator_token = load_or_create_operator_token(&dir)?;
+    let fresh_id = crate::secrets::random_b64(12)?;
+    let host_id = store
+        .meta()
+        .get_or_insert("host_id", &fresh_id)
+        .await
+        .map_err(|source| GatewayError::Store {
+            path: db_path.clone(),
+            source,
+        })?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: config.bind,
+            hint: match source.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another program, perhaps another perch serve, uses this port; stop it or pass --bind with another port)"
+                }
+                std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; pick another port)",
+                std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
+                _ => "",
+            },
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+        addr: config.bind,
+        source,
+        hint: "",
+    })?;
+    let hub = Hub::new(config, store, operator_token, host_id);
+    let tracker = TaskTracker::new();
+    let app = Router::new()
+        .route("/", get(root))
+        .route("/healthz", get(health))
+        .with_state(AppState {
+            hub: hub.clone(),
+            tracker: tracker.clone(),
+        });
+    let shutdown = hub.shutdown.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracker.spawn(janitor(hub.clone()));
+    tracing::info!(%addr, host_id = %hub.host_id, name = %hub.config.name, "gateway listening");
+    Ok(RunningGateway {
+        addr,
+        hub,
+        server,
+        tracker,
+    })
+}
+
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    tracker: TaskTracker,
+}
+
+async fn root(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+) -> Response {
+    match ws {
+        Ok(ws) => {
+            let limit =
+                state.hub.config.max_payload as usize + perch_protocol::PRE_HANDSHAKE_MAX_FRAME;
+            let hub = state.hub.clone();
+            let tracker = state.tracker.clone();
+            ws.max_message_size(limit)
+                .max_frame_size(limit)
+                .on_upgrade(move |socket| {
+                    tracker.track_future(crate::connection::serve_socket(hub, socket, remote))
+                })
+        }
+        Err(_) => axum::Json(json!({
+            "service": "perch-gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "hostId": state.hub.host_id,
+            "websocket": "connect with a WebSocket client to this URL",
+        }))
+        .into_response(),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    axum::Json(json!({"ok": true, "ts": now_ms(), "hostId": state.hub.host_id})).into_response()
+}
+
+/// Expires pairing requests nobody decided on.
+async fn janitor(hub: Arc<Hub>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = hub.shutdown.cancelled() => return,
+            _ = every.tick() => {
+                match hub.store.pairing().expire_stale(now_ms() - PENDING_TTL_MS).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "expired stale pairing requests"),
+                    Err(e) => tracing::warn!(error = %e, "could not expire pairing requests"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Pairing, approval on the open connection, token reuse, rejection, and revocation.
+
+mod common;
+
+use serde_json::json;
+
+use common::*;
+use perch_protocol::DeviceIdentity;
+
+#[tokio::test]
+async fn retries_keep_the_same_request_id() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[20; 32]);
+    let mut ids = vec![];
+    for _ in 0..3 {
+        let mut n = Raw::open(&host).await;
+        let nonce = n.nonce.clone();
+        let err = n
+            .request(
+                "connect",
+                node_connect_params(&id, &nonce, now_ms(), None, &[]),
+            )
+            .await
+            .unwrap_err();
+        ids.push(err["details"]["requestId"].as_str().unwrap().to_string());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    let mut op = operator(&host).await;
+    let list = op.request("device.pair.list", json!({})).await.unwrap();
+    assert_eq!(list["pending"].as_array().unwrap().len(), 1);
+    let p = &list["pending"][0];
+    for key in [
+        "requestId",
+        "deviceId",
+        "displayName",
+        "platform",
+        "role",
+        "requestedAtMs",
+    ] {
+        assert!(!p[key].is_null(), "pending entry lacks {key}: {p}");
+    }
+}
+
+#[tokio::test]
+async fn operators_hear_about_requests() {
+    let host = start_host(|_| {}).await;
+    let mut op = operator(&host).await;
+    let id = DeviceIdentity::from_seed(&[21; 32]);
+    let mut n = Raw::open(&host).await;
+    let nonce = n.nonce.clone();
+    let _ = n
+        .request(
+            "connect",
+            node_connect_params(&id, &nonce, now_ms(), None, &[]),
+        )
+        .await;
+    let ev = op.event("device.pair.requested").await;
+    assert_eq!(ev["deviceId"], id.device_id().as_str());
+    assert_eq!(ev["displayName"], "Test Node");
+}
+
+#[tokio::test]
+async fn approved_node_reconnects_with_its_token_without_new_approval() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[22; 32]);
+    let (n, token) = paired_node(&host, &id, &["device.info"]).await;
+    drop(n);
+    let mut again = Raw::open(&host).await;
+    let nonce = again.nonce.clone();
+    let hello = again
+        .request(
+            "connect",
+            node_connect_params(&id, &nonce, now_ms(), Some(&token), &["device.info"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hello["type"], "hello-ok");
+    assert!(
+        hello["auth"]["deviceToken"].is_null(),
+        "token still valid: none reissued"
+    );
+    assert_eq!(hello["policy"]["tickIntervalMs"], 15000);
+}
+
+#[tokio::test]
+async fn wrong_device_token_is_refused_with_reason() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[23; 32]);
+    let (n, _token) = paired_node(&host, &id, &[]).await;
+    drop(n);
+    let mut again = Raw::open(&host).await;
+    let nonce = again.nonce.clone();
+    let err = again
+        .request(
+            "connect",
+            node_connect_params(&id, &nonce, now_ms(), Some("forged"), &[]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "UNAUTHORIZED");
+    assert_eq!(err["details"]["reason"], "device-token-mismatch");
+}
+
+#[tokio::test]
+async fn rejection_closes_the_waiting_connection() {
+    let host = start_host(|_| {}).await;
+    let mut op = operator(&host).await;
+    let id = DeviceIdentity::from_seed(&[24; 32]);
+    let mut n = Raw::open(&host).await;
+    let nonce = n.nonce.clone();
+    let err = n
+        .request(
+            "connect",
+            node_connect_params(&id, &nonce, now_ms(), None, &[]),
+        )
+        .await
+        .unwrap_err();
+    let rid = err["details"]["requestId"].as_str().unwrap().to_string();
+    let r = op
+        .request("device.pair.reject", json!({"requestId": rid}))
+        .await
+        .unwrap();
+    assert_eq!(r["decision"], "rejected");
+    let closing = n.event("connection.closing").await;
+    assert_eq!(closing["error"]["code"], "PAIRING_REJECTED");
+    assert_eq!(closing["reconnect"], false);
+    assert_eq!(n.closed().await, Some(1008));
+    // Deciding twice is a clear error.
+    let err = op
+        .request("device.pair.approve", json!({"requestId": rid}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "INVALID_REQUEST");
+    let err = op
+        .request("device.pair.approve", json!({"requestId": "nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn revocation_closes_at_once_and_locks_out() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[25; 32]);
+    let (mut n, token) = paired_node(&host, &id, &["device.info"]).await;
+    let mut op = operator(&host).await;
+    let r = op
+        .request(
+            "device.pair.revoke",
+            json!({"deviceId": &id.device_id().as_str()[..10]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["closedConnections"], 1);
+    let closing = n.event("connection.closing").await;
+    assert_eq!(closing["error"]["details"]["reason"], "device-revoked");
+    assert_eq!(n.closed().await, Some(1008));
+    for tok in [Some(token.as_str()), None] {
+        let mut again = Raw::open(&host).await;
+        let nonce = again.nonce.clone();
+        let err = again
+            .request(
+                "connect",
+                node_connect_params(&id, &nonce, now_ms(), tok, &[]),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err["code"], "UNAUTHORIZED");
+        assert_eq!(err["details"]["reason"], "device-revoked");
+    }
+    let list = op.request("node.list", json!({})).await.unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "revoked nodes leave the node list"
+    );
+}
+
+#[tokio::test]
+async fn invoke_round_trip_and_idempotency() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[26; 32]);
+    let (mut n, _token) = paired_node(&host, &id, &["device.info"]).await;
+    let mut op = operator(&host).await;
+    let params = json!({"nodeId": &id.device_id().as_str()[..8], "command": "device.info",
+                        "params": {"x": 1}, "idempotencyKey": "same"});
+    op.send(json!({"type": "req", "id": "a", "method": "node.invoke", "params": params.clone()}))
+        .await;
+    let req = n.event("node.invoke.request").await;
+    assert_eq!(req["command"], "device.info");
+    assert_eq!(req["paramsJSON"], "{\"x\":1}");
+    let invoke_id = req["id"].as_str().unwrap().to_string();
+    n.request(
+        "node.invoke.result",
+        json!({"id": invoke_id, "nodeId": id.device_id().as_str(),
+                                            "ok": true, "payload": {"deviceName": "box"}}),
+    )
+    .await
+    .unwrap();
+    let res = op.response("a").await.unwrap();
+    assert_eq!(res["payload"]["deviceName"], "box");
+    // The same key replays the outcome without asking the node again.
+    let again = op.request("node.invoke", params.clone()).await.unwrap();
+    assert_eq!(again["payload"]["deviceName"], "box");
+    // The same key with other params is a clear error.
+    let mut other = params;
+    other["params"] = json!({"x": 2});
+    let err = op.request("node.invoke", other).await.unwrap_err();
+    assert_eq!(err["code"], "INVALID_REQUEST");
+    // A node error passes through with its code.
+    op.send(json!({"type": "req", "id": "b", "method": "node.invoke",
+                   "params": {"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "k2"}}))
+        .await;
+    let req = n.event("node.invoke.request").await;
+    n.request("node.invoke.result", json!({"id": req["id"], "nodeId": id.device_id().as_str(),
+                                            "ok": false, "error": {"code": "LOCATION_UNAVAILABLE", "message": "none"}}))
+        .await
+        .unwrap();
+    let err = op.response("b").await.unwrap_err();
+    assert_eq!(err["code"], "LOCATION_UNAVAILABLE");
+    // A node cannot answer an invoke that is not its own.
+    let err = n
+        .request(
+            "node.invoke.result",
+            json!({"id": "forged", "nodeId": id.device_id().as_str(), "ok": true}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "INVALID_REQUEST");
+}
+
+#[tokio::test]
+async fn silent_peer_is_closed_after_two_ticks() {
+    let host = start_host(|c| c.tick_interval_ms = 200).await;
+    // A raw socket that never reads stops answering pings; tungstenite answers pings only
+    // while reading, so simply not reading makes us silent.
+    let r = Raw::open(&host).await;
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let mut r = r;
+    assert_eq!(r.closed().await, Some(4000));
+}
