@@ -1,1 +1,238 @@
-fn main() {}
+//! `perch`: the command line for the Perch host and nodes. It starts the host (`serve`), runs
+//! a headless node (`node run`), and speaks the gateway protocol as an operator for
+//! everything else.
+//!
+//! **Architecture Invariant:** the CLI holds no business logic: `serve` starts the gateway,
+//! `node run` starts the node runtime, and operator commands are thin clients of gateway
+//! methods, printing what the host answers.
+
+mod client;
+mod node;
+mod ops;
+mod output;
+mod paths;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Perch: a personal assistant host that your devices pair with.
+#[derive(Parser, Debug)]
+#[command(name = "perch", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Data directory (database, operator token, perch.toml).
+    #[arg(long, env = "PERCH_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct OperatorArgs {
+    /// Gateway WebSocket URL (default: the local host from perch.toml).
+    #[arg(long, env = "PERCH_GATEWAY", global = true)]
+    gateway: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the host: the gateway that devices pair with.
+    Serve {
+        /// Listen address, ADDR:PORT (overrides [gateway] bind in perch.toml).
+        #[arg(long)]
+        bind: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Host overview.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Paired devices and pairing requests.
+    Devices {
+        #[command(subcommand)]
+        cmd: DevicesCmd,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Nodes and their commands.
+    Nodes {
+        #[command(subcommand)]
+        cmd: NodesCmd,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Run this machine as a node of a Perch host.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DevicesCmd {
+    /// Paired devices and pending requests.
+    List,
+    /// Approve a pending pairing request.
+    Approve {
+        /// The request id shown by `perch devices list`.
+        request_id: String,
+    },
+    /// Reject a pending pairing request.
+    Reject {
+        /// The request id shown by `perch devices list`.
+        request_id: String,
+    },
+    /// Lock a paired device out and close its connections.
+    Revoke {
+        /// Device id, unambiguous id prefix, or display name.
+        device: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodesCmd {
+    /// Known nodes, online or not.
+    List,
+    /// One node in detail.
+    Describe {
+        /// Node id, unambiguous id prefix, or display name.
+        node: String,
+    },
+    /// Run a command on a node.
+    Invoke {
+        /// Node id, unambiguous id prefix, or display name.
+        node: String,
+        /// Command, for example location.get.
+        command: String,
+        /// Command params as JSON.
+        #[arg(long)]
+        params: Option<String>,
+        /// Deadline in milliseconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Idempotency key (default: a fresh one).
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Where a node is (location.get).
+    Location {
+        /// Node id, unambiguous id prefix, or display name.
+        node: String,
+        /// Deadline in milliseconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Show a notification on a node (system.notify).
+    Notify {
+        /// Node id, unambiguous id prefix, or display name.
+        node: String,
+        /// Title line.
+        #[arg(long)]
+        title: String,
+        /// Body text.
+        #[arg(long)]
+        body: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCmd {
+    /// Connect to a host, pair, and answer its invokes until stopped.
+    Run(node::RunArgs),
+}
+
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_env("PERCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { bind, common } => {
+            init_tracing("info");
+            report(serve::serve(common.data_dir, bind).await, false)
+        }
+        Command::Node {
+            cmd: NodeCmd::Run(args),
+        } => {
+            init_tracing("info");
+            report(node::run(args).await, false)
+        }
+        Command::Status { common, op } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ops::status(common.data_dir, op).await, json)
+        }
+        Command::Devices { cmd, common, op } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ops::devices(cmd, common.data_dir, op).await, json)
+        }
+        Command::Nodes { cmd, common, op } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ops::nodes(cmd, common.data_dir, op).await, json)
+        }
+    }
+}
+
+/// Prints an error the way the user asked for output, and picks the exit code.
+fn report(result: anyhow::Result<()>, json: bool) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let host = e.downcast_ref::<client::CallError>().and_then(|c| match c {
+                client::CallError::Host(shape) => Some(shape.clone()),
+                client::CallError::Transport(_) => None,
+            });
+            if json {
+                let body = match host {
+                    Some(shape) => serde_json::json!({ "error": shape }),
+                    None => {
+                        serde_json::json!({ "error": { "code": "CLIENT_ERROR", "message": format!("{e:#}") } })
+                    }
+                };
+                println!("{body}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

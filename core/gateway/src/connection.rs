@@ -232,7 +232,8 @@ impl Conn {
     fn fail(&mut self, id: Option<RequestId>, error: ErrorShape, code: u16) -> Flow {
         tracing::info!(conn = %self.id, remote = %self.remote, code = %error.code, "refusing connection: {}", error.message);
         self.report(id, error.clone());
-        self.close(error, false, code)
+        let reconnect = error.retryable.unwrap_or(false);
+        self.close(error, reconnect, code)
     }
 
     fn close(&mut self, error: ErrorShape, reconnect: bool, code: u16) -> Flow {

@@ -14,7 +14,7 @@ pub struct Candidate {
 }
 
 /// Finds the one candidate the selector means: an exact id, then an exact display name
-/// (case-insensitive), then an unambiguous id prefix.
+/// (case-insensitive), then an unambiguous id prefix, then an unambiguous name prefix.
 pub fn resolve<'a>(
     selector: &str,
     candidates: &'a [Candidate],
@@ -45,6 +45,15 @@ pub fn resolve<'a>(
         .filter(|c| c.id.starts_with(&lower))
         .collect();
     match by_prefix.as_slice() {
+        [one] => return Ok(one),
+        [] => {}
+        many => return Err(ambiguous(sel, many, what)),
+    }
+    let by_name_prefix: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.name.to_lowercase().starts_with(&sel.to_lowercase()))
+        .collect();
+    match by_name_prefix.as_slice() {
         [one] => Ok(one),
         [] => Err(ErrorShape::new(
             ErrorCode::NodeNotFound,
@@ -92,6 +101,14 @@ mod tests {
         assert_eq!(resolve("phone", &cs, "node").unwrap().id, "abce02");
         assert_eq!(resolve("abce", &cs, "node").unwrap().name, "Phone");
         assert_eq!(resolve("ABCE", &cs, "node").unwrap().name, "Phone");
+        assert_eq!(resolve("lap", &cs, "node").unwrap().id, "abcd01");
+    }
+
+    #[test]
+    fn ambiguous_name_prefix() {
+        let cs = vec![c("a1", "Phone A"), c("b2", "Phone B")];
+        assert_eq!(resolve("pho", &cs, "node").unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(resolve("phone b", &cs, "node").unwrap().id, "b2");
     }
 
     #[test]

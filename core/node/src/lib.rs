@@ -1,1 +1,38 @@
-//! placeholder, being written
+//! Perch's node runtime, the client side of the gateway protocol: it keeps the device's
+//! Ed25519 identity and device tokens, connects to a host over one WebSocket, answers the
+//! connect challenge with a signed `connect`, waits on the same socket while the user approves
+//! a pairing request, serves `node.invoke.request` events through pluggable capability
+//! handlers, and reconnects with jittered exponential backoff.
+//!
+//! It runs inside `perch node run`, the desktop app in node mode and (through `perch-ffi`)
+//! the iOS and Android apps. The embedder builds a [`NodeConfig`] and a [`Capabilities`]
+//! registry, creates a [`Node`], watches [`NodeState`] and calls [`Node::run`].
+//!
+//! **Architecture Invariant:** depends only on `perch-protocol` plus networking and runtime
+//! crates (tokio, tokio-tungstenite); never on the gateway, kernel, store or host.
+//!
+//! **Architecture Invariant:** builds for iOS and Android: everything desktop-only (notify-rust,
+//! sysinfo, battery) lives in [`desktop`] behind the `desktop` feature, and the crate compiles
+//! and tests without it.
+//!
+//! **Architecture Invariant:** capability handlers are trait objects ([`CapabilityHandler`]);
+//! the runtime knows no platform and no command beyond dispatching by name.
+//!
+//! **Architecture Invariant:** tokens and private keys are never logged, and the identity file
+//! is never regenerated behind the user's back (a new key is a new, unpaired device).
+
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod capability;
+#[cfg(feature = "desktop")]
+pub mod desktop;
+pub mod identity_store;
+pub mod runtime;
+
+pub use backoff::Backoff;
+pub use capability::{
+    Capabilities, CapabilityHandler, CommandError, DuplicateCommand, parse_params,
+};
+pub use identity_store::{IdentityStore, StoreError, TokenStore};
+pub use runtime::{Node, NodeConfig, NodeError, NodeState, normalize_gateway_url, run};

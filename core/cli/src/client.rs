@@ -1,0 +1,192 @@
+//! The operator side of the gateway protocol, as the CLI uses it: connect with the operator
+//! token, send requests, wait for their responses.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+use perch_protocol::frame::{Frame, Request, RequestId};
+use perch_protocol::handshake::{
+    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams, HelloOk,
+    Role,
+};
+use perch_protocol::{ErrorShape, PROTOCOL_VERSION};
+
+/// How long to wait for the host to greet us.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A failed request: either the host answered with a structured error, or the transport broke.
+#[derive(Debug)]
+pub enum CallError {
+    /// The host's structured answer.
+    Host(ErrorShape),
+    /// Anything else.
+    Transport(anyhow::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Host(e) => write!(f, "{}: {}", e.code, e.message),
+            CallError::Transport(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// An authenticated operator connection.
+pub struct OperatorClient {
+    ws: Ws,
+    next_id: u64,
+}
+
+impl OperatorClient {
+    /// Connects and authenticates with the operator token.
+    pub async fn connect(url: &str, token: &str) -> Result<Self, CallError> {
+        let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect_async(url))
+            .await
+            .map_err(|_| CallError::Transport(anyhow!("timed out connecting to {url}")))?
+            .map_err(|e| {
+                CallError::Transport(anyhow!(
+                    "cannot reach the Perch host at {url}: {e} (is `perch serve` running?)"
+                ))
+            })?;
+        let _challenge: Challenge = loop {
+            let frame = next_frame(&mut ws, CONNECT_TIMEOUT)
+                .await
+                .map_err(CallError::Transport)?;
+            if let Frame::Event(e) = frame
+                && e.event == CHALLENGE_EVENT
+            {
+                break serde_json::from_value(e.payload.unwrap_or(Value::Null))
+                    .map_err(|e| CallError::Transport(anyhow!("bad challenge from host: {e}")))?;
+            }
+        };
+        let params = ConnectParams {
+            min_protocol: PROTOCOL_VERSION,
+            max_protocol: PROTOCOL_VERSION,
+            client: ClientInfo {
+                id: "perch-cli".into(),
+                display_name: None,
+                version: env!("CARGO_PKG_VERSION").into(),
+                platform: std::env::consts::OS.into(),
+                device_family: None,
+                model_identifier: None,
+                mode: "cli".into(),
+                instance_id: None,
+            },
+            role: Role::Operator,
+            scopes: vec![],
+            caps: vec![],
+            commands: vec![],
+            permissions: Default::default(),
+            device: None,
+            auth: Some(ConnectAuth {
+                token: Some(token.to_string()),
+                ..Default::default()
+            }),
+            locale: None,
+            user_agent: Some(format!("perch-cli/{}", env!("CARGO_PKG_VERSION"))),
+            extra: Default::default(),
+        };
+        let v = serde_json::to_value(&params).map_err(|e| CallError::Transport(e.into()))?;
+        let mut next_id = 0;
+        let payload = call_on(
+            &mut ws,
+            &mut next_id,
+            CONNECT_METHOD,
+            Some(v),
+            CONNECT_TIMEOUT,
+        )
+        .await?;
+        let _hello: HelloOk = serde_json::from_value(payload)
+            .map_err(|e| CallError::Transport(anyhow!("bad hello-ok from host: {e}")))?;
+        Ok(Self { ws, next_id })
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn call(
+        &mut self,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        call_on(&mut self.ws, &mut self.next_id, method, params, timeout).await
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn call_on(
+    ws: &mut Ws,
+    next_id: &mut u64,
+    method: &str,
+    params: Option<Value>,
+    timeout: Duration,
+) -> Result<Value, CallError> {
+    *next_id += 1;
+    let id = RequestId::new(format!("cli-{next_id}"));
+    let frame = Frame::Req(Request {
+        id: id.clone(),
+        method: method.to_string(),
+        params,
+    });
+    ws.send(Message::Text(frame.to_text().into()))
+        .await
+        .map_err(|e| CallError::Transport(anyhow!("connection to host lost: {e}")))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let frame = next_frame(ws, left).await.map_err(CallError::Transport)?;
+        match frame {
+            Frame::Res(r) if r.id == id => {
+                return r
+                    .result
+                    .map(|p| p.unwrap_or(Value::Null))
+                    .map_err(CallError::Host);
+            }
+            Frame::Event(e) if e.event == perch_protocol::events::CONNECTION_CLOSING => {
+                if let Some(Ok(c)) = e
+                    .payload
+                    .map(serde_json::from_value::<perch_protocol::events::ConnectionClosing>)
+                {
+                    return Err(CallError::Host(c.error));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn next_frame(ws: &mut Ws, timeout: Duration) -> Result<Frame> {
+    loop {
+        let msg = tokio::time::timeout(timeout, ws.next())
+            .await
+            .map_err(|_| anyhow!("the host did not answer in time"))?;
+        match msg {
+            None => bail!("the host closed the connection"),
+            Some(Err(e)) => return Err(anyhow!("connection to host failed: {e}")),
+            Some(Ok(Message::Text(t))) => {
+                return Frame::parse(t.as_str()).context("the host sent a malformed frame");
+            }
+            Some(Ok(Message::Close(c))) => {
+                bail!(
+                    "the host closed the connection{}",
+                    c.map(|c| format!(": {}", c.reason)).unwrap_or_default()
+                )
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Operator commands: each connects, calls one gateway method, and prints the answer.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Value, json};
+
+use perch_gateway::secrets::{operator_token_path, read_operator_token};
+use perch_protocol::methods::{
+    self, DevicePairList, InvokeResult, NodeDescription, NodeSummary, PairDecisionResult,
+    RevokeResult, StatusResult,
+};
+use perch_protocol::node_commands::{self, LocationFix, NotifyResult};
+
+use crate::client::OperatorClient;
+use crate::output::{ago, print_json, short, table};
+use crate::{DevicesCmd, NodesCmd, OperatorArgs};
+
+/// Deadline for methods that only read host state.
+const QUICK: Duration = Duration::from_secs(15);
+/// Time allowed on top of an invoke's own deadline for the round trip.
+const INVOKE_MARGIN: Duration = Duration::from_secs(5);
+
+async fn connect(data_dir: Option<PathBuf>, op: &OperatorArgs) -> Result<OperatorClient> {
+    let dir = crate::paths::data_dir(data_dir)?;
+    let url = crate::paths::gateway_url(op.gateway.clone(), &dir)?;
+    let token = match std::env::var("PERCH_OPERATOR_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => read_operator_token(&operator_token_path(&dir)).with_context(|| {
+            format!(
+                "no operator token: start the host once with this data directory ({}) or set PERCH_OPERATOR_TOKEN",
+                dir.display()
+            )
+        })?,
+    };
+    Ok(OperatorClient::connect(&url, &token).await?)
+}
+
+async fn call<T: serde::de::DeserializeOwned>(
+    c: &mut OperatorClient,
+    method: &str,
+    params: Option<Value>,
+    timeout: Duration,
+) -> Result<T> {
+    let v = c.call(method, params, timeout).await?;
+    serde_json::from_value(v).with_context(|| format!("unexpected answer to {method}"))
+}
+
+/// `perch status`.
+pub async fn status(data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
+    let mut c = connect(data_dir, &op).await?;
+    let s: StatusResult = call(&mut c, methods::STATUS, None, QUICK).await?;
+    c.close().await;
+    if op.json {
+        return print_json(&s);
+    }
+    println!(
+        "Perch host {} (v{}, protocol {})",
+        s.name, s.version, s.protocol
+    );
+    println!("  host id      {}", s.host_id);
+    println!("  listening    {}", s.bind);
+    println!("  uptime       {}s", s.uptime_ms / 1000);
+    println!("  paired       {}", s.paired_devices);
+    println!("  pending      {}", s.pending_requests);
+    println!("  nodes online {}", s.nodes_online);
+    Ok(())
+}
+
+/// `perch devices ...`.
+pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
+    let mut c = connect(data_dir, &op).await?;
+    match cmd {
+        DevicesCmd::List => {
+            let l: DevicePairList = call(&mut c, methods::DEVICE_PAIR_LIST, None, QUICK).await?;
+            if op.json {
+                print_json(&l)?;
+            } else {
+                let mut t = table(&["DEVICE", "NAME", "PLATFORM", "ROLE", "STATE", "LAST SEEN"]);
+                for d in &l.paired {
+                    let state = if d.revoked {
+                        "revoked"
+                    } else if d.online {
+                        "online"
+                    } else {
+                        "offline"
+                    };
+                    t.add_row(vec![
+                        short(&d.device_id).to_string(),
+                        d.display_name.clone(),
+                        d.platform.clone(),
+                        d.role.to_string(),
+                        state.to_string(),
+                        if d.online {
+                            "now".into()
+                        } else {
+                            ago(d.last_seen_ms)
+                        },
+                    ]);
+                }
+                println!("Paired devices ({})", l.paired.len());
+                println!("{t}");
+                let mut t = table(&[
+                    "REQUEST",
+                    "DEVICE",
+                    "NAME",
+                    "PLATFORM",
+                    "ROLE",
+                    "REQUESTED",
+                    "FROM",
+                ]);
+                for p in &l.pending {
+                    t.add_row(vec![
+                        p.request_id.clone(),
+                        short(&p.device_id).to_string(),
+                        p.display_name.clone(),
+                        p.platform.clone(),
+                        p.role.to_string(),
+                        ago(Some(p.requested_at_ms)),
+                        p.remote_addr.clone().unwrap_or_default(),
+                    ]);
+                }
+                println!("Pending requests ({})", l.pending.len());
+                println!("{t}");
+                if let Some(p) = l.pending.first() {
+                    println!("Approve with: perch devices approve {}", p.request_id);
+                }
+            }
+        }
+        DevicesCmd::Approve { request_id } | DevicesCmd::Reject { request_id }
+            if request_id.trim().is_empty() =>
+        {
+            return Err(anyhow!("a request id is required"));
+        }
+        DevicesCmd::Approve { request_id } => {
+            let r: PairDecisionResult = call(
+                &mut c,
+                methods::DEVICE_PAIR_APPROVE,
+                Some(json!({ "requestId": request_id })),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "Approved device {} (request {})",
+                    short(&r.device_id),
+                    r.request_id
+                );
+            }
+        }
+        DevicesCmd::Reject { request_id } => {
+            let r: PairDecisionResult = call(
+                &mut c,
+                methods::DEVICE_PAIR_REJECT,
+                Some(json!({ "requestId": request_id })),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "Rejected device {} (request {})",
+                    short(&r.device_id),
+                    r.request_id
+                );
+            }
+        }
+        DevicesCmd::Revoke { device } => {
+            let r: RevokeResult = call(
+                &mut c,
+                methods::DEVICE_PAIR_REVOKE,
+                Some(json!({ "deviceId": device })),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "Revoked device {}; closed {} connection(s)",
+                    short(&r.device_id),
+                    r.closed_connections
+                );
+            }
+        }
+    }
+    c.close().await;
+    Ok(())
+}
+
+async fn invoke(
+    c: &mut OperatorClient,
+    node: &str,
+    command: &str,
+    params: Option<Value>,
+    timeout_ms: Option<u64>,
+    idempotency_key: Option<String>,
+) -> Result<InvokeResult> {
+    let key = match idempotency_key {
+        Some(k) => k,
+        None => fresh_key()?,
+    };
+    let mut p = json!({ "nodeId": node, "command": command, "idempotencyKey": key });
+    if let Some(params) = params {
+        p["params"] = params;
+    }
+    if let Some(t) = timeout_ms {
+        p["timeoutMs"] = json!(t);
+    }
+    let wait =
+        Duration::from_millis(timeout_ms.unwrap_or(perch_protocol::DEFAULT_INVOKE_TIMEOUT_MS))
+            + INVOKE_MARGIN;
+    call(c, methods::NODE_INVOKE, Some(p), wait).await
+}
+
+fn fresh_key() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| anyhow!("no randomness for an idempotency key: {e}"))?;
+    Ok(format!("cli-{}", hex::encode(b)))
+}
+
+/// `perch nodes ...`.
+pub async fn nodes(cmd: NodesCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
+    let mut c = connect(data_dir, &op).await?;
+    match cmd {
+        NodesCmd::List => {
+            let l: Vec<NodeSummary> = call(&mut c, methods::NODE_LIST, None, QUICK).await?;
+            if op.json {
+                print_json(&l)?;
+            } else {
+                let mut t = table(&["NODE", "NAME", "PLATFORM", "STATE", "LAST SEEN", "COMMANDS"]);
+                for n in &l {
+                    t.add_row(vec![
+                        short(&n.node_id).to_string(),
+                        n.display_name.clone(),
+                        n.platform.clone(),
+                        if n.online { "online" } else { "offline" }.to_string(),
+                        if n.online {
+                            "now".into()
+                        } else {
+                            ago(n.last_seen_ms)
+                        },
+                        n.commands.join(", "),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        NodesCmd::Describe { node } => {
+            let d: NodeDescription = call(
+                &mut c,
+                methods::NODE_DESCRIBE,
+                Some(json!({ "nodeId": node })),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&d)?;
+            } else {
+                let s = &d.summary;
+                println!("{} ({})", s.display_name, s.node_id);
+                println!("  platform    {}", s.platform);
+                println!(
+                    "  state       {}",
+                    if s.online {
+                        "online".to_string()
+                    } else {
+                        format!("offline, last seen {}", ago(s.last_seen_ms))
+                    }
+                );
+                if let Some(v) = &d.client_version {
+                    println!("  client      {v}");
+                }
+                if let Some(a) = &d.remote_addr {
+                    println!("  address     {a}");
+                }
+                println!("  commands    {}", s.commands.join(", "));
+                if !d.blocked_commands.is_empty() {
+                    println!(
+                        "  blocked     {} (host policy)",
+                        d.blocked_commands.join(", ")
+                    );
+                }
+                if !d.caps.is_empty() {
+                    println!("  caps        {}", d.caps.join(", "));
+                }
+                println!("  paired      {}", ago(Some(d.paired_at_ms)));
+            }
+        }
+        NodesCmd::Invoke {
+            node,
+            command,
+            params,
+            timeout,
+            idempotency_key,
+        } => {
+            let params = params
+                .map(|p| serde_json::from_str::<Value>(&p).context("--params is not valid JSON"))
+                .transpose()?;
+            let r = invoke(&mut c, &node, &command, params, timeout, idempotency_key).await?;
+            if op.json {
+                print_json(&r.payload)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&r.payload)?);
+            }
+        }
+        NodesCmd::Location { node, timeout } => {
+            let r = invoke(
+                &mut c,
+                &node,
+                node_commands::LOCATION_GET,
+                None,
+                timeout,
+                None,
+            )
+            .await?;
+            if op.json {
+                print_json(&r.payload)?;
+            } else {
+                let f: LocationFix = serde_json::from_value(r.payload)
+                    .context("the node's location answer is malformed")?;
+                println!(
+                    "{:.5}, {:.5} ±{:.0} m ({}, {}, {})",
+                    f.lat,
+                    f.lon,
+                    f.accuracy_meters,
+                    serde_json::to_value(f.source)?
+                        .as_str()
+                        .unwrap_or("unknown"),
+                    if f.is_precise {
+                        "precise"
+                    } else {
+                        "approximate"
+                    },
+                    f.timestamp
+                );
+            }
+        }
+        NodesCmd::Notify { node, title, body } => {
+            let r = invoke(
+                &mut c,
+                &node,
+                node_commands::SYSTEM_NOTIFY,
+                Some(json!({ "title": title, "body": body })),
+                None,
+                None,
+            )
+            .await?;
+            if op.json {
+                print_json(&r.payload)?;
+            } else {
+                let n: NotifyResult = serde_json::from_value(r.payload)
+                    .context("the node's notify answer is malformed")?;
+                println!(
+                    "{}",
+                    if n.delivered {
+                        "Notification delivered"
+                    } else {
+                        "Notification not delivered"
+                    }
+                );
+            }
+        }
+    }
+    c.close().await;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! The spine end to end, across real processes on loopback: `perch serve`, `perch node run`,
+//! pairing approved through the CLI, invokes through `perch nodes invoke`, a host restart
+//! that needs no new approval, and revocation that locks the node out.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+const PERCH: &str = env!("CARGO_BIN_EXE_perch");
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(PERCH)
+            .args(args)
+            .env("PERCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Runs an operator command with `--json` and parses its stdout.
+async fn cli(host_dir: &Path, port: u16, args: &[&str]) -> Result<Value, Value> {
+    let gateway = format!("ws://127.0.0.1:{port}");
+    let out = Command::new(PERCH)
+        .args(args)
+        .args(["--json", "--data-dir"])
+        .arg(host_dir)
+        .args(["--gateway", &gateway])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if out.status.success() { Ok(v) } else { Err(v) }
+}
+
+/// Polls `f` until it yields Some, or panics after `limit`.
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn start_host(dir: &Path, port: u16) -> Proc {
+    let bind = format!("127.0.0.1:{port}");
+    let p = spawn(&[
+        "serve",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--bind",
+        &bind,
+    ]);
+    eventually("the host to answer", Duration::from_secs(20), || async {
+        cli(dir, port, &["status"]).await.ok()
+    })
+    .await;
+    p
+}
+
+async fn node_online(dir: &Path, port: u16) -> Value {
+    eventually("the node to be online", Duration::from_secs(40), || async {
+        let list = cli(dir, port, &["nodes", "list"]).await.ok()?;
+        let n = list.as_array()?.first()?.clone();
+        (n["online"] == true).then_some(n)
+    })
+    .await
+}
+
+#[derive(Clone, Default)]
+struct FakeNotifications {
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl FakeNotifications {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app: String,
+        _replaces: u32,
+        _icon: String,
+        summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: HashMap<String, zbus::OwnedVariant>,
+        _timeout: i32,
+    ) -> u32 {
+        if let Ok(mut s) = self.seen.lock() {
+            s.push((summary, body));
+        }
+        7
+    }
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into()]
+    }
+    fn get_server_information(&self) -> (String, String, String, String) {
+        ("fake".into(), "perch-test".into(), "0".into(), "1.2".into())
+    }
+    fn close_notification(&self, _id: u32) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_pair_invoke_restart_revoke() {
+    let host_dir = tempfile::tempdir().unwrap();
+    let node_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let gateway = format!("ws://127.0.0.1:{port}");
+
+    // A notification server for the node to deliver to, where a session bus exists.
+    let fake = FakeNotifications::default();
+    let _bus = if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        Some(
+            zbus::connection::Builder::session()
+                .name("org.freedesktop.Notifications")
+                .serve_at("/org/freedesktop/Notifications", fake.clone())
+                .build()
+                .await
+                .expect("serve the fake notification server"),
+        )
+    } else {
+        None
+    };
+
+    let mut host = start_host(host_dir.path(), port).await;
+    let mut node = spawn(&[
+        "node",
+        "run",
+        "--gateway",
+        &gateway,
+        "--data-dir",
+        node_dir.path().to_str().unwrap(),
+        "--name",
+        "E2E Node",
+        "--location",
+        "48.20849,16.37208,12.5",
+    ]);
+
+    // The node waits for approval; approve it through the CLI.
+    let request_id = eventually("a pending request", Duration::from_secs(20), || async {
+        let list = cli(host_dir.path(), port, &["devices", "list"])
+            .await
+            .ok()?;
+        let p = list["pending"].as_array()?.first()?.clone();
+        assert_eq!(p["displayName"], "E2E Node");
+        assert_eq!(p["role"], "node");
+        p["requestId"].as_str().map(String::from)
+    })
+    .await;
+    let approved = cli(host_dir.path(), port, &["devices", "approve", &request_id])
+        .await
+        .unwrap();
+    assert_eq!(approved["decision"], "approved");
+    let n = node_online(host_dir.path(), port).await;
+    let node_id = n["nodeId"].as_str().unwrap().to_string();
+    for cmd in [
+        "location.get",
+        "system.notify",
+        "device.info",
+        "device.status",
+    ] {
+        assert!(
+            n["commands"].as_array().unwrap().iter().any(|c| c == cmd),
+            "{cmd} missing: {n}"
+        );
+    }
+
+    // location.get: the configured fix.
+    let fix = cli(
+        host_dir.path(),
+        port,
+        &["nodes", "invoke", "E2E Node", "location.get"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(fix["lat"], 48.20849);
+    assert_eq!(fix["lon"], 16.37208);
+    assert_eq!(fix["accuracyMeters"], 12.5);
+    assert_eq!(fix["source"], "configured");
+    assert_eq!(fix["isPrecise"], true);
+
+    // device.info by id prefix.
+    let info = cli(
+        host_dir.path(),
+        port,
+        &["nodes", "invoke", &node_id[..8], "device.info"],
+    )
+    .await
+    .unwrap();
+    assert!(!info["systemName"].as_str().unwrap().is_empty());
+    assert_eq!(info["appVersion"], env!("CARGO_PKG_VERSION"));
+
+    // system.notify: delivered to the fake server, or a structured error without a bus.
+    let notify = cli(
+        host_dir.path(),
+        port,
+        &[
+            "nodes",
+            "invoke",
+            "E2E Node",
+            "system.notify",
+            "--params",
+            r#"{"title":"Hello","body":"from the e2e test"}"#,
+        ],
+    )
+    .await;
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        let r = notify.unwrap();
+        assert_eq!(r["delivered"], true);
+        assert_eq!(
+            fake.seen.lock().unwrap().clone(),
+            vec![("Hello".to_string(), "from the e2e test".to_string())]
+        );
+    } else {
+        let e = notify.unwrap_err();
+        assert_eq!(e["error"]["code"], "NOTIFICATIONS_UNAVAILABLE");
+    }
+
+    // Restart the host gracefully; the node comes back with no new approval.
+    let pid = host.0.id().unwrap() as i32;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), host.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    host = start_host(host_dir.path(), port).await;
+    node_online(host_dir.path(), port).await;
+    let list = cli(host_dir.path(), port, &["devices", "list"])
+        .await
+        .unwrap();
+    assert_eq!(
+        list["pending"].as_array().unwrap().len(),
+        0,
+        "no new approval after restart"
+    );
+    let fix = cli(host_dir.path(), port, &["nodes", "location", "E2E Node"])
+        .await
+        .unwrap();
+    assert_eq!(fix["source"], "configured");
+
+    // Revoke: the node is closed at once, stops for good, and stays out.
+    let r = cli(host_dir.path(), port, &["devices", "revoke", "E2E Node"])
+        .await
+        .unwrap();
+    assert_eq!(r["closedConnections"], 1);
+    let exit = tokio::time::timeout(Duration::from_secs(15), node.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!exit.success(), "a revoked node exits with an error");
+    let list = cli(host_dir.path(), port, &["nodes", "list"])
+        .await
+        .unwrap();
+    assert_eq!(list, serde_json::json!([]));
+    let devices = cli(host_dir.path(), port, &["devices", "list"])
+        .await
+        .unwrap();
+    assert_eq!(devices["paired"][0]["revoked"], true);
+    let err = cli(
+        host_dir.path(),
+        port,
+        &["nodes", "invoke", &node_id, "device.info"],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err["error"]["code"], "NODE_NOT_FOUND");
+    // Started again, the revoked node is refused at once.
+    let mut again = spawn(&[
+        "node",
+        "run",
+        "--gateway",
+        &gateway,
+        "--data-dir",
+        node_dir.path().to_str().unwrap(),
+    ]);
+    let exit = tokio::time::timeout(Duration::from_secs(15), again.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!exit.success());
+    drop(host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_explain_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // No host running: a clear client error, not a panic.
+    let err = cli(dir.path(), port, &["status"]).await.unwrap_err();
+    assert_eq!(err["error"]["code"], "CLIENT_ERROR");
+    let _host = start_host(dir.path(), port).await;
+    let err = cli(dir.path(), port, &["devices", "approve", "does-not-exist"])
+        .await
+        .unwrap_err();
+    assert_eq!(err["error"]["code"], "NOT_FOUND");
+    let err = cli(
+        dir.path(),
+        port,
+        &[
+            "nodes",
+            "invoke",
+            "nobody",
+            "device.info",
+            "--params",
+            "{bad",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--params")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_config_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("perch.toml"), "[gateway]\nbind = oops\n").unwrap();
+    let out = Command::new(PERCH)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("perch.toml") && err.contains("line 2"),
+        "{err}"
+    );
+}
