@@ -107,7 +107,10 @@ mod tests {
     #[test]
     fn ambiguous_name_prefix() {
         let cs = vec![c("a1", "Phone A"), c("b2", "Phone B")];
-        assert_eq!(resolve("pho", &cs, "node").unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            resolve("pho", &cs, "node").unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
         assert_eq!(resolve("phone b", &cs, "node").unwrap().id, "b2");
     }
 
