@@ -134,40 +134,24 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
             return Err(anyhow!("a request id is required"));
         }
         DevicesCmd::Approve { request_id } => {
-            let r: PairDecisionResult = call(
+            decide(
                 &mut c,
                 methods::DEVICE_PAIR_APPROVE,
-                Some(json!({ "requestId": request_id })),
-                QUICK,
+                &request_id,
+                "Approved",
+                op.json,
             )
             .await?;
-            if op.json {
-                print_json(&r)?;
-            } else {
-                println!(
-                    "Approved device {} (request {})",
-                    short(&r.device_id),
-                    r.request_id
-                );
-            }
         }
         DevicesCmd::Reject { request_id } => {
-            let r: PairDecisionResult = call(
+            decide(
                 &mut c,
                 methods::DEVICE_PAIR_REJECT,
-                Some(json!({ "requestId": request_id })),
-                QUICK,
+                &request_id,
+                "Rejected",
+                op.json,
             )
             .await?;
-            if op.json {
-                print_json(&r)?;
-            } else {
-                println!(
-                    "Rejected device {} (request {})",
-                    short(&r.device_id),
-                    r.request_id
-                );
-            }
         }
         DevicesCmd::Revoke { device } => {
             let r: RevokeResult = call(
@@ -190,6 +174,28 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
     }
     c.close().await;
     Ok(())
+}
+
+/// Approves or rejects a pairing request and prints the decision.
+async fn decide(
+    c: &mut OperatorClient,
+    method: &str,
+    request_id: &str,
+    verb: &str,
+    json: bool,
+) -> Result<()> {
+    let r: PairDecisionResult =
+        call(c, method, Some(json!({ "requestId": request_id })), QUICK).await?;
+    if json {
+        print_json(&r)
+    } else {
+        println!(
+            "{verb} device {} (request {})",
+            short(&r.device_id),
+            r.request_id
+        );
+        Ok(())
+    }
 }
 
 async fn invoke(

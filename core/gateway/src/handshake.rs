@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use perch_protocol::handshake::{ConnectParams, Role};
-use perch_protocol::identity::{IdentityError, SignedConnectV3, verify_device_signature};
+use perch_protocol::identity::{IdentityError, verify_device_signature};
 use perch_protocol::{
     DeviceId, ErrorCode, ErrorShape, MIN_NODE_PROTOCOL, MIN_OPERATOR_PROTOCOL, PROTOCOL_VERSION,
     SIGNATURE_SKEW_MS,
@@ -65,20 +65,7 @@ pub fn verify_device(p: &ConnectParams, nonce: &str, now_ms: i64) -> Result<Devi
         .with_details(json!({"hostTimeMs": now_ms, "signedAt": dev.signed_at,
                              "maxSkewMs": SIGNATURE_SKEW_MS})));
     }
-    let token = p.auth.as_ref().map(|a| a.signed_token()).unwrap_or("");
-    let payload = SignedConnectV3 {
-        device_id: &dev.id,
-        client_id: &p.client.id,
-        client_mode: &p.client.mode,
-        role: p.role.as_str(),
-        scopes: &p.scopes,
-        signed_at_ms: dev.signed_at,
-        token,
-        nonce: &dev.nonce,
-        platform: Some(&p.client.platform),
-        device_family: p.client.device_family.as_deref(),
-    }
-    .payload();
+    let payload = p.signed_payload().unwrap_or_default();
     verify_device_signature(&dev.id, &dev.public_key, &dev.signature, &payload).map_err(|e| {
         let code = match e {
             IdentityError::DeviceIdMismatch | IdentityError::BadDeviceId => {
@@ -111,7 +98,7 @@ pub fn clean_label(s: &str, fallback: &str) -> String {
 mod tests {
     use super::*;
     use perch_protocol::DeviceIdentity;
-    use perch_protocol::handshake::{ClientInfo, ConnectAuth, DeviceProof};
+    use perch_protocol::handshake::{ClientInfo, ConnectAuth};
 
     fn params(
         id: &DeviceIdentity,
@@ -146,26 +133,7 @@ mod tests {
             user_agent: None,
             extra: Default::default(),
         };
-        let payload = SignedConnectV3 {
-            device_id: id.device_id().as_str(),
-            client_id: "perch-node",
-            client_mode: "node",
-            role: "node",
-            scopes: &[],
-            signed_at_ms: signed_at,
-            token: token.unwrap_or(""),
-            nonce,
-            platform: Some("Linux"),
-            device_family: None,
-        }
-        .payload();
-        p.device = Some(DeviceProof {
-            id: id.device_id().to_string(),
-            public_key: id.public_key_b64(),
-            signature: id.sign_b64(&payload),
-            signed_at,
-            nonce: nonce.into(),
-        });
+        p.sign(id, signed_at, nonce);
         p
     }
 

@@ -18,10 +18,9 @@ use futures_util::{SinkExt, StreamExt};
 use perch_protocol::events::{self, ConnectionClosing, InvokeCancel, InvokeRequest, PairResolved};
 use perch_protocol::frame::{EventFrame, Response};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams,
-    DeviceProof, HelloOk, Role,
+    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams, HelloOk,
+    Role,
 };
-use perch_protocol::identity::SignedConnectV3;
 use perch_protocol::methods::{InvokeResultParams, NODE_INVOKE_RESULT, PairDecision};
 use perch_protocol::{
     DEFAULT_INVOKE_TIMEOUT_MS, DEFAULT_MAX_PAYLOAD, DEFAULT_TICK_INTERVAL_MS, DeviceId,
@@ -592,22 +591,8 @@ impl Node {
     fn connect_params(&self, nonce: &str, token: Option<&str>) -> ConnectParams {
         let platform = std::env::consts::OS;
         let scopes: Vec<String> = Vec::new();
-        let signed_at_ms = now_ms();
-        let payload = SignedConnectV3 {
-            device_id: self.device_id.as_str(),
-            client_id: CLIENT_ID,
-            client_mode: NODE_MODE,
-            role: Role::Node.as_str(),
-            scopes: &scopes,
-            signed_at_ms,
-            token: token.unwrap_or(""),
-            nonce,
-            platform: Some(platform),
-            device_family: self.config.device_family.as_deref(),
-        }
-        .payload();
         let version = env!("CARGO_PKG_VERSION");
-        ConnectParams {
+        let mut params = ConnectParams {
             min_protocol: PROTOCOL_VERSION,
             max_protocol: PROTOCOL_VERSION,
             client: ClientInfo {
@@ -625,13 +610,7 @@ impl Node {
             caps: self.capabilities.caps(),
             commands: self.capabilities.commands(),
             permissions: self.capabilities.permissions(),
-            device: Some(DeviceProof {
-                id: self.device_id.to_string(),
-                public_key: self.identity.public_key_b64(),
-                signature: self.identity.sign_b64(&payload),
-                signed_at: signed_at_ms,
-                nonce: nonce.to_string(),
-            }),
+            device: None,
             auth: token.map(|t| ConnectAuth {
                 device_token: Some(t.to_string()),
                 ..Default::default()
@@ -639,7 +618,9 @@ impl Node {
             locale: self.config.locale.clone(),
             user_agent: Some(format!("{CLIENT_ID}/{version}")),
             extra: Default::default(),
-        }
+        };
+        params.sign(&self.identity, now_ms(), nonce);
+        params
     }
 
     /// Challenge → connect → hello-ok, waiting on the same socket through pairing approval.
@@ -1434,19 +1415,7 @@ mod tests {
         assert_eq!(p.client.mode, "node");
         assert_eq!(p.auth.as_ref().unwrap().signed_token(), "tok");
         let device = p.device.as_ref().unwrap();
-        let payload = SignedConnectV3 {
-            device_id: &device.id,
-            client_id: &p.client.id,
-            client_mode: &p.client.mode,
-            role: p.role.as_str(),
-            scopes: &p.scopes,
-            signed_at_ms: device.signed_at,
-            token: p.auth.as_ref().unwrap().signed_token(),
-            nonce: &device.nonce,
-            platform: Some(&p.client.platform),
-            device_family: p.client.device_family.as_deref(),
-        }
-        .payload();
+        let payload = p.signed_payload().unwrap();
         perch_protocol::identity::verify_device_signature(
             &device.id,
             &device.public_key,

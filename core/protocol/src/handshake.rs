@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::identity::{DeviceIdentity, SignedConnectV3};
+
 /// Event name of the host's first frame on every connection.
 pub const CHALLENGE_EVENT: &str = "connect.challenge";
 /// Method name of the client's first request.
@@ -178,6 +180,47 @@ pub struct ConnectParams {
     pub extra: BTreeMap<String, Value>,
 }
 
+impl ConnectParams {
+    /// The exact string the device signs for these params (OpenClaw's v3 payload), built from
+    /// the device proof's id, time and nonce and the token actually sent. `None` without a
+    /// device proof.
+    pub fn signed_payload(&self) -> Option<String> {
+        let dev = self.device.as_ref()?;
+        Some(
+            SignedConnectV3 {
+                device_id: &dev.id,
+                client_id: &self.client.id,
+                client_mode: &self.client.mode,
+                role: self.role.as_str(),
+                scopes: &self.scopes,
+                signed_at_ms: dev.signed_at,
+                token: self.auth.as_ref().map(|a| a.signed_token()).unwrap_or(""),
+                nonce: &dev.nonce,
+                platform: Some(&self.client.platform),
+                device_family: self.client.device_family.as_deref(),
+            }
+            .payload(),
+        )
+    }
+
+    /// Fills in `device` with a proof signed by `identity` for this challenge nonce. Set
+    /// `auth` before calling: the token is part of what is signed.
+    pub fn sign(&mut self, identity: &DeviceIdentity, signed_at_ms: i64, nonce: &str) {
+        self.device = Some(DeviceProof {
+            id: identity.device_id().to_string(),
+            public_key: identity.public_key_b64(),
+            signature: String::new(),
+            signed_at: signed_at_ms,
+            nonce: nonce.to_string(),
+        });
+        if let Some(payload) = self.signed_payload()
+            && let Some(dev) = self.device.as_mut()
+        {
+            dev.signature = identity.sign_b64(&payload);
+        }
+    }
+}
+
 /// Limits the client must respect after the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -310,6 +353,34 @@ mod tests {
         let back = serde_json::to_value(&p).unwrap();
         let again: ConnectParams = serde_json::from_value(back).unwrap();
         assert_eq!(again, p);
+    }
+
+    #[test]
+    fn sign_produces_a_verifiable_proof() {
+        let id = DeviceIdentity::from_seed(&[9; 32]);
+        let mut p: ConnectParams = serde_json::from_value(json!({
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "perch-node", "version": "1", "platform": "Linux", "mode": "node"},
+            "role": "node", "auth": {"deviceToken": "tok"}
+        }))
+        .unwrap();
+        p.sign(&id, 1234, "nonce-1");
+        let payload = p.signed_payload().unwrap();
+        assert_eq!(
+            payload,
+            format!(
+                "v3|{}|perch-node|node|node||1234|tok|nonce-1|linux|",
+                id.device_id()
+            )
+        );
+        let dev = p.device.as_ref().unwrap();
+        crate::identity::verify_device_signature(
+            &dev.id,
+            &dev.public_key,
+            &dev.signature,
+            &payload,
+        )
+        .unwrap();
     }
 
     #[test]
