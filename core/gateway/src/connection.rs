@@ -149,6 +149,12 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
             _ = ticker.tick() => {
                 if last_inbound.elapsed() > 2 * tick_every {
                     tracing::info!(conn = %id, "peer silent for two tick intervals; closing");
+                    let error = ErrorShape::new(
+                        ErrorCode::Timeout,
+                        "nothing received for two tick intervals",
+                    )
+                    .with_retryable(true);
+                    out.event(events::CONNECTION_CLOSING, &Hub::closing_event(&error, true));
                     out.send(Outbound::Close(close_code::TICK_TIMEOUT, "tick timeout".into()));
                     break;
                 }
@@ -318,7 +324,10 @@ impl Conn {
                 ErrorShape::new(ErrorCode::InvalidRequest, "clients do not send events"),
             ),
             Frame::Cancel(c) => {
-                if let Some(task) = self.running.remove(&c.id) {
+                // A cancel for a request that already finished (or never ran) has nothing to stop.
+                if let Some(task) = self.running.remove(&c.id)
+                    && !task.is_finished()
+                {
                     task.abort();
                     self.reply(
                         c.id,

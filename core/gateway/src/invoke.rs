@@ -12,7 +12,7 @@ use perch_protocol::events::{self, InvokeCancel, InvokeRequest};
 use perch_protocol::methods::{InvokeParams, InvokeResult, InvokeResultParams};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
 
-use crate::hub::{ConnId, Hub, lock};
+use crate::hub::{ConnId, Hub, NodeSession, lock};
 use crate::secrets::random_b64;
 
 /// The outcome of one node command.
@@ -125,6 +125,12 @@ impl Invokes {
 
     fn remember(&self, key: (DeviceId, String), fingerprint: String, outcome: Outcome) {
         let mut idem = lock(&self.idem);
+        // A failure that says "try again" (timeout, node gone) is not replayed: a retry with the
+        // same key runs the command again.
+        if matches!(&outcome, Err(e) if e.retryable == Some(true)) {
+            idem.remove(&key);
+            return;
+        }
         idem.insert(
             key,
             IdemEntry::Done {
@@ -175,38 +181,6 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
         Some(t) => t.min(perch_protocol::MAX_INVOKE_TIMEOUT_MS),
     };
     let node_id = crate::operator::resolve_node(hub, &params.node_id).await?;
-    let Some(session) = hub.node(&node_id) else {
-        return Err(ErrorShape::new(
-            ErrorCode::NodeNotConnected,
-            format!("node {} is not connected", node_id.short()),
-        )
-        .with_details(json!({"nodeId": node_id}))
-        .with_retryable(true));
-    };
-    if !session.commands.iter().any(|c| c == &params.command) {
-        return Err(ErrorShape::new(
-            ErrorCode::CommandNotAllowed,
-            format!(
-                "node {:?} does not offer {:?}",
-                session.display_name, params.command
-            ),
-        )
-        .with_details(
-            json!({"reason": "not-advertised", "command": params.command,
-                             "available": session.commands}),
-        ));
-    }
-    if !hub.config.commands.allows(&params.command) {
-        return Err(ErrorShape::new(
-            ErrorCode::CommandNotAllowed,
-            format!(
-                "host policy does not allow {:?}; add it to [gateway.nodes] allow_commands in perch.toml",
-                params.command
-            ),
-        )
-        .with_details(json!({"reason": "host-policy", "command": params.command})));
-    }
-
     let fingerprint = format!(
         "{}\u{0}{}",
         params.command,
@@ -217,48 +191,46 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
             .unwrap_or_default()
     );
     let idem_key = (node_id.clone(), key.clone());
-    // Join an identical call in flight, replay a finished one, or start a new one.
-    let waiter = {
+    let done = |outcome: Outcome| {
+        outcome.map(|payload| InvokeResult {
+            node_id: node_id.to_string(),
+            command: params.command.clone(),
+            payload,
+        })
+    };
+    // Replay a finished call, join an identical one in flight, or pass the gates and start one.
+    let start = {
         let mut idem = lock(&hub.invokes.idem);
-        match idem.get(&idem_key) {
+        let existing = match idem.get(&idem_key) {
             Some(IdemEntry::Done {
                 fingerprint: f,
                 outcome,
                 at,
-            }) if at.elapsed() < IDEMPOTENCY_TTL => {
-                if f != &fingerprint {
-                    return Err(reused_key());
-                }
-                return outcome.clone().map(|payload| InvokeResult {
-                    node_id: node_id.to_string(),
-                    command: params.command.clone(),
-                    payload,
-                });
-            }
-            Some(IdemEntry::InFlight { fingerprint: f, rx }) => {
-                if f != &fingerprint {
-                    return Err(reused_key());
-                }
-                Some(rx.clone())
-            }
+            }) if at.elapsed() < IDEMPOTENCY_TTL => Some((f.clone(), Err(outcome.clone()))),
+            Some(IdemEntry::InFlight { fingerprint: f, rx }) => Some((f.clone(), Ok(rx.clone()))),
             _ => None,
+        };
+        match existing {
+            Some((f, _)) if f != fingerprint => return Err(reused_key()),
+            Some((_, Err(outcome))) => return done(outcome),
+            Some((_, Ok(rx))) => Start::Join(rx),
+            None => {
+                let session = admit_call(hub, &node_id, &params.command)?;
+                let (tx, rx) = watch::channel(None);
+                idem.insert(
+                    idem_key.clone(),
+                    IdemEntry::InFlight {
+                        fingerprint: fingerprint.clone(),
+                        rx,
+                    },
+                );
+                Start::Run(Box::new(session), tx)
+            }
         }
-        .map(Ok)
-        .unwrap_or_else(|| {
-            let (tx, rx) = watch::channel(None);
-            idem.insert(
-                idem_key.clone(),
-                IdemEntry::InFlight {
-                    fingerprint: fingerprint.clone(),
-                    rx,
-                },
-            );
-            Err(tx)
-        })
     };
 
-    let outcome = match waiter {
-        Ok(mut rx) => loop {
+    let outcome = match start {
+        Start::Join(mut rx) => loop {
             if let Some(o) = rx.borrow().clone() {
                 break o;
             }
@@ -270,34 +242,79 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
                 .with_retryable(true));
             }
         },
-        Err(tx) => {
+        Start::Run(session, tx) => {
             // Run the call in its own task so that it finishes (and is remembered) even if
             // this caller goes away.
             let hub2 = hub.clone();
             let command = params.command.clone();
             let call_params = params.params.clone();
             let fp = fingerprint.clone();
+            let key2 = idem_key.clone();
             let task = tokio::spawn(async move {
                 let outcome =
                     forward(&hub2, &session, &command, call_params, timeout_ms, &key).await;
-                hub2.invokes.remember(idem_key, fp, outcome.clone());
+                hub2.invokes.remember(key2, fp, outcome.clone());
                 let _ = tx.send(Some(outcome.clone()));
                 outcome
             });
             match task.await {
                 Ok(o) => o,
-                Err(e) => Err(ErrorShape::new(
-                    ErrorCode::Internal,
-                    format!("invoke task failed: {e}"),
-                )),
+                Err(e) => {
+                    // Never leave the key stuck in flight.
+                    lock(&hub.invokes.idem).remove(&idem_key);
+                    Err(ErrorShape::new(
+                        ErrorCode::Internal,
+                        format!("invoke task failed: {e}"),
+                    ))
+                }
             }
         }
     };
-    outcome.map(|payload| InvokeResult {
-        node_id: node_id.to_string(),
-        command: params.command,
-        payload,
-    })
+    done(outcome)
+}
+
+/// How a call proceeds once its idempotency key is looked up.
+enum Start {
+    /// An identical call is in flight: wait for its outcome.
+    Join(watch::Receiver<Option<Outcome>>),
+    /// A new call: the node's session and the channel to publish the outcome on.
+    Run(Box<NodeSession>, watch::Sender<Option<Outcome>>),
+}
+
+/// The gates a new call must pass: the node is connected, it advertised the command, and host
+/// policy allows it. Nothing reaches the node otherwise.
+fn admit_call(hub: &Hub, node_id: &DeviceId, command: &str) -> Result<NodeSession, ErrorShape> {
+    let Some(session) = hub.node(node_id) else {
+        return Err(ErrorShape::new(
+            ErrorCode::NodeNotConnected,
+            format!("node {} is not connected", node_id.short()),
+        )
+        .with_details(json!({"nodeId": node_id}))
+        .with_retryable(true));
+    };
+    if !session.commands.iter().any(|c| c == command) {
+        return Err(ErrorShape::new(
+            ErrorCode::CommandNotAllowed,
+            format!(
+                "node {:?} does not offer {:?}",
+                session.display_name, command
+            ),
+        )
+        .with_details(json!({"reason": "not-advertised", "command": command,
+                             "available": session.commands})));
+    }
+    if !hub.config.commands.allows(command) {
+        return Err(ErrorShape::new(
+            ErrorCode::CommandNotAllowed,
+            format!(
+                "host policy does not allow {:?}; add it to [gateway.nodes] allow_commands in perch.toml",
+                command
+            ),
+        )
+        .with_details(json!({"reason": "host-policy", "command": command})));
+    }
+
+    Ok(session)
 }
 
 fn reused_key() -> ErrorShape {
@@ -309,7 +326,7 @@ fn reused_key() -> ErrorShape {
 
 async fn forward(
     hub: &Arc<Hub>,
-    session: &crate::hub::NodeSession,
+    session: &NodeSession,
     command: &str,
     params: Option<Value>,
     timeout_ms: u64,

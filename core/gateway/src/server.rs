@@ -146,6 +146,9 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         source,
         hint: "",
     })?;
+    let mut config = config;
+    // Report the address actually bound (port 0 picks one).
+    config.bind = addr;
     let hub = Hub::new(config, store, operator_token, host_id);
     let tracker = TaskTracker::new();
     let app = Router::new()

@@ -239,3 +239,94 @@ async fn silent_peer_is_closed_after_two_ticks() {
     let mut r = r;
     assert_eq!(r.closed().await, Some(4000));
 }
+
+#[tokio::test]
+async fn retryable_failures_are_not_replayed_but_successes_survive_the_node() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[27; 32]);
+    let (mut n, _token) = paired_node(&host, &id, &["device.info"]).await;
+    let mut op = operator(&host).await;
+    let call = json!({"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "again", "timeoutMs": 150});
+    let err = op.request("node.invoke", call.clone()).await.unwrap_err();
+    assert_eq!(err["code"], "TIMEOUT");
+    n.event("node.invoke.request").await;
+    // Same key after a timeout: the command runs again.
+    op.send(json!({"type": "req", "id": "r2", "method": "node.invoke", "params": call}))
+        .await;
+    let req = n.event("node.invoke.request").await;
+    n.request(
+        "node.invoke.result",
+        json!({"id": req["id"], "nodeId": id.device_id().as_str(),
+                                            "ok": true, "payload": {"v": 2}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(op.response("r2").await.unwrap()["payload"]["v"], 2);
+    // The node goes away; the finished call still replays under its key.
+    drop(n);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let replay = op
+        .request(
+            "node.invoke",
+            json!({"nodeId": "Test Node", "command": "device.info",
+                                       "idempotencyKey": "again", "timeoutMs": 150}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replay["payload"]["v"], 2);
+    let err = op
+        .request(
+            "node.invoke",
+            json!({"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "new"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "NODE_NOT_CONNECTED");
+}
+
+#[tokio::test]
+async fn openclaw_style_error_prefix_is_understood() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[28; 32]);
+    let (mut n, _token) = paired_node(&host, &id, &["location.get"]).await;
+    let mut op = operator(&host).await;
+    op.send(json!({"type": "req", "id": "p", "method": "node.invoke",
+                   "params": {"nodeId": "Test Node", "command": "location.get", "idempotencyKey": "p"}}))
+        .await;
+    let req = n.event("node.invoke.request").await;
+    n.request("node.invoke.result", json!({"id": req["id"], "nodeId": id.device_id().as_str(), "ok": false,
+                                            "error": {"message": "LOCATION_DISABLED: enable Location in Settings"}}))
+        .await
+        .unwrap();
+    let err = op.response("p").await.unwrap_err();
+    assert_eq!(err["code"], "LOCATION_DISABLED");
+    assert_eq!(err["message"], "enable Location in Settings");
+}
+
+#[tokio::test]
+async fn cancel_after_the_answer_sends_nothing_more() {
+    let host = start_host(|_| {}).await;
+    let mut op = operator(&host).await;
+    op.send(json!({"type": "req", "id": "s", "method": "status"}))
+        .await;
+    op.response("s").await.unwrap();
+    op.send(json!({"type": "cancel", "id": "s"})).await;
+    // The next answer on the socket is for the next request, not a CANCELLED for "s".
+    let v = op.request("status", json!({})).await.unwrap();
+    assert_eq!(v["protocol"], 4);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_invoke() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[29; 32]);
+    let (mut n, _token) = paired_node(&host, &id, &["device.info"]).await;
+    let mut op = operator(&host).await;
+    op.send(json!({"type": "req", "id": "c", "method": "node.invoke",
+                   "params": {"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "c"}}))
+        .await;
+    n.event("node.invoke.request").await;
+    op.send(json!({"type": "cancel", "id": "c"})).await;
+    let err = op.response("c").await.unwrap_err();
+    assert_eq!(err["code"], "CANCELLED");
+}

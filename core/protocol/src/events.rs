@@ -14,7 +14,7 @@ pub const DEVICE_PAIR_REQUESTED: &str = "device.pair.requested";
 pub const DEVICE_PAIR_RESOLVED: &str = "device.pair.resolved";
 /// The host asks a node to run a command.
 pub const NODE_INVOKE_REQUEST: &str = "node.invoke.request";
-/// The host abandons an invoke (deadline passed, caller cancelled).
+/// The host abandons an invoke whose deadline passed.
 pub const NODE_INVOKE_CANCEL: &str = "node.invoke.cancel";
 /// A node connected or disconnected (to operators).
 pub const NODE_STATUS: &str = "node.status";
@@ -22,24 +22,30 @@ pub const NODE_STATUS: &str = "node.status";
 pub const CONNECTION_CLOSING: &str = "connection.closing";
 /// The host is shutting down.
 pub const SHUTDOWN: &str = "shutdown";
+/// An error about a frame that cannot be answered as a request (malformed JSON, a client event).
+pub const PROTOCOL_ERROR: &str = "protocol.error";
 
 /// Events an operator may receive.
 pub const OPERATOR_EVENTS: &[&str] = &[
+    crate::handshake::CHALLENGE_EVENT,
     TICK,
     DEVICE_PAIR_REQUESTED,
     DEVICE_PAIR_RESOLVED,
     NODE_STATUS,
     CONNECTION_CLOSING,
     SHUTDOWN,
+    PROTOCOL_ERROR,
 ];
 /// Events a node may receive.
 pub const NODE_EVENTS: &[&str] = &[
+    crate::handshake::CHALLENGE_EVENT,
     TICK,
     DEVICE_PAIR_RESOLVED,
     NODE_INVOKE_REQUEST,
     NODE_INVOKE_CANCEL,
     CONNECTION_CLOSING,
     SHUTDOWN,
+    PROTOCOL_ERROR,
 ];
 
 /// Payload of `tick`.

@@ -200,7 +200,7 @@ pub struct NodeSummary {
     /// Last time the node was connected (now, when online).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_ms: Option<i64>,
-    /// Commands the node advertises (empty when offline and never seen this run).
+    /// Commands the node advertises (when offline: those it advertised last time).
     pub commands: Vec<String>,
 }
 
@@ -291,9 +291,72 @@ pub struct InvokeResultParams {
         skip_serializing_if = "Option::is_none"
     )]
     pub payload_json: Option<String>,
-    /// The error, when `ok` is false.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The error, when `ok` is false. Read leniently: OpenClaw nodes may omit `code` or send a
+    /// generic one and put the specific code in the message as `CODE: text`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_node_error"
+    )]
     pub error: Option<ErrorShape>,
+}
+
+/// An error as nodes in the wild send it; every field optional.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeReportedError {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    details: Option<Value>,
+    #[serde(default)]
+    retryable: Option<bool>,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+}
+
+/// Splits `"LOCATION_DISABLED: enable Location"` into the code and the rest.
+fn code_prefix(message: &str) -> Option<(&str, &str)> {
+    let (head, rest) = message.split_once(':')?;
+    let mut chars = head.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_uppercase());
+    let rest_ok = chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    (first_ok && rest_ok && head.len() > 2).then(|| (head, rest.trim()))
+}
+
+impl NodeReportedError {
+    fn into_shape(self) -> ErrorShape {
+        let message = self.message.unwrap_or_default();
+        let generic = |c: &str| c.is_empty() || c == "UNAVAILABLE";
+        let (code, text) = match (self.code, code_prefix(&message)) {
+            (Some(c), Some((prefix, rest))) if generic(&c) => {
+                (prefix.to_string(), rest.to_string())
+            }
+            (Some(c), _) if !c.is_empty() => (c, message.clone()),
+            (_, Some((prefix, rest))) => (prefix.to_string(), rest.to_string()),
+            _ => ("UNAVAILABLE".to_string(), message.clone()),
+        };
+        let text = if text.is_empty() {
+            "the node reported a failure without details".to_string()
+        } else {
+            text
+        };
+        ErrorShape {
+            code: crate::ErrorCode::parse(&code),
+            message: text,
+            details: self.details,
+            retryable: self.retryable,
+            retry_after_ms: self.retry_after_ms,
+        }
+    }
+}
+
+fn lenient_node_error<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ErrorShape>, D::Error> {
+    Ok(Option::<NodeReportedError>::deserialize(d)?.map(NodeReportedError::into_shape))
 }
 
 #[cfg(test)]
@@ -351,6 +414,33 @@ mod tests {
         let v = json!({"id": "1", "nodeId": "n", "ok": true, "payloadJSON": "{\"a\":1}"});
         let p: InvokeResultParams = serde_json::from_value(v).unwrap();
         assert_eq!(p.payload_json.as_deref(), Some("{\"a\":1}"));
+    }
+
+    #[test]
+    fn node_errors_are_read_leniently() {
+        let read = |e: Value| -> ErrorShape {
+            let v = json!({"id": "1", "nodeId": "n", "ok": false, "error": e});
+            serde_json::from_value::<InvokeResultParams>(v)
+                .unwrap()
+                .error
+                .unwrap()
+        };
+        let e = read(json!({"code": "CAMERA_DISABLED", "message": "off"}));
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("CAMERA_DISABLED", "off")
+        );
+        let e = read(json!({"message": "LOCATION_DISABLED: enable Location in Settings"}));
+        assert_eq!(e.code.as_str(), "LOCATION_DISABLED");
+        assert_eq!(e.message, "enable Location in Settings");
+        let e = read(json!({"code": "UNAVAILABLE", "message": "LOCATION_TIMEOUT: no fix"}));
+        assert_eq!(e.code.as_str(), "LOCATION_TIMEOUT");
+        let e = read(json!({"code": "INVALID_REQUEST", "message": "Bad: thing"}));
+        assert_eq!(e.code.as_str(), "INVALID_REQUEST");
+        assert_eq!(e.message, "Bad: thing");
+        let e = read(json!({}));
+        assert_eq!(e.code.as_str(), "UNAVAILABLE");
+        assert!(!e.message.is_empty());
     }
 
     #[test]
