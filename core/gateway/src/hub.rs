@@ -389,6 +389,15 @@ impl Hub {
         }
     }
 
+    /// Makes a device unreachable at once (revocation), whichever connection carries it; its
+    /// connection closes on its own shortly after.
+    pub fn drop_node(&self, node_id: &DeviceId) {
+        let conn = lock(&self.nodes).get(node_id).map(|s| s.conn_id);
+        if let Some(conn) = conn {
+            self.remove_node(node_id, conn);
+        }
+    }
+
     /// The session of a connected node.
     pub fn node(&self, node_id: &DeviceId) -> Option<NodeSession> {
         lock(&self.nodes).get(node_id).cloned()

@@ -202,6 +202,7 @@ async fn revoke(hub: &Arc<Hub>, selector: &str) -> Result<RevokeResult, ErrorSha
         .revoke(&device_id, now_ms())
         .await
         .map_err(store_error)?;
+    hub.drop_node(&device_id);
     let closed = hub.close_device(&device_id, pairing::admit_revoked_error(&device_id), false);
     tracing::info!(device = %device_id.short(), closed, "device revoked");
     Ok(RevokeResult {
@@ -229,6 +230,17 @@ fn pick(devices: &[DeviceRecord], selector: &str, what: &str) -> Result<DeviceId
 
 /// Resolves a node selector against paired, unrevoked nodes.
 pub async fn resolve_node(hub: &Arc<Hub>, selector: &str) -> Result<DeviceId, ErrorShape> {
+    // Fast paths for a full id (what programs send): a connected node is paired by
+    // construction; otherwise one row, not the whole table.
+    if let Ok(id) = DeviceId::parse(selector.trim()) {
+        if hub.is_online(&id) {
+            return Ok(id);
+        }
+        match hub.store.devices().get(&id).await.map_err(store_error)? {
+            Some(d) if d.role == Role::Node && d.status == DeviceStatus::Paired => return Ok(id),
+            _ => {}
+        }
+    }
     let devices: Vec<DeviceRecord> = hub
         .store
         .devices()

@@ -9,6 +9,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -23,6 +24,8 @@ use crate::secrets::{SecretError, load_or_create_operator_token};
 pub const DATABASE_FILE: &str = "perch.db";
 /// Pending pairing requests untouched this long are expired.
 const PENDING_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// Bytes read from a socket at a time.
+const WS_READ_BUFFER: usize = 4096;
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -160,6 +163,13 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         });
     let shutdown = hub.shutdown.clone();
     let server = tokio::spawn(async move {
+        // Invokes are small request/response exchanges: Nagle plus delayed ACKs would add
+        // ~40 ms to every call, so every accepted socket gets TCP_NODELAY.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -196,8 +206,11 @@ async fn root(
                 state.hub.config.max_payload as usize + perch_protocol::PRE_HANDSHAKE_MAX_FRAME;
             let hub = state.hub.clone();
             let tracker = state.tracker.clone();
+            // A small read buffer: most frames are tiny, and tungstenite's default of 128 KiB
+            // per socket would dominate host memory with many nodes connected.
             ws.max_message_size(limit)
                 .max_frame_size(limit)
+                .read_buffer_size(WS_READ_BUFFER)
                 .on_upgrade(move |socket| {
                     tracker.track_future(crate::connection::serve_socket(hub, socket, remote))
                 })
