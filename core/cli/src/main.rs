@@ -105,6 +105,11 @@ enum DevicesCmd {
         /// Device id, unambiguous id prefix, or display name.
         device: String,
     },
+    /// Forget a device (paired or revoked); it may ask to pair again.
+    Remove {
+        /// Device id, unambiguous id prefix, or display name.
+        device: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use perch_gateway::secrets::{operator_token_path, read_operator_token};
 use perch_protocol::methods::{
-    self, DevicePairList, InvokeResult, NodeDescription, NodeSummary, PairDecisionResult,
-    RevokeResult, StatusResult,
+    self, DeviceClosure, DevicePairList, InvokeResult, NodeDescription, NodeSummary,
+    PairDecisionResult, StatusResult,
 };
 use perch_protocol::node_commands::{self, LocationFix, NotifyResult};
 
@@ -153,8 +153,26 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
             )
             .await?;
         }
+        DevicesCmd::Remove { device } => {
+            let r: DeviceClosure = call(
+                &mut c,
+                methods::DEVICE_PAIR_REMOVE,
+                Some(json!({ "deviceId": device })),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "Removed device {}; closed {} connection(s). It may ask to pair again.",
+                    short(&r.device_id),
+                    r.closed_connections
+                );
+            }
+        }
         DevicesCmd::Revoke { device } => {
-            let r: RevokeResult = call(
+            let r: DeviceClosure = call(
                 &mut c,
                 methods::DEVICE_PAIR_REVOKE,
                 Some(json!({ "deviceId": device })),

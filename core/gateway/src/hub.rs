@@ -301,6 +301,11 @@ impl Hub {
             .insert(conn);
     }
 
+    /// Requests that a connection is waiting on right now.
+    pub fn waited_requests(&self) -> Vec<String> {
+        lock(&self.waiters).keys().cloned().collect()
+    }
+
     /// Tells the connections waiting on a request how it was decided.
     pub fn resolve_waiters(
         &self,

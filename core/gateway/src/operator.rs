@@ -8,9 +8,9 @@ use serde_json::Value;
 use perch_protocol::events::{self, PairResolved};
 use perch_protocol::handshake::Role;
 use perch_protocol::methods::{
-    self, DevicePairList, InvokeParams, NodeDescription, NodeSelector, NodeSummary, PairDecision,
-    PairDecisionParams, PairDecisionResult, PairedDevice, PendingRequest, RevokeParams,
-    RevokeResult, StatusResult,
+    self, DeviceClosure, DevicePairList, DeviceParams, InvokeParams, NodeDescription, NodeSelector,
+    NodeSummary, PairDecision, PairDecisionParams, PairDecisionResult, PairedDevice,
+    PendingRequest, StatusResult,
 };
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
 use perch_store::{DeviceRecord, DeviceStatus, StoreError};
@@ -65,8 +65,12 @@ pub async fn dispatch(
             to_value(&decide(hub, &p.request_id, PairDecision::Rejected).await?)
         }
         methods::DEVICE_PAIR_REVOKE => {
-            let p: RevokeParams = parse(params)?;
+            let p: DeviceParams = parse(params)?;
             to_value(&revoke(hub, &p.device_id).await?)
+        }
+        methods::DEVICE_PAIR_REMOVE => {
+            let p: DeviceParams = parse(params)?;
+            to_value(&remove(hub, &p.device_id).await?)
         }
         methods::NODE_LIST => to_value(&node_list(hub).await?),
         methods::NODE_DESCRIBE => {
@@ -194,7 +198,7 @@ async fn decide(
     })
 }
 
-async fn revoke(hub: &Arc<Hub>, selector: &str) -> Result<RevokeResult, ErrorShape> {
+async fn revoke(hub: &Arc<Hub>, selector: &str) -> Result<DeviceClosure, ErrorShape> {
     let devices = hub.store.devices().list().await.map_err(store_error)?;
     let device_id = pick(&devices, selector, "device")?;
     hub.store
@@ -205,7 +209,30 @@ async fn revoke(hub: &Arc<Hub>, selector: &str) -> Result<RevokeResult, ErrorSha
     hub.drop_node(&device_id);
     let closed = hub.close_device(&device_id, pairing::admit_revoked_error(&device_id), false);
     tracing::info!(device = %device_id.short(), closed, "device revoked");
-    Ok(RevokeResult {
+    Ok(DeviceClosure {
+        device_id: device_id.to_string(),
+        closed_connections: closed,
+    })
+}
+
+async fn remove(hub: &Arc<Hub>, selector: &str) -> Result<DeviceClosure, ErrorShape> {
+    let devices = hub.store.devices().list().await.map_err(store_error)?;
+    let device_id = pick(&devices, selector, "device")?;
+    hub.store
+        .devices()
+        .remove(&device_id, now_ms())
+        .await
+        .map_err(store_error)?;
+    hub.drop_node(&device_id);
+    let error = ErrorShape::new(
+        ErrorCode::Unauthorized,
+        "this device was removed from the host; it may ask to pair again",
+    )
+    .with_details(serde_json::json!({"reason": "device-removed", "deviceId": device_id}))
+    .with_retryable(true);
+    let closed = hub.close_device(&device_id, error, true);
+    tracing::info!(device = %device_id.short(), closed, "device removed");
+    Ok(DeviceClosure {
         device_id: device_id.to_string(),
         closed_connections: closed,
     })

@@ -330,3 +330,57 @@ async fn cancel_stops_a_running_invoke() {
     let err = op.response("c").await.unwrap_err();
     assert_eq!(err["code"], "CANCELLED");
 }
+
+#[tokio::test]
+async fn removed_device_may_pair_again() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[30; 32]);
+    let (mut n, token) = paired_node(&host, &id, &["device.info"]).await;
+    let mut op = operator(&host).await;
+    op.request("device.pair.revoke", json!({"deviceId": "Test Node"}))
+        .await
+        .unwrap();
+    assert_eq!(n.closed().await, Some(1008));
+    let r = op
+        .request("device.pair.remove", json!({"deviceId": "Test Node"}))
+        .await
+        .unwrap();
+    assert_eq!(r["deviceId"], id.device_id().as_str());
+    let list = op.request("device.pair.list", json!({})).await.unwrap();
+    assert_eq!(list["paired"].as_array().unwrap().len(), 0);
+    // Its old token means nothing now; it files a new request like any new device.
+    let mut again = Raw::open(&host).await;
+    let nonce = again.nonce.clone();
+    let err = again
+        .request(
+            "connect",
+            node_connect_params(&id, &nonce, now_ms(), Some(&token), &[]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "NOT_PAIRED");
+    let err = op
+        .request("device.pair.remove", json!({"deviceId": "Test Node"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn removing_a_connected_device_tells_it_to_reconnect() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[31; 32]);
+    let (mut n, _token) = paired_node(&host, &id, &[]).await;
+    let mut op = operator(&host).await;
+    let r = op
+        .request(
+            "device.pair.remove",
+            json!({"deviceId": &id.device_id().as_str()[..6]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["closedConnections"], 1);
+    let closing = n.event("connection.closing").await;
+    assert_eq!(closing["error"]["details"]["reason"], "device-removed");
+    assert_eq!(closing["reconnect"], true);
+}

@@ -18,6 +18,8 @@ pub const DEVICE_PAIR_APPROVE: &str = "device.pair.approve";
 pub const DEVICE_PAIR_REJECT: &str = "device.pair.reject";
 /// `device.pair.revoke`: lock a paired device out and close its connections (operator).
 pub const DEVICE_PAIR_REVOKE: &str = "device.pair.revoke";
+/// `device.pair.remove`: forget a device; it may ask to pair again (operator).
+pub const DEVICE_PAIR_REMOVE: &str = "device.pair.remove";
 /// `node.list`: known nodes with online state (operator).
 pub const NODE_LIST: &str = "node.list";
 /// `node.describe`: one node in detail (operator).
@@ -34,6 +36,7 @@ pub const OPERATOR_METHODS: &[&str] = &[
     DEVICE_PAIR_APPROVE,
     DEVICE_PAIR_REJECT,
     DEVICE_PAIR_REVOKE,
+    DEVICE_PAIR_REMOVE,
     NODE_LIST,
     NODE_DESCRIBE,
     NODE_INVOKE,
@@ -167,21 +170,21 @@ pub struct PairDecisionResult {
     pub decision: PairDecision,
 }
 
-/// Params of `device.pair.revoke`.
+/// Params of `device.pair.revoke` and `device.pair.remove`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RevokeParams {
+pub struct DeviceParams {
     /// Device id, unambiguous id prefix, or display name.
     pub device_id: String,
 }
 
-/// Result of `device.pair.revoke`.
+/// Result of `device.pair.revoke` and `device.pair.remove`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RevokeResult {
-    /// The revoked device.
+pub struct DeviceClosure {
+    /// The device.
     pub device_id: String,
-    /// Connections closed by the revocation.
+    /// Connections closed because of it.
     pub closed_connections: u64,
 }
 

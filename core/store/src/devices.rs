@@ -203,6 +203,42 @@ impl<'a> DeviceRepo<'a> {
         Ok(record)
     }
 
+    /// Forgets the device entirely in one transaction: its row, its tokens (by cascade) and any
+    /// pending request it had. It may then ask to pair again like a new device. Returns the
+    /// record as it was.
+    pub async fn remove(
+        &self,
+        device_id: &DeviceId,
+        now_ms: i64,
+    ) -> Result<DeviceRecord, StoreError> {
+        let mut tx = begin_write(self.pool).await?;
+        let record = fetch_device(&mut *tx, device_id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "device",
+                id: device_id.to_string(),
+            })?;
+        sqlx::query("DELETE FROM device_tokens WHERE device_id = $1")
+            .bind(device_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE pairing_requests SET status = 'expired', decided_at_ms = $2 \
+             WHERE device_id = $1 AND status = 'pending'",
+        )
+        .bind(device_id.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM devices WHERE device_id = $1")
+            .bind(device_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(device = device_id.short(), "device removed");
+        Ok(record)
+    }
+
     /// Records that the device just connected and, when given, the commands it advertised.
     pub async fn touch_seen(
         &self,
@@ -408,6 +444,38 @@ mod tests {
         assert!(matches!(
             store.devices().list().await.unwrap_err(),
             StoreError::Corrupt(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn remove_forgets_device_and_tokens_and_allows_a_new_request() {
+        let store = Store::open_in_memory().await.unwrap();
+        let (req, _) = store
+            .pairing()
+            .upsert_pending(request(1, Role::Node), "r1", 10)
+            .await
+            .unwrap();
+        store
+            .pairing()
+            .approve(&req.request_id, "h", 11)
+            .await
+            .unwrap();
+        let id = device(1);
+        store.devices().revoke(&id, 12).await.unwrap();
+        let before = store.devices().remove(&id, 13).await.unwrap();
+        assert_eq!(before.device_id, id);
+        assert!(store.devices().get(&id).await.unwrap().is_none());
+        assert!(!store.tokens().has_token(&id, Role::Node).await.unwrap());
+        let (again, created) = store
+            .pairing()
+            .upsert_pending(request(1, Role::Node), "r2", 14)
+            .await
+            .unwrap();
+        assert!(created);
+        assert_eq!(again.request_id, "r2");
+        assert!(matches!(
+            store.devices().remove(&id, 15).await,
+            Err(StoreError::NotFound { .. })
         ));
     }
 }

@@ -293,6 +293,20 @@ impl<'a> PairingRepo<'a> {
             .collect()
     }
 
+    /// Keeps a pending request fresh while a device waits on it, so it does not expire under a
+    /// connection that is still listening for the decision.
+    pub async fn touch(&self, request_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE pairing_requests SET updated_at_ms = $2 \
+             WHERE request_id = $1 AND status = 'pending'",
+        )
+        .bind(request_id)
+        .bind(now_ms)
+        .execute(self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Marks pending requests whose latest attempt is older than `cutoff_ms` as expired and
     /// returns how many there were. Their `decided_at_ms` records `cutoff_ms`.
     pub async fn expire_stale(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
