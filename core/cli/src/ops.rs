@@ -154,16 +154,8 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
             .await?;
         }
         DevicesCmd::Remove { device } => {
-            let r: DeviceClosure = call(
-                &mut c,
-                methods::DEVICE_PAIR_REMOVE,
-                Some(json!({ "deviceId": device })),
-                QUICK,
-            )
-            .await?;
-            if op.json {
-                print_json(&r)?;
-            } else {
+            let r = depart(&mut c, methods::DEVICE_PAIR_REMOVE, &device, op.json).await?;
+            if let Some(r) = r {
                 println!(
                     "Removed device {}; closed {} connection(s). It may ask to pair again.",
                     short(&r.device_id),
@@ -172,16 +164,8 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
             }
         }
         DevicesCmd::Revoke { device } => {
-            let r: DeviceClosure = call(
-                &mut c,
-                methods::DEVICE_PAIR_REVOKE,
-                Some(json!({ "deviceId": device })),
-                QUICK,
-            )
-            .await?;
-            if op.json {
-                print_json(&r)?;
-            } else {
+            let r = depart(&mut c, methods::DEVICE_PAIR_REVOKE, &device, op.json).await?;
+            if let Some(r) = r {
                 println!(
                     "Revoked device {}; closed {} connection(s)",
                     short(&r.device_id),
@@ -192,6 +176,22 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
     }
     c.close().await;
     Ok(())
+}
+
+/// Revokes or removes a device; prints JSON itself, or hands the result back for a sentence.
+async fn depart(
+    c: &mut OperatorClient,
+    method: &str,
+    device: &str,
+    json: bool,
+) -> Result<Option<DeviceClosure>> {
+    let r: DeviceClosure = call(c, method, Some(json!({ "deviceId": device })), QUICK).await?;
+    if json {
+        print_json(&r)?;
+        Ok(None)
+    } else {
+        Ok(Some(r))
+    }
 }
 
 /// Approves or rejects a pairing request and prints the decision.

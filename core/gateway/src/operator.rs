@@ -66,11 +66,11 @@ pub async fn dispatch(
         }
         methods::DEVICE_PAIR_REVOKE => {
             let p: DeviceParams = parse(params)?;
-            to_value(&revoke(hub, &p.device_id).await?)
+            to_value(&depart(hub, &p.device_id, Departure::Revoke).await?)
         }
         methods::DEVICE_PAIR_REMOVE => {
             let p: DeviceParams = parse(params)?;
-            to_value(&remove(hub, &p.device_id).await?)
+            to_value(&depart(hub, &p.device_id, Departure::Remove).await?)
         }
         methods::NODE_LIST => to_value(&node_list(hub).await?),
         methods::NODE_DESCRIBE => {
@@ -198,40 +198,50 @@ async fn decide(
     })
 }
 
-async fn revoke(hub: &Arc<Hub>, selector: &str) -> Result<DeviceClosure, ErrorShape> {
-    let devices = hub.store.devices().list().await.map_err(store_error)?;
-    let device_id = pick(&devices, selector, "device")?;
-    hub.store
-        .devices()
-        .revoke(&device_id, now_ms())
-        .await
-        .map_err(store_error)?;
-    hub.drop_node(&device_id);
-    let closed = hub.close_device(&device_id, pairing::admit_revoked_error(&device_id), false);
-    tracing::info!(device = %device_id.short(), closed, "device revoked");
-    Ok(DeviceClosure {
-        device_id: device_id.to_string(),
-        closed_connections: closed,
-    })
+/// The two ways a device leaves: locked out, or forgotten.
+#[derive(Debug, Clone, Copy)]
+enum Departure {
+    /// Refused from now on.
+    Revoke,
+    /// Forgotten; it may ask to pair again.
+    Remove,
 }
 
-async fn remove(hub: &Arc<Hub>, selector: &str) -> Result<DeviceClosure, ErrorShape> {
+async fn depart(
+    hub: &Arc<Hub>,
+    selector: &str,
+    how: Departure,
+) -> Result<DeviceClosure, ErrorShape> {
     let devices = hub.store.devices().list().await.map_err(store_error)?;
     let device_id = pick(&devices, selector, "device")?;
-    hub.store
-        .devices()
-        .remove(&device_id, now_ms())
-        .await
-        .map_err(store_error)?;
+    let now = now_ms();
+    let devices_repo = hub.store.devices();
+    let (error, reconnect) = match how {
+        Departure::Revoke => {
+            devices_repo
+                .revoke(&device_id, now)
+                .await
+                .map_err(store_error)?;
+            (pairing::admit_revoked_error(&device_id), false)
+        }
+        Departure::Remove => {
+            devices_repo
+                .remove(&device_id, now)
+                .await
+                .map_err(store_error)?;
+            let e = ErrorShape::new(
+                ErrorCode::Unauthorized,
+                "this device was removed from the host; it may ask to pair again",
+            )
+            .with_details(serde_json::json!({"reason": "device-removed", "deviceId": device_id}))
+            .with_retryable(true);
+            (e, true)
+        }
+    };
+    // Unreachable for invokes at once; its connections close right after.
     hub.drop_node(&device_id);
-    let error = ErrorShape::new(
-        ErrorCode::Unauthorized,
-        "this device was removed from the host; it may ask to pair again",
-    )
-    .with_details(serde_json::json!({"reason": "device-removed", "deviceId": device_id}))
-    .with_retryable(true);
-    let closed = hub.close_device(&device_id, error, true);
-    tracing::info!(device = %device_id.short(), closed, "device removed");
+    let closed = hub.close_device(&device_id, error, reconnect);
+    tracing::info!(device = %device_id.short(), closed, ?how, "device left");
     Ok(DeviceClosure {
         device_id: device_id.to_string(),
         closed_connections: closed,
