@@ -59,8 +59,34 @@ struct GatewaySection {
     max_payload: Option<u64>,
     max_buffered_bytes: Option<u64>,
     invoke_timeout_ms: Option<u64>,
+    mdns: Option<MdnsMode>,
     #[serde(default)]
     nodes: NodesSection,
+}
+
+/// How much the host says about itself over mDNS/Bonjour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MdnsMode {
+    /// No advertisement at all; nodes use an address or a setup code.
+    Off,
+    /// Protocol range, port, host id and key fingerprint: what a node needs to connect.
+    #[default]
+    Minimal,
+    /// Minimal plus the display name and software version, for richer pickers.
+    Full,
+}
+
+impl MdnsMode {
+    /// Parses the `--mdns` flag.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "minimal" => Ok(Self::Minimal),
+            "full" => Ok(Self::Full),
+            other => Err(format!("{other:?} is not off, minimal or full")),
+        }
+    }
 }
 
 /// The `[gateway.nodes]` table: host policy for node commands.
@@ -126,6 +152,8 @@ pub struct GatewayConfig {
     pub invoke_timeout_ms: u64,
     /// Node command policy.
     pub commands: CommandPolicy,
+    /// mDNS advertisement.
+    pub mdns: MdnsMode,
 }
 
 impl GatewayConfig {
@@ -140,6 +168,7 @@ impl GatewayConfig {
             max_buffered_bytes: 2 * perch_protocol::DEFAULT_MAX_PAYLOAD as u64,
             invoke_timeout_ms: perch_protocol::DEFAULT_INVOKE_TIMEOUT_MS,
             commands: CommandPolicy::default(),
+            mdns: MdnsMode::default(),
         }
     }
 
@@ -203,6 +232,9 @@ impl GatewayConfig {
                 )));
             }
             self.invoke_timeout_ms = t;
+        }
+        if let Some(m) = g.mdns {
+            self.mdns = m;
         }
         self.commands = CommandPolicy::new(&g.nodes.allow_commands, &g.nodes.deny_commands);
         Ok(())
@@ -300,6 +332,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bind") && err.contains("ADDR:PORT"), "{err}");
+    }
+
+    #[test]
+    fn mdns_mode_from_file_and_flag() {
+        assert_eq!(apply("").unwrap().mdns, MdnsMode::Minimal);
+        assert_eq!(
+            apply("[gateway]\nmdns = \"off\"\n").unwrap().mdns,
+            MdnsMode::Off
+        );
+        let err = apply("[gateway]\nmdns = \"loud\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert_eq!(MdnsMode::parse("FULL").unwrap(), MdnsMode::Full);
+        assert!(MdnsMode::parse("x").is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use perch_protocol::events::{
 use perch_protocol::frame::{Frame, FrameError, Request, RequestId, Response};
 use perch_protocol::handshake::{
     CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ConnectParams, Features, HelloAuth, HelloOk,
-    HelloOkTag, Policy, Role, ServerInfo, Snapshot,
+    HelloOkTag, HostProof, Policy, Role, ServerInfo, Snapshot,
 };
 use perch_protocol::methods::{self, InvokeResultParams, PairDecision};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, close_code};
@@ -180,11 +180,13 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
 
 impl Conn {
     fn send_challenge(&self, nonce: &str) {
+        let ts = now_ms();
         self.out.event(
             CHALLENGE_EVENT,
             &Challenge {
                 nonce: nonce.to_string(),
-                ts: now_ms(),
+                ts,
+                host: Some(HostProof::sign(&self.hub.host_key, nonce, ts)),
             },
         );
     }
@@ -642,6 +644,7 @@ impl Conn {
             snapshot: Snapshot {
                 uptime_ms: self.hub.started.elapsed().as_millis() as u64,
                 presence: vec![],
+                state_version: Default::default(),
             },
             auth: HelloAuth {
                 role,

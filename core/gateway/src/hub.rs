@@ -176,8 +176,12 @@ pub struct Hub {
     pub store: Store,
     /// The operator bearer token.
     pub(crate) operator_token: String,
-    /// Stable host id.
+    /// Stable host id: the first 16 hex characters of the key fingerprint.
     pub host_id: String,
+    /// Hex SHA-256 of the host's public key; what nodes pin.
+    pub fingerprint: String,
+    /// The host's signing key, for challenge proofs.
+    pub(crate) host_key: perch_protocol::DeviceIdentity,
     /// When the gateway started.
     pub started: Instant,
     /// Fires on graceful shutdown.
@@ -196,13 +200,16 @@ impl Hub {
         config: GatewayConfig,
         store: Store,
         operator_token: String,
-        host_id: String,
+        host_key: perch_protocol::DeviceIdentity,
     ) -> Arc<Self> {
+        let fingerprint = host_key.device_id().to_string();
         Arc::new(Self {
             config,
             store,
             operator_token,
-            host_id,
+            host_id: perch_protocol::identity::host_id_for(&fingerprint),
+            fingerprint,
+            host_key,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             invokes: Invokes::default(),

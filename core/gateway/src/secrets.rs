@@ -8,6 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use perch_protocol::DeviceIdentity;
+
 /// File in the data directory that holds the operator token.
 pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
 
@@ -25,9 +27,70 @@ pub enum SecretError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The token file exists but holds no usable token.
-    #[error("operator token file {0} is empty or malformed; delete it to mint a new token")]
+    /// A secret file exists but holds nothing usable.
+    #[error(
+        "{0} is empty or malformed; restore it from a backup or delete it to mint a new one (devices paired with this host will then need to pair again)"
+    )]
     Malformed(PathBuf),
+}
+
+/// File in the data directory that holds the host's Ed25519 key.
+pub const HOST_IDENTITY_FILE: &str = "host-identity.json";
+
+/// Reads the host's signing key, minting it (mode 0600) on first run. Its fingerprint is what
+/// nodes pin, so a file that exists but does not parse is an error, never silently replaced.
+pub fn load_or_create_host_identity(data_dir: &Path) -> Result<DeviceIdentity, SecretError> {
+    let path = data_dir.join(HOST_IDENTITY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|_| SecretError::Malformed(path.clone()))?;
+            let key = v
+                .get("privateKey")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| SecretError::Malformed(path.clone()))?;
+            DeviceIdentity::from_private_b64(key).map_err(|_| SecretError::Malformed(path.clone()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let identity =
+                DeviceIdentity::generate().map_err(|e| SecretError::Randomness(e.to_string()))?;
+            let fingerprint = identity.device_id().to_string();
+            let body = serde_json::json!({
+                "version": 1,
+                "hostId": perch_protocol::identity::host_id_for(&fingerprint),
+                "fingerprint": fingerprint,
+                "publicKey": identity.public_key_b64(),
+                "privateKey": identity.private_b64(),
+            });
+            write_private(&path, format!("{body:#}\n").as_bytes())?;
+            // Read back: a concurrent first start may have written first, and the file wins.
+            load_or_create_host_identity(data_dir)
+        }
+        Err(source) => Err(SecretError::Io { path, source }),
+    }
+}
+
+/// Creates `path` with mode 0600 and `bytes`, failing if it already exists.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretError> {
+    let io = |source| SecretError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(mut f) => {
+            f.write_all(bytes).map_err(io)?;
+            f.sync_all().map_err(io)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// `n` random bytes, base64url.
@@ -66,28 +129,9 @@ pub fn load_or_create_operator_token(data_dir: &Path) -> Result<String, SecretEr
         Err(e) => return Err(e),
     }
     let token = new_token()?;
-    let io = |source| SecretError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    match opts.open(&path) {
-        Ok(mut f) => {
-            f.write_all(token.as_bytes()).map_err(io)?;
-            f.write_all(b"\n").map_err(io)?;
-            f.sync_all().map_err(io)?;
-            Ok(token)
-        }
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_operator_token(&path),
-        Err(e) => Err(io(e)),
-    }
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    // Another process may have created it first: the file is the truth.
+    read_operator_token(&path)
 }
 
 /// Reads an existing operator token file.
@@ -135,6 +179,28 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn host_identity_is_created_once_with_0600_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_host_identity(dir.path()).unwrap();
+        let b = load_or_create_host_identity(dir.path()).unwrap();
+        assert_eq!(a.device_id(), b.device_id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(HOST_IDENTITY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.path().join(HOST_IDENTITY_FILE), "{}").unwrap();
+        assert!(matches!(
+            load_or_create_host_identity(dir.path()),
+            Err(SecretError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -121,15 +121,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
             source,
         })?;
     let operator_token = load_or_create_operator_token(&dir)?;
-    let fresh_id = crate::secrets::random_b64(12)?;
-    let host_id = store
-        .meta()
-        .get_or_insert("host_id", &fresh_id)
-        .await
-        .map_err(|source| GatewayError::Store {
-            path: db_path.clone(),
-            source,
-        })?;
+    let host_key = crate::secrets::load_or_create_host_identity(&dir)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| GatewayError::Bind {
@@ -152,7 +144,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     let mut config = config;
     // Report the address actually bound (port 0 picks one).
     config.bind = addr;
-    let hub = Hub::new(config, store, operator_token, host_id);
+    let hub = Hub::new(config, store, operator_token, host_key);
     let tracker = TaskTracker::new();
     let app = Router::new()
         .route("/", get(root))

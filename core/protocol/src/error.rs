@@ -78,6 +78,8 @@ error_codes! {
     Timeout => "TIMEOUT",
     /// The referenced pairing request or device does not exist.
     NotFound => "NOT_FOUND",
+    /// A setup code's bootstrap token is unknown, used, or expired (`details.reason`).
+    BootstrapTokenInvalid => "BOOTSTRAP_TOKEN_INVALID",
     /// The host cannot serve the request right now; retry later.
     Unavailable => "UNAVAILABLE",
     /// The host hit an internal fault; nothing was changed.

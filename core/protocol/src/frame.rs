@@ -136,7 +136,7 @@ impl From<Response> for RawResponse {
 }
 
 /// Counters that let clients order state snapshots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateVersion {
     /// Bumped on every presence change.

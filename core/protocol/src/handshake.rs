@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::identity::{DeviceIdentity, SignedConnectV3};
+use crate::{DeviceId, frame::StateVersion, presence::PresenceEntry};
 
 /// Event name of the host's first frame on every connection.
 pub const CHALLENGE_EVENT: &str = "connect.challenge";
@@ -20,6 +21,58 @@ pub struct Challenge {
     pub nonce: String,
     /// Host clock, ms since the epoch, so devices can warn about skew.
     pub ts: i64,
+    /// The host's proof of identity (a Perch addition): a node that pinned this host's key
+    /// refuses an impostor before it sends its token or signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostProof>,
+}
+
+/// A host signs every challenge with its Ed25519 key so nodes can pin it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostProof {
+    /// The host id: the first 16 hex characters of the key fingerprint.
+    pub host_id: String,
+    /// The host's raw Ed25519 public key, base64url.
+    pub public_key: String,
+    /// Signature over [`HostProof::payload`], base64url.
+    pub signature: String,
+}
+
+impl HostProof {
+    /// The string a host signs: bound to this challenge's nonce and time.
+    pub fn payload(host_id: &str, nonce: &str, ts: i64) -> String {
+        format!("perch-host-v1|{host_id}|{nonce}|{ts}")
+    }
+
+    /// Signs a challenge with the host key.
+    pub fn sign(identity: &DeviceIdentity, nonce: &str, ts: i64) -> Self {
+        let fingerprint = identity.device_id();
+        let host_id = crate::identity::host_id_for(fingerprint.as_str());
+        let signature = identity.sign_b64(&Self::payload(&host_id, nonce, ts));
+        Self {
+            host_id,
+            public_key: identity.public_key_b64(),
+            signature,
+        }
+    }
+
+    /// Checks the proof for this nonce and time; returns the key fingerprint (hex SHA-256 of
+    /// the raw key), which is what nodes pin.
+    pub fn verify(&self, nonce: &str, ts: i64) -> Result<String, crate::IdentityError> {
+        let key = crate::identity::decode_public_key(&self.public_key)?;
+        let fingerprint = DeviceId::from_public_key(key.as_bytes()).to_string();
+        if crate::identity::host_id_for(&fingerprint) != self.host_id {
+            return Err(crate::IdentityError::DeviceIdMismatch);
+        }
+        crate::identity::verify_device_signature(
+            &fingerprint,
+            &self.public_key,
+            &self.signature,
+            &Self::payload(&self.host_id, nonce, ts),
+        )?;
+        Ok(fingerprint)
+    }
 }
 
 /// Who the client is to the host.
@@ -294,9 +347,12 @@ impl std::fmt::Debug for HelloAuth {
 pub struct Snapshot {
     /// How long the host has run.
     pub uptime_ms: u64,
-    /// Presence entries (filled by the presence issue; empty before).
+    /// Who is connected, newest activity first.
     #[serde(default)]
-    pub presence: Vec<Value>,
+    pub presence: Vec<PresenceEntry>,
+    /// The counters the snapshot corresponds to; later `presence` events continue from here.
+    #[serde(default)]
+    pub state_version: StateVersion,
 }
 
 /// The success payload of `connect`.
@@ -384,6 +440,30 @@ mod tests {
     }
 
     #[test]
+    fn host_proof_verifies_and_binds_the_nonce() {
+        let host = DeviceIdentity::from_seed(&[4; 32]);
+        let proof = HostProof::sign(&host, "n1", 77);
+        let fp = proof.verify("n1", 77).unwrap();
+        assert_eq!(fp, host.device_id().to_string());
+        assert_eq!(proof.host_id, fp[..16]);
+        assert!(proof.verify("n2", 77).is_err(), "another nonce");
+        assert!(proof.verify("n1", 78).is_err(), "another time");
+        let mut spoof = proof.clone();
+        spoof.host_id = "0000000000000000".into();
+        assert!(
+            spoof.verify("n1", 77).is_err(),
+            "host id must match the key"
+        );
+        let other = DeviceIdentity::from_seed(&[5; 32]);
+        let mut stolen = proof;
+        stolen.public_key = other.public_key_b64();
+        assert!(
+            stolen.verify("n1", 77).is_err(),
+            "key must match the host id"
+        );
+    }
+
+    #[test]
     fn unknown_role_is_rejected() {
         let v = json!({"minProtocol": 4, "maxProtocol": 4,
             "client": {"id": "x", "version": "1", "platform": "linux", "mode": "cli"},
@@ -427,6 +507,7 @@ mod tests {
             snapshot: Snapshot {
                 uptime_ms: 3,
                 presence: vec![],
+                state_version: StateVersion::default(),
             },
             auth: HelloAuth {
                 role: Role::Operator,

@@ -84,6 +84,12 @@ impl fmt::Display for DeviceId {
     }
 }
 
+/// A host's short id: the first 16 hex characters of its key fingerprint, so an advertised id
+/// that does not match the key is self-evidently forged.
+pub fn host_id_for(fingerprint: &str) -> String {
+    fingerprint.chars().take(16).collect()
+}
+
 /// Decodes a base64url (no padding) raw Ed25519 public key.
 pub fn decode_public_key(b64: &str) -> Result<VerifyingKey, IdentityError> {
     if b64.len() > 1024 {

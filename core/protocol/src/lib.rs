@@ -16,6 +16,7 @@ pub mod handshake;
 pub mod identity;
 pub mod methods;
 pub mod node_commands;
+pub mod presence;
 
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::{Frame, FrameError};

@@ -20,6 +20,8 @@ pub const DEVICE_PAIR_REJECT: &str = "device.pair.reject";
 pub const DEVICE_PAIR_REVOKE: &str = "device.pair.revoke";
 /// `device.pair.remove`: forget a device; it may ask to pair again (operator).
 pub const DEVICE_PAIR_REMOVE: &str = "device.pair.remove";
+/// `device.pair.setupCode`: mint a setup code with a single-use bootstrap token (operator).
+pub const DEVICE_PAIR_SETUP_CODE: &str = "device.pair.setupCode";
 /// `node.list`: known nodes with online state (operator).
 pub const NODE_LIST: &str = "node.list";
 /// `node.describe`: one node in detail (operator).
@@ -37,13 +39,15 @@ pub const OPERATOR_METHODS: &[&str] = &[
     DEVICE_PAIR_REJECT,
     DEVICE_PAIR_REVOKE,
     DEVICE_PAIR_REMOVE,
+    DEVICE_PAIR_SETUP_CODE,
+    crate::presence::SYSTEM_PRESENCE,
     NODE_LIST,
     NODE_DESCRIBE,
     NODE_INVOKE,
 ];
 
 /// Methods a node may call.
-pub const NODE_METHODS: &[&str] = &[NODE_INVOKE_RESULT];
+pub const NODE_METHODS: &[&str] = &[NODE_INVOKE_RESULT, crate::presence::NODE_EVENT];
 
 /// Every method the host knows, for telling UNKNOWN_METHOD from FORBIDDEN.
 pub fn is_known_method(m: &str) -> bool {
@@ -186,6 +190,26 @@ pub struct DeviceClosure {
     pub device_id: String,
     /// Connections closed because of it.
     pub closed_connections: u64,
+}
+
+/// Result of `device.pair.setupCode`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupCodeResult {
+    /// The code to type or scan; carries addresses, port, host id, key fingerprint and a
+    /// single-use bootstrap token.
+    pub setup_code: String,
+    /// When the bootstrap token stops working.
+    pub expires_at_ms: i64,
+    /// The WebSocket URLs the code points at, in the order a node tries them.
+    pub gateway_urls: Vec<String>,
+    /// The host id.
+    pub host_id: String,
+    /// The host key fingerprint a node pins.
+    pub fingerprint: String,
+    /// Things the user should know (for example: the host listens on loopback only).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// One node as listed by `node.list`.

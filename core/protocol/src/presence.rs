@@ -1,0 +1,154 @@
+//! Presence on the wire: who is connected, from where, and who the user touched last.
+
+use serde::{Deserialize, Serialize};
+
+use crate::handshake::Role;
+
+/// `system-presence`: the presence list and the active device (operator).
+pub const SYSTEM_PRESENCE: &str = "system-presence";
+/// Event carrying one presence change.
+pub const PRESENCE_EVENT: &str = "presence";
+/// `node.event`: a node reports something (node).
+pub const NODE_EVENT: &str = "node.event";
+/// Node event: the node is alive (woke up, came to the foreground), optionally with idle time.
+pub const NODE_PRESENCE_ALIVE: &str = "node.presence.alive";
+/// Node event: the user's idle time on this device.
+pub const NODE_PRESENCE_ACTIVITY: &str = "node.presence.activity";
+
+/// Longest idle time a node may report (30 days), as OpenClaw caps it.
+pub const MAX_IDLE_SECONDS: u64 = 30 * 24 * 3600;
+
+/// One connected client as the host sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceEntry {
+    /// Stable key: the device id, or `conn:<id>` for a client without one.
+    pub key: String,
+    /// The device, when the client proved one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Name shown to the user.
+    pub display_name: String,
+    /// Platform.
+    pub platform: String,
+    /// Role of the connection.
+    pub role: Role,
+    /// Client mode (`node`, `cli`, `ui`...).
+    pub mode: String,
+    /// When this connection was admitted.
+    pub connected_since_ms: i64,
+    /// Last time anything arrived from it.
+    pub last_seen_ms: i64,
+    /// When the user last touched this device, from reported idle time (host clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_ms: Option<i64>,
+    /// Peer address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+}
+
+/// What changed, as carried by a `presence` event (the frame's `stateVersion.presence` orders
+/// them; a gap means the client should fetch `system-presence` again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "lowercase")]
+pub enum PresenceChange {
+    /// An entry appeared or changed.
+    Upsert {
+        /// The entry as it is now.
+        entry: PresenceEntry,
+    },
+    /// An entry went away (disconnect or five minutes of silence).
+    Remove {
+        /// Its key.
+        key: String,
+    },
+}
+
+/// Result of `system-presence`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceList {
+    /// Entries, most recent activity first.
+    pub entries: Vec<PresenceEntry>,
+    /// The device the user touched most recently, if any reported activity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_device_id: Option<String>,
+    /// The presence counter this list corresponds to.
+    pub state_version: u64,
+}
+
+/// Params of `node.event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEventParams {
+    /// Event name, for example `node.presence.alive`.
+    pub event: String,
+    /// Event body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// Event body as a JSON string (OpenClaw nodes send this).
+    #[serde(
+        default,
+        rename = "payloadJSON",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub payload_json: Option<String>,
+}
+
+/// Result of `node.event`; count a beacon only when `handled` is true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEventResult {
+    /// Always true for a well-formed event.
+    pub ok: bool,
+    /// The event name.
+    pub event: String,
+    /// Whether the host acted on it.
+    pub handled: bool,
+    /// Why not, when not handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Payload of `node.presence.alive` and `node.presence.activity`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlivePayload {
+    /// Why the node sent it (`connect`, `background`, `manual`...); unknown values are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// Seconds since the user last touched this device; the host computes the time itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_seconds: Option<u64>,
+    /// Node clock when sent; informational only, never trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_ms: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn change_is_tagged() {
+        let c = PresenceChange::Remove { key: "k".into() };
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"change": "remove", "key": "k"})
+        );
+        let back: PresenceChange =
+            serde_json::from_value(json!({"change": "remove", "key": "k"})).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn alive_accepts_openclaw_fields() {
+        let a: AlivePayload = serde_json::from_value(json!({
+            "trigger": "silent_push", "sentAtMs": 5, "displayName": "x", "pushTransport": "relay"
+        }))
+        .unwrap();
+        assert_eq!(a.trigger.as_deref(), Some("silent_push"));
+        assert_eq!(a.idle_seconds, None);
+    }
+}
