@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use perch_protocol::events::{
     self, NODE_EVENTS, OPERATOR_EVENTS, PairRequested, PairResolved, Tick,
 };
+use perch_protocol::frame::StateVersion;
 use perch_protocol::frame::{Frame, FrameError, Request, RequestId, Response};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ConnectParams, Features, HelloAuth, HelloOk,
-    HelloOkTag, HostProof, Policy, Role, ServerInfo, Snapshot,
+    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, Features, HelloAuth,
+    HelloOk, HelloOkTag, HostProof, Policy, Role, ServerInfo, Snapshot,
 };
 use perch_protocol::methods::{self, InvokeResultParams, PairDecision};
+use perch_protocol::presence::{NodeEventParams, PresenceEntry};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, close_code};
 use perch_store::NewPairingRequest;
 
@@ -53,6 +55,8 @@ struct Conn {
     running: HashMap<RequestId, AbortHandle>,
     /// The token minted when the user approved this connection's pairing request.
     approved_token: Option<String>,
+    /// This connection's presence entry, once admitted.
+    presence_key: Option<String>,
 }
 
 /// Serves one upgraded socket until it closes.
@@ -112,6 +116,7 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
         remote,
         running: HashMap::new(),
         approved_token: None,
+        presence_key: None,
     };
     tracing::debug!(conn = %id, %remote, "connection opened");
     conn.send_challenge(&nonce);
@@ -132,6 +137,9 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { break };
                 last_inbound = Instant::now();
+                if let Some(key) = &conn.presence_key {
+                    hub.presence_seen(key);
+                }
                 let flow = match msg {
                     Message::Text(t) => conn.on_text(t.as_str()).await,
                     Message::Binary(_) => conn.refuse_frame(
@@ -371,20 +379,18 @@ impl Conn {
         }
         match role {
             Role::Node => {
-                // Only node.invoke.result so far; it is quick and needs no task.
-                let result = match (
-                    device_id,
-                    serde_json::from_value::<InvokeResultParams>(r.params.unwrap_or(Value::Null)),
-                ) {
-                    (Some(dev), Ok(p)) => self.hub.invokes.complete(&dev, p).map(|_| json!({})),
-                    (None, _) => Err(ErrorShape::new(
+                // Node methods are quick and need no task.
+                let result = match device_id {
+                    None => Err(ErrorShape::new(
                         ErrorCode::Unauthorized,
                         "no device identity",
                     )),
-                    (_, Err(e)) => Err(ErrorShape::new(
-                        ErrorCode::InvalidRequest,
-                        format!("invalid params: {e}"),
-                    )),
+                    Some(dev) if r.method == methods::NODE_INVOKE_RESULT => {
+                        parse_params::<InvokeResultParams>(r.params)
+                            .and_then(|p| self.hub.invokes.complete(&dev, p).map(|_| json!({})))
+                    }
+                    Some(dev) => parse_params::<NodeEventParams>(r.params)
+                        .and_then(|p| crate::node_events::handle(&self.hub, &dev, p)),
                 };
                 self.reply(r.id, result);
             }
@@ -459,7 +465,14 @@ impl Conn {
             },
             None => None,
         };
-        self.admit(id, Role::Operator, device_id, protocol, None);
+        self.admit(
+            id,
+            Role::Operator,
+            device_id,
+            protocol,
+            None,
+            &params.client,
+        );
         tracing::info!(conn = %self.id, remote = %self.remote, client = %params.client.id, "operator connected");
         Flow::Continue
     }
@@ -603,7 +616,14 @@ impl Conn {
                     out: self.out.clone(),
                 });
                 tracing::info!(conn = %self.id, node = %device_id.short(), name = %display_name, "node connected");
-                self.admit(id, Role::Node, Some(device_id), protocol, token);
+                self.admit(
+                    id,
+                    Role::Node,
+                    Some(device_id),
+                    protocol,
+                    token,
+                    &params.client,
+                );
                 Flow::Continue
             }
         }
@@ -616,7 +636,9 @@ impl Conn {
         device_id: Option<DeviceId>,
         protocol: u32,
         token: Option<String>,
+        client: &ClientInfo,
     ) {
+        let (presence, presence_version) = self.join_presence(role, device_id.as_ref(), client);
         let cfg = &self.hub.config;
         let issued_at_ms = token.as_ref().map(|_| now_ms());
         let hello = HelloOk {
@@ -643,8 +665,11 @@ impl Conn {
             },
             snapshot: Snapshot {
                 uptime_ms: self.hub.started.elapsed().as_millis() as u64,
-                presence: vec![],
-                state_version: Default::default(),
+                presence,
+                state_version: StateVersion {
+                    presence: presence_version,
+                    health: 0,
+                },
             },
             auth: HelloAuth {
                 role,
@@ -664,6 +689,42 @@ impl Conn {
             Ok(v) => self.reply(id, Ok(v)),
             Err(e) => self.reply(id, Err(ErrorShape::new(ErrorCode::Internal, e.to_string()))),
         }
+    }
+
+    /// Adds this connection to presence (the CLI's short-lived connections stay out, as they
+    /// would only be noise) and returns the snapshot for `hello-ok`.
+    fn join_presence(
+        &mut self,
+        role: Role,
+        device_id: Option<&DeviceId>,
+        client: &ClientInfo,
+    ) -> (Vec<PresenceEntry>, u64) {
+        if client.mode == "cli" {
+            let list = self.hub.presence_list();
+            return (list.entries, list.state_version);
+        }
+        let now = now_ms();
+        let key = match device_id {
+            Some(d) => d.to_string(),
+            None => format!("conn:{}", self.id),
+        };
+        let entry = PresenceEntry {
+            key: key.clone(),
+            device_id: device_id.map(|d| d.to_string()),
+            display_name: clean_label(
+                client.display_name.as_deref().unwrap_or(&client.id),
+                "client",
+            ),
+            platform: clean_label(&client.platform, "unknown"),
+            role,
+            mode: clean_label(&client.mode, "unknown"),
+            connected_since_ms: now,
+            last_seen_ms: now,
+            last_activity_ms: None,
+            remote_addr: Some(self.remote.ip().to_string()),
+        };
+        self.presence_key = Some(key);
+        self.hub.presence_connect(self.id, entry)
     }
 
     fn on_control(&mut self, ctrl: Control) -> Flow {
@@ -729,6 +790,9 @@ impl Conn {
             task.abort();
         }
         self.hub.unregister_conn(self.id);
+        if let Some(key) = self.presence_key.take() {
+            self.hub.presence_disconnect(self.id, &key);
+        }
         if let Phase::Ready {
             role: Role::Node,
             device_id: Some(dev),
@@ -752,6 +816,11 @@ impl Conn {
             self.transition(PhaseEvent::Close);
         }
     }
+}
+
+fn parse_params<T: serde::de::DeserializeOwned>(params: Option<Value>) -> Result<T, ErrorShape> {
+    serde_json::from_value(params.unwrap_or(Value::Null))
+        .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid params: {e}")))
 }
 
 fn frame_id(f: &Frame) -> Option<RequestId> {

@@ -11,14 +11,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use perch_protocol::events::{self, ConnectionClosing, NodeStatus};
-use perch_protocol::frame::{EventFrame, Frame};
+use perch_protocol::frame::{EventFrame, Frame, StateVersion};
 use perch_protocol::handshake::Role;
 use perch_protocol::methods::PairDecision;
+use perch_protocol::presence::{PRESENCE_EVENT, PresenceEntry, PresenceList};
 use perch_protocol::{DeviceId, ErrorShape};
 use perch_store::Store;
 
 use crate::config::GatewayConfig;
 use crate::invoke::Invokes;
+use crate::presence::{PresenceTable, Versioned};
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: the maps hold
 /// plain data whose invariants hold between statements.
@@ -192,6 +194,7 @@ pub struct Hub {
     conns: Mutex<HashMap<ConnId, ConnEntry>>,
     nodes: Mutex<HashMap<DeviceId, NodeSession>>,
     waiters: Mutex<HashMap<String, HashSet<ConnId>>>,
+    presence: Mutex<PresenceTable>,
 }
 
 impl Hub {
@@ -217,6 +220,7 @@ impl Hub {
             conns: Mutex::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
+            presence: Mutex::new(PresenceTable::default()),
         })
     }
 
@@ -399,6 +403,78 @@ impl Hub {
                 },
             );
         }
+    }
+
+    /// Sends presence changes to operators in version order. Called with the presence lock
+    /// held, so two changes can never overtake each other on the way out.
+    fn publish_presence(&self, changes: Vec<Versioned>) {
+        if changes.is_empty() {
+            return;
+        }
+        let targets: Vec<Outbox> = lock(&self.conns)
+            .values()
+            .filter(|e| e.role == Some(Role::Operator))
+            .map(|e| e.out.clone())
+            .collect();
+        for (version, change) in changes {
+            let Ok(payload) = serde_json::to_value(&change) else {
+                continue;
+            };
+            for out in &targets {
+                out.frame(Frame::Event(EventFrame {
+                    event: PRESENCE_EVENT.to_string(),
+                    payload: Some(payload.clone()),
+                    seq: None,
+                    state_version: Some(StateVersion {
+                        presence: version,
+                        health: 0,
+                    }),
+                }));
+            }
+        }
+    }
+
+    /// A client was admitted; returns the presence snapshot it should get in `hello-ok`.
+    pub fn presence_connect(
+        &self,
+        conn: ConnId,
+        entry: PresenceEntry,
+    ) -> (Vec<PresenceEntry>, u64) {
+        let mut table = lock(&self.presence);
+        let changes = table.connect(conn, entry);
+        self.publish_presence(changes);
+        (table.entries(), table.version())
+    }
+
+    /// A client's connection ended.
+    pub fn presence_disconnect(&self, conn: ConnId, key: &str) {
+        let mut table = lock(&self.presence);
+        let changes = table.disconnect(conn, key);
+        self.publish_presence(changes);
+    }
+
+    /// Something arrived from a client.
+    pub fn presence_seen(&self, key: &str) {
+        lock(&self.presence).seen(key, now_ms());
+    }
+
+    /// A device reported its user's idle time.
+    pub fn presence_activity(&self, key: &str, idle_seconds: u64) {
+        let mut table = lock(&self.presence);
+        let changes = table.activity(key, idle_seconds, now_ms());
+        self.publish_presence(changes);
+    }
+
+    /// Drops silent entries.
+    pub fn presence_expire(&self) {
+        let mut table = lock(&self.presence);
+        let changes = table.expire(now_ms());
+        self.publish_presence(changes);
+    }
+
+    /// The presence list with the active device.
+    pub fn presence_list(&self) -> PresenceList {
+        lock(&self.presence).list()
     }
 
     /// Makes a device unreachable at once (revocation), whichever connection carries it; its

@@ -72,6 +72,7 @@ pub async fn dispatch(
             let p: DeviceParams = parse(params)?;
             to_value(&depart(hub, &p.device_id, Departure::Remove).await?)
         }
+        perch_protocol::presence::SYSTEM_PRESENCE => to_value(&hub.presence_list()),
         methods::NODE_LIST => to_value(&node_list(hub).await?),
         methods::NODE_DESCRIBE => {
             let p: NodeSelector = parse(params)?;

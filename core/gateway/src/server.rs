@@ -221,13 +221,15 @@ async fn health(State(state): State<AppState>) -> Response {
     axum::Json(json!({"ok": true, "ts": now_ms(), "hostId": state.hub.host_id})).into_response()
 }
 
-/// Expires pairing requests nobody decided on, except those a device is still waiting on.
+/// Expires silent presence entries, and pairing requests nobody decided on except those a
+/// device is still waiting on.
 async fn janitor(hub: Arc<Hub>) {
-    let mut every = tokio::time::interval(Duration::from_secs(60));
+    let mut every = tokio::time::interval(Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = hub.shutdown.cancelled() => return,
             _ = every.tick() => {
+                hub.presence_expire();
                 for request_id in hub.waited_requests() {
                     if let Err(e) = hub.store.pairing().touch(&request_id, now_ms()).await {
                         tracing::warn!(error = %e, "could not refresh a waited-on pairing request");
