@@ -97,6 +97,8 @@ struct NodesSection {
     allow_commands: Vec<String>,
     #[serde(default)]
     deny_commands: Vec<String>,
+    queue_offline_invokes: Option<bool>,
+    max_queued_invokes: Option<usize>,
 }
 
 /// Which node commands the host lets operators and the assistant call.
@@ -154,6 +156,11 @@ pub struct GatewayConfig {
     pub commands: CommandPolicy,
     /// mDNS advertisement.
     pub mdns: MdnsMode,
+    /// Invokes for a paired node that is briefly offline wait (until their deadline) for it to
+    /// come back, instead of failing at once.
+    pub queue_offline_invokes: bool,
+    /// Most invokes waiting for one offline node; more fail at once.
+    pub max_queued_invokes: usize,
 }
 
 impl GatewayConfig {
@@ -169,6 +176,8 @@ impl GatewayConfig {
             invoke_timeout_ms: perch_protocol::DEFAULT_INVOKE_TIMEOUT_MS,
             commands: CommandPolicy::default(),
             mdns: MdnsMode::default(),
+            queue_offline_invokes: true,
+            max_queued_invokes: 16,
         }
     }
 
@@ -235,6 +244,17 @@ impl GatewayConfig {
         }
         if let Some(m) = g.mdns {
             self.mdns = m;
+        }
+        if let Some(q) = g.nodes.queue_offline_invokes {
+            self.queue_offline_invokes = q;
+        }
+        if let Some(m) = g.nodes.max_queued_invokes {
+            if !(1..=1024).contains(&m) {
+                return Err(invalid(
+                    "[gateway.nodes] max_queued_invokes must be between 1 and 1024".into(),
+                ));
+            }
+            self.max_queued_invokes = m;
         }
         self.commands = CommandPolicy::new(&g.nodes.allow_commands, &g.nodes.deny_commands);
         Ok(())

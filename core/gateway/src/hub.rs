@@ -195,6 +195,7 @@ pub struct Hub {
     nodes: Mutex<HashMap<DeviceId, NodeSession>>,
     waiters: Mutex<HashMap<String, HashSet<ConnId>>>,
     presence: Mutex<PresenceTable>,
+    arrivals: tokio::sync::broadcast::Sender<DeviceId>,
 }
 
 impl Hub {
@@ -221,6 +222,7 @@ impl Hub {
             nodes: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             presence: Mutex::new(PresenceTable::default()),
+            arrivals: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -374,7 +376,28 @@ impl Hub {
                 "node reconnected while the command was running",
             );
         }
+        let _ = self.arrivals.send(session.node_id.clone());
         self.broadcast_operators(events::NODE_STATUS, &status);
+    }
+
+    /// Waits until the node is connected, or the deadline passes.
+    pub async fn wait_for_node(
+        &self,
+        node_id: &DeviceId,
+        deadline: tokio::time::Instant,
+    ) -> Option<NodeSession> {
+        // Subscribe before looking, so an arrival between the two is not missed.
+        let mut arrivals = self.arrivals.subscribe();
+        loop {
+            if let Some(s) = self.node(node_id) {
+                return Some(s);
+            }
+            match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+                Err(_) => return None,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                Ok(_) => {}
+            }
+        }
     }
 
     /// Removes a node when its connection ends (unless a newer connection replaced it), and

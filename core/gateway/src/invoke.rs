@@ -14,6 +14,8 @@ use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
 
 use crate::hub::{ConnId, Hub, NodeSession, lock};
 use crate::secrets::random_b64;
+use perch_protocol::handshake::Role;
+use perch_store::{DeviceRecord, DeviceStatus};
 
 /// The outcome of one node command.
 pub type Outcome = Result<Value, ErrorShape>;
@@ -48,6 +50,7 @@ enum IdemEntry {
 #[derive(Default)]
 pub struct Invokes {
     pending: Mutex<HashMap<String, Pending>>,
+    queued: Mutex<HashMap<DeviceId, usize>>,
     idem: Mutex<HashMap<(DeviceId, String), IdemEntry>>,
 }
 
@@ -198,6 +201,18 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
             payload,
         })
     };
+    // A node that is offline right now may come back before the deadline: its last-known
+    // commands decide the gates until then.
+    let offline_record = if hub.config.queue_offline_invokes && !hub.is_online(&node_id) {
+        hub.store
+            .devices()
+            .get(&node_id)
+            .await
+            .map_err(crate::operator::store_error)?
+    } else {
+        None
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     // Replay a finished call, join an identical one in flight, or pass the gates and start one.
     let start = {
         let mut idem = lock(&hub.invokes.idem);
@@ -215,7 +230,17 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
             Some((_, Err(outcome))) => return done(outcome),
             Some((_, Ok(rx))) => Start::Join(rx),
             None => {
-                let session = admit_call(hub, &node_id, &params.command)?;
+                let session = match admit_call(hub, &node_id, &params.command) {
+                    Ok(s) => Some(s),
+                    Err(e) if e.code == ErrorCode::NodeNotConnected => match &offline_record {
+                        Some(record) => {
+                            admit_offline(hub, record, &params.command)?;
+                            None
+                        }
+                        None => return Err(e),
+                    },
+                    Err(e) => return Err(e),
+                };
                 let (tx, rx) = watch::channel(None);
                 idem.insert(
                     idem_key.clone(),
@@ -224,7 +249,7 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
                         rx,
                     },
                 );
-                Start::Run(Box::new(session), tx)
+                Start::Run(session.map(Box::new), tx)
             }
         }
     };
@@ -250,9 +275,14 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
             let call_params = params.params.clone();
             let fp = fingerprint.clone();
             let key2 = idem_key.clone();
+            let node = node_id.clone();
             let task = tokio::spawn(async move {
-                let outcome =
-                    forward(&hub2, &session, &command, call_params, timeout_ms, &key).await;
+                let outcome = match session {
+                    Some(session) => {
+                        forward(&hub2, &session, &command, call_params, timeout_ms, &key).await
+                    }
+                    None => queued(&hub2, &node, &command, call_params, deadline, &key).await,
+                };
                 hub2.invokes.remember(key2, fp, outcome.clone());
                 let _ = tx.send(Some(outcome.clone()));
                 outcome
@@ -277,8 +307,9 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
 enum Start {
     /// An identical call is in flight: wait for its outcome.
     Join(watch::Receiver<Option<Outcome>>),
-    /// A new call: the node's session and the channel to publish the outcome on.
-    Run(Box<NodeSession>, watch::Sender<Option<Outcome>>),
+    /// A new call: the node's session (none while it is offline and the call may wait for
+    /// it) and the channel to publish the outcome on.
+    Run(Option<Box<NodeSession>>, watch::Sender<Option<Outcome>>),
 }
 
 /// The gates a new call must pass: the node is connected, it advertised the command, and host
@@ -315,6 +346,87 @@ fn admit_call(hub: &Hub, node_id: &DeviceId, command: &str) -> Result<NodeSessio
     }
 
     Ok(session)
+}
+
+/// The gates for a node that is offline now: the commands it advertised when last connected,
+/// host policy, and room in its queue.
+fn admit_offline(hub: &Hub, record: &DeviceRecord, command: &str) -> Result<(), ErrorShape> {
+    if record.role != Role::Node || record.status != DeviceStatus::Paired {
+        return Err(ErrorShape::new(
+            ErrorCode::NodeNotConnected,
+            format!("node {} is not connected", record.device_id.short()),
+        ));
+    }
+    if !record.commands.iter().any(|c| c == command) {
+        return Err(ErrorShape::new(
+            ErrorCode::CommandNotAllowed,
+            format!("node {:?} does not offer {command:?}", record.display_name),
+        )
+        .with_details(json!({"reason": "not-advertised", "command": command,
+                             "available": record.commands})));
+    }
+    if !hub.config.commands.allows(command) {
+        return Err(ErrorShape::new(
+            ErrorCode::CommandNotAllowed,
+            format!("host policy does not allow {command:?}"),
+        )
+        .with_details(json!({"reason": "host-policy", "command": command})));
+    }
+    let mut queued = lock(&hub.invokes.queued);
+    let n = queued.entry(record.device_id.clone()).or_default();
+    if *n >= hub.config.max_queued_invokes {
+        return Err(ErrorShape::new(
+            ErrorCode::NodeNotConnected,
+            format!(
+                "node {} is not connected and {} calls already wait for it",
+                record.device_id.short(),
+                *n
+            ),
+        )
+        .with_details(json!({"nodeId": record.device_id, "queued": *n}))
+        .with_retryable(true));
+    }
+    *n += 1;
+    Ok(())
+}
+
+/// Waits for an offline node until the deadline, then forwards with the time that is left.
+async fn queued(
+    hub: &Arc<Hub>,
+    node_id: &DeviceId,
+    command: &str,
+    params: Option<Value>,
+    deadline: tokio::time::Instant,
+    idempotency_key: &str,
+) -> Outcome {
+    let session = hub.wait_for_node(node_id, deadline).await;
+    {
+        let mut queued = lock(&hub.invokes.queued);
+        if let Some(n) = queued.get_mut(node_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                queued.remove(node_id);
+            }
+        }
+    }
+    let Some(_) = session else {
+        return Err(ErrorShape::new(
+            ErrorCode::NodeNotConnected,
+            format!(
+                "node {} did not come back before the deadline ({command})",
+                node_id.short()
+            ),
+        )
+        .with_details(json!({"nodeId": node_id, "command": command, "queued": true}))
+        .with_retryable(true));
+    };
+    // It came back: the live gates apply (it may advertise other commands now).
+    let session = admit_call(hub, node_id, command)?;
+    let left = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .as_millis()
+        .max(1) as u64;
+    forward(hub, &session, command, params, left, idempotency_key).await
 }
 
 fn reused_key() -> ErrorShape {

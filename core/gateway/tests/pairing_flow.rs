@@ -277,7 +277,7 @@ async fn retryable_failures_are_not_replayed_but_successes_survive_the_node() {
     let err = op
         .request(
             "node.invoke",
-            json!({"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "new"}),
+            json!({"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "new", "timeoutMs": 200}),
         )
         .await
         .unwrap_err();
