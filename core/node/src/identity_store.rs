@@ -20,6 +20,9 @@ pub const IDENTITY_FILE: &str = "node-identity.json";
 /// File name of the device-token store inside the data directory.
 pub const TOKENS_FILE: &str = "node-tokens.json";
 
+/// File name of the pinned host keys inside the data directory.
+pub const PINS_FILE: &str = "node-hosts.json";
+
 const FORMAT_VERSION: u32 = 1;
 
 /// Why the identity or token store could not be used.
@@ -43,6 +46,19 @@ pub enum StoreError {
     )]
     CorruptIdentity {
         /// The identity file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The pinned-hosts file exists but does not parse. Pins protect against impostors, so
+    /// this fails closed instead of forgetting them.
+    #[error(
+        "pinned hosts file {} is corrupt ({reason}); restore it, or move it aside to trust \
+         hosts anew",
+        path.display()
+    )]
+    CorruptPins {
+        /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -378,6 +394,114 @@ impl TokenStore {
     }
 }
 
+/// A host this node trusts: its key fingerprint and where it was last reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedHost {
+    /// Hex SHA-256 of the host's public key.
+    pub fingerprint: String,
+    /// The URL it was last reached at.
+    pub last_url: String,
+    /// When the pin was made.
+    pub pinned_at_ms: i64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PinsFile {
+    version: u32,
+    #[serde(default)]
+    hosts: std::collections::BTreeMap<String, PinnedHost>,
+}
+
+/// Host keys this node pinned, in `<data_dir>/node-hosts.json` keyed by host id. A pin is
+/// made when the node first pairs (or from a setup code) and never replaced by what a network
+/// advertises; only the user can remove it.
+#[derive(Debug, Clone)]
+pub struct HostPins {
+    path: PathBuf,
+}
+
+impl HostPins {
+    /// The store for a data directory.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            path: data_dir.join(PINS_FILE),
+        }
+    }
+
+    fn read(&self) -> Result<PinsFile, StoreError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PinsFile::default()),
+            Err(e) => return Err(io_err("read", &self.path)(e)),
+        };
+        match serde_json::from_str::<PinsFile>(&text) {
+            Ok(f) if f.version == FORMAT_VERSION => Ok(f),
+            Ok(f) => Err(StoreError::CorruptPins {
+                path: self.path.clone(),
+                reason: format!("unknown format version {}", f.version),
+            }),
+            Err(e) => Err(StoreError::CorruptPins {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The pin for a host id.
+    pub fn get(&self, host_id: &str) -> Result<Option<PinnedHost>, StoreError> {
+        Ok(self.read()?.hosts.remove(host_id))
+    }
+
+    /// The host last reached at `url`, if any: a different host answering there is suspect.
+    pub fn by_url(&self, url: &str) -> Result<Option<(String, PinnedHost)>, StoreError> {
+        Ok(self
+            .read()?
+            .hosts
+            .into_iter()
+            .find(|(_, p)| p.last_url == url))
+    }
+
+    /// Every pinned host.
+    pub fn all(&self) -> Result<Vec<(String, PinnedHost)>, StoreError> {
+        Ok(self.read()?.hosts.into_iter().collect())
+    }
+
+    /// Pins a host, or records a new URL for it. Refuses to change a pinned fingerprint.
+    pub fn pin(&self, host_id: &str, fingerprint: &str, url: &str) -> Result<bool, StoreError> {
+        let mut file = self.read()?;
+        file.version = FORMAT_VERSION;
+        if let Some(existing) = file.hosts.get_mut(host_id) {
+            if existing.fingerprint != fingerprint {
+                return Ok(false);
+            }
+            if existing.last_url == url {
+                return Ok(true);
+            }
+            existing.last_url = url.to_string();
+        } else {
+            file.hosts.insert(
+                host_id.to_string(),
+                PinnedHost {
+                    fingerprint: fingerprint.to_string(),
+                    last_url: url.to_string(),
+                    pinned_at_ms: now_ms(),
+                },
+            );
+        }
+        if let Some(dir) = self.path.parent() {
+            ensure_data_dir(dir)?;
+        }
+        let text = serde_json::to_string_pretty(&file).map_err(|e| StoreError::Io {
+            action: "encode",
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
+        write_private_atomic(&self.path, text.as_bytes(), true).map(|_| true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,5 +622,36 @@ mod tests {
         assert_eq!(tokens.get("ws://a", &me).unwrap(), None);
         tokens.set("ws://a", &me, "t").unwrap();
         assert_eq!(tokens.get("ws://a", &me).unwrap().as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn pins_never_change_a_fingerprint_and_corruption_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = HostPins::new(dir.path());
+        assert_eq!(pins.get("h1").unwrap(), None);
+        assert!(pins.pin("h1", "fp-a", "ws://10.0.0.1:18789").unwrap());
+        assert!(
+            pins.pin("h1", "fp-a", "ws://10.0.0.2:18789").unwrap(),
+            "new address is fine"
+        );
+        assert!(
+            !pins.pin("h1", "fp-b", "ws://10.0.0.3:18789").unwrap(),
+            "new key is refused"
+        );
+        let p = pins.get("h1").unwrap().unwrap();
+        assert_eq!(p.fingerprint, "fp-a");
+        assert_eq!(p.last_url, "ws://10.0.0.2:18789");
+        assert_eq!(pins.by_url("ws://10.0.0.2:18789").unwrap().unwrap().0, "h1");
+        #[cfg(unix)]
+        assert_eq!(mode(&dir.path().join(PINS_FILE)), 0o600);
+        fs::write(dir.path().join(PINS_FILE), "{not json").unwrap();
+        assert!(matches!(
+            pins.get("h1"),
+            Err(StoreError::CorruptPins { .. })
+        ));
+        assert!(matches!(
+            pins.pin("h1", "x", "y"),
+            Err(StoreError::CorruptPins { .. })
+        ));
     }
 }

@@ -27,6 +27,8 @@ pub mod backoff;
 pub mod capability;
 #[cfg(feature = "desktop")]
 pub mod desktop;
+#[cfg(feature = "mdns")]
+pub mod discovery;
 pub mod identity_store;
 pub mod runtime;
 
@@ -34,5 +36,8 @@ pub use backoff::Backoff;
 pub use capability::{
     Capabilities, CapabilityHandler, CommandError, DuplicateCommand, parse_params,
 };
-pub use identity_store::{IdentityStore, StoreError, TokenStore};
-pub use runtime::{Node, NodeConfig, NodeError, NodeState, normalize_gateway_url, run};
+pub use identity_store::{HostPins, IdentityStore, PinnedHost, StoreError, TokenStore};
+pub use runtime::{
+    ActivitySource, BootstrapToken, ExpectedHost, Node, NodeConfig, NodeError, NodeState,
+    normalize_gateway_url, run,
+};

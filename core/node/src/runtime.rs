@@ -22,6 +22,9 @@ use perch_protocol::handshake::{
     Role,
 };
 use perch_protocol::methods::{InvokeResultParams, NODE_INVOKE_RESULT, PairDecision};
+use perch_protocol::presence::{
+    AlivePayload, NODE_EVENT, NODE_PRESENCE_ACTIVITY, NODE_PRESENCE_ALIVE, NodeEventParams,
+};
 use perch_protocol::{
     DEFAULT_INVOKE_TIMEOUT_MS, DEFAULT_MAX_PAYLOAD, DEFAULT_TICK_INTERVAL_MS, DeviceId,
     DeviceIdentity, ErrorCode, ErrorShape, Frame, MAX_INVOKE_TIMEOUT_MS, PROTOCOL_VERSION,
@@ -39,7 +42,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::backoff::{self, Backoff};
 use crate::capability::{Capabilities, CommandError};
-use crate::identity_store::{IdentityStore, StoreError, TokenStore, ensure_data_dir};
+use crate::identity_store::{HostPins, IdentityStore, StoreError, TokenStore, ensure_data_dir};
+
+/// How often the activity source is read while connected.
+const ACTIVITY_CHECK: Duration = Duration::from_secs(5);
+/// Longest gap between activity reports while the user is idle.
+const ACTIVITY_KEEPALIVE: Duration = Duration::from_secs(180);
 
 /// `client.id` this runtime presents; part of the signed payload.
 pub const CLIENT_ID: &str = "perch-node";
@@ -71,6 +79,11 @@ pub struct NodeConfig {
     pub locale: Option<String>,
     /// Limit for each handshake step (TCP + WebSocket upgrade, challenge, connect answer).
     pub handshake_timeout: Duration,
+    /// The host this node must find at the URL (from a setup code, or picked by discovery):
+    /// any other key is refused.
+    pub expected_host: Option<ExpectedHost>,
+    /// A single-use bootstrap token from a setup code: pairs without a manual approval.
+    pub bootstrap_token: Option<BootstrapToken>,
     /// First reconnect delay.
     pub backoff_base: Duration,
     /// Longest reconnect delay.
@@ -93,10 +106,37 @@ impl NodeConfig {
             model_identifier: None,
             locale: None,
             handshake_timeout: Duration::from_secs(15),
+            expected_host: None,
+            bootstrap_token: None,
             backoff_base: backoff::DEFAULT_BASE,
             backoff_cap: backoff::DEFAULT_CAP,
         }
     }
+}
+
+/// A host identity the node insists on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedHost {
+    /// Host id (first 16 hex characters of the fingerprint).
+    pub host_id: String,
+    /// Hex SHA-256 of the host key.
+    pub fingerprint: String,
+}
+
+/// A bootstrap token; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapToken(pub String);
+
+impl std::fmt::Debug for BootstrapToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootstrapToken(<redacted>)")
+    }
+}
+
+/// Tells the node how long the user has been idle on this device, where the platform knows.
+pub trait ActivitySource: Send + Sync {
+    /// Seconds since the last user input, or `None` when unknown.
+    fn idle_seconds(&self) -> Option<u64>;
 }
 
 /// What the node is doing, for embedders to show (the CLI prints the pairing request id, the
@@ -200,6 +240,33 @@ pub enum NodeError {
         /// The host's message.
         message: String,
     },
+    /// A different host answers at an address where this node pinned another one.
+    #[error(
+        "the host at {url} is not the one this node paired with (pinned {pinned_host_id}, found \
+         {found}); if the host was reinstalled, run `perch node forget-host {pinned_host_id}` \
+         and pair again"
+    )]
+    HostChanged {
+        /// Where.
+        url: String,
+        /// The host id pinned for that address.
+        pinned_host_id: String,
+        /// What answered instead (host id, or "a host without an identity proof").
+        found: String,
+    },
+    /// The host did not match the identity the setup code or the user asked for.
+    #[error("the host at {url} does not have the expected key (expected host {expected_host_id})")]
+    UnexpectedHost {
+        /// Where.
+        url: String,
+        /// The expected host id.
+        expected_host_id: String,
+    },
+    /// The setup code's bootstrap token was refused (used, expired, unknown).
+    #[error(
+        "the setup code was refused: {0}; ask the host for a new one (`perch devices setup-code`)"
+    )]
+    SetupCodeRefused(String),
     /// The host closed the connection and said reconnecting cannot help.
     #[error("the host closed the connection for good: {0}")]
     HostClosed(ErrorShape),
@@ -272,7 +339,10 @@ pub struct Node {
     device_id: DeviceId,
     capabilities: Arc<Capabilities>,
     tokens: TokenStore,
+    pins: HostPins,
     state: watch::Sender<NodeState>,
+    wake: Arc<tokio::sync::Notify>,
+    activity: Option<Arc<dyn ActivitySource>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -340,6 +410,7 @@ enum Refusal {
     },
     Rejected(String),
     Revoked(String),
+    SetupCode(String),
     TokenMismatch,
     ProtocolMismatch {
         host_min: Option<u32>,
@@ -378,6 +449,7 @@ fn classify_refusal(shape: &ErrorShape) -> Refusal {
                 .unwrap_or(false),
         },
         ErrorCode::PairingRejected => Refusal::Rejected(shape.message.clone()),
+        ErrorCode::BootstrapTokenInvalid => Refusal::SetupCode(shape.message.clone()),
         ErrorCode::Unauthorized if reason == Some("device-revoked") => {
             Refusal::Revoked(shape.message.clone())
         }
@@ -441,6 +513,7 @@ impl Node {
         let identity = IdentityStore::new(&config.data_dir).load_or_create()?;
         let device_id = identity.device_id();
         let tokens = TokenStore::new(&config.data_dir);
+        let pins = HostPins::new(&config.data_dir);
         let (state, _) = watch::channel(NodeState::Idle);
         Ok(Node {
             config,
@@ -448,8 +521,24 @@ impl Node {
             device_id,
             capabilities: Arc::new(capabilities),
             tokens,
+            pins,
             state,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            activity: None,
         })
+    }
+
+    /// Reports user idle time from `source` to the host (presence), on connect and whenever it
+    /// changes.
+    pub fn with_activity(mut self, source: Arc<dyn ActivitySource>) -> Self {
+        self.activity = Some(source);
+        self
+    }
+
+    /// A handle that ends a reconnect wait at once: call `notify_one()` when the network comes
+    /// back or the host is seen again.
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// This device's id (the node id the host knows it by).
@@ -530,6 +619,9 @@ impl Node {
             });
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
+                _ = self.wake.notified() => {
+                    tracing::info!("network or host is back; reconnecting now");
+                }
                 _ = &mut shutdown => {
                     tracing::info!("node stopped");
                     self.set_state(NodeState::Stopped { error: None });
@@ -577,8 +669,58 @@ impl Node {
         conn.finish(end).await
     }
 
-    fn stored_token(&self) -> Option<String> {
-        match self.tokens.get(&self.config.gateway_url, &self.device_id) {
+    /// Checks who answered before anything secret is sent: the host's proof must verify, match
+    /// what the setup code or the user expects, and match any pin for this address. Returns the
+    /// host id and fingerprint when the host proved one.
+    fn check_host(&self, challenge: &Challenge) -> Result<Option<(String, String)>, End> {
+        let url = self.config.gateway_url.as_str();
+        let pinned_here = self
+            .pins
+            .by_url(url)
+            .map_err(|e| End::Fatal(NodeError::Store(e)))?;
+        let Some(proof) = &challenge.host else {
+            // A host without a proof (an OpenClaw gateway) is fine unless we know better.
+            if let Some(expected) = &self.config.expected_host {
+                return Err(End::Fatal(NodeError::UnexpectedHost {
+                    url: url.to_string(),
+                    expected_host_id: expected.host_id.clone(),
+                }));
+            }
+            if let Some((pinned_host_id, _)) = pinned_here {
+                return Err(End::Fatal(NodeError::HostChanged {
+                    url: url.to_string(),
+                    pinned_host_id,
+                    found: "a host without an identity proof".into(),
+                }));
+            }
+            return Ok(None);
+        };
+        let fingerprint = proof
+            .verify(&challenge.nonce, challenge.ts)
+            .map_err(|e| End::retry(format!("the host's identity proof does not verify: {e}")))?;
+        if let Some(expected) = &self.config.expected_host
+            && expected.fingerprint != fingerprint
+        {
+            return Err(End::Fatal(NodeError::UnexpectedHost {
+                url: url.to_string(),
+                expected_host_id: expected.host_id.clone(),
+            }));
+        }
+        if let Some((pinned_host_id, pin)) = pinned_here
+            && pin.fingerprint != fingerprint
+            && self.config.expected_host.is_none()
+        {
+            return Err(End::Fatal(NodeError::HostChanged {
+                url: url.to_string(),
+                pinned_host_id,
+                found: proof.host_id.clone(),
+            }));
+        }
+        Ok(Some((proof.host_id.clone(), fingerprint)))
+    }
+
+    fn stored_token(&self, key: &str) -> Option<String> {
+        match self.tokens.get(key, &self.device_id) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the device token store; connecting without a token");
@@ -588,7 +730,12 @@ impl Node {
     }
 
     /// The signed `connect` params answering `nonce`.
-    fn connect_params(&self, nonce: &str, token: Option<&str>) -> ConnectParams {
+    fn connect_params(
+        &self,
+        nonce: &str,
+        token: Option<&str>,
+        bootstrap: Option<&str>,
+    ) -> ConnectParams {
         let platform = std::env::consts::OS;
         let scopes: Vec<String> = Vec::new();
         let version = env!("CARGO_PKG_VERSION");
@@ -611,10 +758,14 @@ impl Node {
             commands: self.capabilities.commands(),
             permissions: self.capabilities.permissions(),
             device: None,
-            auth: token.map(|t| ConnectAuth {
-                device_token: Some(t.to_string()),
-                ..Default::default()
-            }),
+            auth: match (token, bootstrap) {
+                (None, None) => None,
+                (token, bootstrap) => Some(ConnectAuth {
+                    device_token: token.map(str::to_string),
+                    bootstrap_token: bootstrap.map(str::to_string),
+                    ..Default::default()
+                }),
+            },
             locale: self.config.locale.clone(),
             user_agent: Some(format!("{CLIENT_ID}/{version}")),
             extra: Default::default(),
@@ -635,8 +786,17 @@ impl Node {
             let challenge = conn
                 .wait_challenge(shutdown, pending_request.as_deref())
                 .await?;
-            let token = self.stored_token();
-            let params = self.connect_params(&challenge.nonce, token.as_deref());
+            let host = self.check_host(&challenge)?;
+            let token_key = match &host {
+                Some((host_id, _)) => format!("host:{host_id}"),
+                None => self.config.gateway_url.clone(),
+            };
+            let token = self.stored_token(&token_key);
+            let bootstrap = match token {
+                None => self.config.bootstrap_token.as_ref().map(|b| b.0.as_str()),
+                Some(_) => None,
+            };
+            let params = self.connect_params(&challenge.nonce, token.as_deref(), bootstrap);
             let params = serde_json::to_value(&params)
                 .map_err(|e| End::retry(format!("cannot encode connect params: {e}")))?;
             let id = conn.request_id("connect");
@@ -650,12 +810,19 @@ impl Node {
                     let hello: HelloOk = serde_json::from_value(payload.unwrap_or(Value::Null))
                         .map_err(|e| End::retry(format!("host sent a malformed hello-ok: {e}")))?;
                     if let Some(t) = hello.auth.device_token.as_deref() {
-                        match self
-                            .tokens
-                            .set(&self.config.gateway_url, &self.device_id, t)
-                        {
+                        match self.tokens.set(&token_key, &self.device_id, t) {
                             Ok(()) => tracing::debug!("stored the device token issued by the host"),
                             Err(e) => tracing::warn!(error = %e, "cannot store the device token"),
+                        }
+                    }
+                    if let Some((host_id, fingerprint)) = &host {
+                        match self
+                            .pins
+                            .pin(host_id, fingerprint, &self.config.gateway_url)
+                        {
+                            Ok(true) => {}
+                            Ok(false) => tracing::warn!(host_id, "pinned key differs; pin kept"),
+                            Err(e) => tracing::warn!(error = %e, "cannot pin the host key"),
                         }
                     }
                     return Ok(hello);
@@ -698,8 +865,11 @@ impl Node {
                 Refusal::Revoked(message) => {
                     return Err(End::Fatal(NodeError::Revoked { message }));
                 }
+                Refusal::SetupCode(message) => {
+                    return Err(End::Fatal(NodeError::SetupCodeRefused(message)));
+                }
                 Refusal::TokenMismatch => {
-                    match self.tokens.remove(&self.config.gateway_url) {
+                    match self.tokens.remove(&token_key) {
                         Ok(_) => tracing::warn!(
                             "the host no longer accepts this device's token; dropped it"
                         ),
@@ -762,6 +932,18 @@ impl Node {
             conn_id: hello.server.conn_id.clone(),
         });
 
+        // Presence: say we are here, with the user's idle time where we know it.
+        let mut reported_idle = self.activity.as_ref().and_then(|a| a.idle_seconds());
+        let mut reported_at = Instant::now();
+        if let Err(end) = self
+            .send_presence(conn, NODE_PRESENCE_ALIVE, "connect", reported_idle)
+            .await
+        {
+            return end;
+        }
+        let mut activity_check = tokio::time::interval(ACTIVITY_CHECK);
+        activity_check.reset();
+
         let (results_tx, mut results_rx) = mpsc::unbounded_channel::<InvokeDone>();
         let mut running = Running::default();
         let silence = tokio::time::sleep(silence_limit);
@@ -772,6 +954,20 @@ impl Node {
                 _ = &mut *shutdown => return End::Shutdown,
                 _ = &mut silence => {
                     return End::retry(format!("host silent for {} ms", silence_limit.as_millis()));
+                }
+                _ = activity_check.tick(), if self.activity.is_some() => {
+                    let idle = self.activity.as_ref().and_then(|a| a.idle_seconds());
+                    // Report fresh input at once, and otherwise keep the host's view warm.
+                    let touched = matches!((idle, reported_idle), (Some(now), Some(before))
+                        if now < before + reported_at.elapsed().as_secs().saturating_sub(1));
+                    let stale = reported_at.elapsed() >= ACTIVITY_KEEPALIVE;
+                    if idle.is_some() && (touched || stale || reported_idle.is_none()) {
+                        if let Err(end) = self.send_presence(conn, NODE_PRESENCE_ACTIVITY, "activity", idle).await {
+                            return end;
+                        }
+                        reported_idle = idle;
+                        reported_at = Instant::now();
+                    }
                 }
                 Some(done) = results_rx.recv() => {
                     if running.0.remove(&done.invoke_id).is_none() {
@@ -824,6 +1020,33 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Sends a presence beacon (`node.event`); the host's answer is only logged.
+    async fn send_presence(
+        &self,
+        conn: &mut Conn,
+        event: &str,
+        trigger: &str,
+        idle_seconds: Option<u64>,
+    ) -> Result<(), End> {
+        let payload = AlivePayload {
+            trigger: Some(trigger.to_string()),
+            idle_seconds,
+            sent_at_ms: Some(now_ms()),
+        };
+        let params = NodeEventParams {
+            event: event.to_string(),
+            payload: serde_json::to_value(payload).ok(),
+            payload_json: None,
+        };
+        let id = conn.request_id("presence");
+        conn.send(&Frame::req(
+            id,
+            NODE_EVENT,
+            serde_json::to_value(params).ok(),
+        ))
+        .await
     }
 
     async fn on_serving_event(
@@ -1409,7 +1632,7 @@ mod tests {
         let mut config = NodeConfig::new("127.0.0.1:1", "Test node", dir.path());
         config.device_family = Some("Desktop".into());
         let node = Node::new(config, Capabilities::new()).unwrap();
-        let p = node.connect_params("nonce-1", Some("tok"));
+        let p = node.connect_params("nonce-1", Some("tok"), None);
         assert_eq!(p.min_protocol, PROTOCOL_VERSION);
         assert_eq!(p.client.id, CLIENT_ID);
         assert_eq!(p.client.mode, "node");
@@ -1423,6 +1646,6 @@ mod tests {
             &payload,
         )
         .unwrap();
-        assert!(node.connect_params("n", None).auth.is_none());
+        assert!(node.connect_params("n", None, None).auth.is_none());
     }
 }

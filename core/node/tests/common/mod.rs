@@ -44,7 +44,10 @@ impl Host {
             .expect("node did not connect in time")
             .unwrap();
         let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        HostConn { ws }
+        HostConn {
+            ws,
+            beacons: Vec::new(),
+        }
     }
 
     /// Whether a node connects within `within` (without accepting it for real).
@@ -57,6 +60,8 @@ impl Host {
 
 pub struct HostConn {
     pub ws: WebSocketStream<TcpStream>,
+    /// Params of the `node.event` presence beacons the node sent.
+    pub beacons: Vec<Value>,
 }
 
 impl HostConn {
@@ -68,13 +73,37 @@ impl HostConn {
         self.send(Frame::event(name, payload)).await;
     }
 
+    /// A challenge signed with a host key, as a Perch host sends it.
+    pub async fn challenge_signed(&mut self, nonce: &str, host: &perch_protocol::DeviceIdentity) {
+        let proof = perch_protocol::handshake::HostProof::sign(host, nonce, 1);
+        self.event(
+            CHALLENGE_EVENT,
+            json!({"nonce": nonce, "ts": 1, "host": serde_json::to_value(proof).unwrap()}),
+        )
+        .await;
+    }
+
     pub async fn challenge(&mut self, nonce: &str) {
         self.event(CHALLENGE_EVENT, json!({"nonce": nonce, "ts": 1}))
             .await;
     }
 
-    /// The next frame the node sends; panics on close or timeout.
+    /// The next frame the node sends, presence beacons aside (they are recorded in
+    /// `beacons`); panics on close or timeout.
     pub async fn recv(&mut self) -> Frame {
+        loop {
+            let frame = self.recv_any().await;
+            match frame {
+                Frame::Req(r) if r.method == "node.event" => {
+                    self.beacons.push(r.params.unwrap_or_default());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The next frame the node sends, whatever it is.
+    pub async fn recv_any(&mut self) -> Frame {
         loop {
             let msg = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -217,7 +246,12 @@ impl HostConn {
                     let _ = self.ws.flush().await;
                     return c;
                 }
-                Some(Ok(Message::Text(t))) => panic!("unexpected frame before close: {t}"),
+                Some(Ok(Message::Text(t))) => match Frame::parse(t.as_str()) {
+                    Ok(Frame::Req(r)) if r.method == "node.event" => {
+                        self.beacons.push(r.params.unwrap_or_default());
+                    }
+                    _ => panic!("unexpected frame before close: {t}"),
+                },
                 Some(Ok(_)) => {}
             }
         }

@@ -1,0 +1,193 @@
+//! The node checks who answers before it sends anything secret: host key proofs, pins,
+//! setup-code expectations and bootstrap tokens; and it says it is present.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Host, RunningNode, test_config};
+use perch_node::runtime::{ActivitySource, BootstrapToken, ExpectedHost};
+use perch_node::{Capabilities, HostPins, Node, NodeError};
+use perch_protocol::DeviceIdentity;
+use perch_protocol::frame::Frame;
+
+#[tokio::test]
+async fn a_pinned_host_replaced_by_another_key_is_refused_before_connect() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let real = DeviceIdentity::from_seed(&[1; 32]);
+    let mut node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.challenge_signed("n1", &real).await;
+    let (id, _) = conn.recv_connect("n1").await;
+    conn.hello_ok(id, Some("tok-1")).await;
+    node.wait_connected().await;
+    let pins = HostPins::new(dir.path());
+    let fp = real.device_id().to_string();
+    let host_id = perch_protocol::identity::host_id_for(&fp);
+    assert_eq!(
+        pins.get(&host_id).unwrap().unwrap().fingerprint,
+        fp,
+        "pinned at pairing"
+    );
+
+    // The host goes away; an impostor with another key answers at the same address.
+    drop(conn);
+    let impostor = DeviceIdentity::from_seed(&[2; 32]);
+    let mut fake = host.accept().await;
+    fake.challenge_signed("n2", &impostor).await;
+    let result = node.join().await;
+    assert!(
+        matches!(result, Err(NodeError::HostChanged { ref pinned_host_id, .. }) if *pinned_host_id == host_id),
+        "{result:?}"
+    );
+    // It never sent the impostor a connect (no token, no signature).
+    fake.expect_close().await;
+}
+
+#[tokio::test]
+async fn a_host_without_proof_at_a_pinned_address_is_refused() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let real = DeviceIdentity::from_seed(&[3; 32]);
+    let fp = real.device_id().to_string();
+    let url = perch_node::normalize_gateway_url(&host.url).unwrap();
+    HostPins::new(dir.path())
+        .pin(&perch_protocol::identity::host_id_for(&fp), &fp, &url)
+        .unwrap();
+    let node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.challenge("n1").await; // no host proof: a downgrade
+    let result = node.join().await;
+    assert!(
+        matches!(result, Err(NodeError::HostChanged { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn setup_code_expectation_and_bootstrap_token() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let real = DeviceIdentity::from_seed(&[4; 32]);
+    let fp = real.device_id().to_string();
+    let mut config = test_config(&host.url, dir.path());
+    config.expected_host = Some(ExpectedHost {
+        host_id: perch_protocol::identity::host_id_for(&fp),
+        fingerprint: fp.clone(),
+    });
+    config.bootstrap_token = Some(BootstrapToken("boot-secret".into()));
+    assert!(
+        !format!("{config:?}").contains("boot-secret"),
+        "Debug never shows the token"
+    );
+    let mut node = RunningNode::start(config.clone(), Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.challenge_signed("n1", &real).await;
+    let (id, p) = conn.recv_connect("n1").await;
+    let auth = p.auth.unwrap();
+    assert_eq!(auth.bootstrap_token.as_deref(), Some("boot-secret"));
+    assert_eq!(auth.device_token, None);
+    conn.hello_ok(id, Some("device-tok")).await;
+    node.wait_connected().await;
+    // Reconnect: the device token replaces the spent bootstrap token.
+    drop(conn);
+    let mut conn = host.accept().await;
+    conn.challenge_signed("n2", &real).await;
+    let (id, p) = conn.recv_connect("n2").await;
+    let auth = p.auth.unwrap();
+    assert_eq!(auth.device_token.as_deref(), Some("device-tok"));
+    assert_eq!(auth.bootstrap_token, None);
+    conn.hello_ok(id, None).await;
+    node.wait_connected().await;
+    node.request_stop();
+    let _ = node.join().await;
+
+    // Another key than the setup code names: refused before connect.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut other = config;
+    other.data_dir = dir2.path().to_path_buf();
+    let node = RunningNode::start(other, Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.challenge_signed("n3", &DeviceIdentity::from_seed(&[5; 32]))
+        .await;
+    let result = node.join().await;
+    assert!(
+        matches!(result, Err(NodeError::UnexpectedHost { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_setup_code_stops_the_node_with_a_clear_error() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&host.url, dir.path());
+    config.bootstrap_token = Some(BootstrapToken("used".into()));
+    let node = RunningNode::start(config, Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.challenge("n1").await;
+    let (id, _) = conn.recv_connect("n1").await;
+    conn.refuse(
+        id,
+        perch_protocol::ErrorShape::new(
+            perch_protocol::ErrorCode::BootstrapTokenInvalid,
+            "this setup code was already used",
+        ),
+    )
+    .await;
+    let result = node.join().await;
+    let msg = result.unwrap_err().to_string();
+    assert!(
+        msg.contains("already used") && msg.contains("setup-code"),
+        "{msg}"
+    );
+}
+
+struct FixedIdle(std::sync::atomic::AtomicU64);
+
+impl ActivitySource for FixedIdle {
+    fn idle_seconds(&self) -> Option<u64> {
+        Some(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn the_node_says_it_is_here_and_reports_fresh_input() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let idle = Arc::new(FixedIdle(std::sync::atomic::AtomicU64::new(120)));
+    let node = Node::new(test_config(&host.url, dir.path()), Capabilities::new())
+        .unwrap()
+        .with_activity(idle.clone());
+    let task = tokio::spawn(node.run(std::future::pending()));
+    let mut conn = host.accept().await;
+    conn.handshake("n1", None).await;
+    // The first beacon: alive on connect, with the idle time.
+    let first = loop {
+        match conn.recv_any().await {
+            Frame::Req(r) if r.method == "node.event" => break r.params.unwrap(),
+            _ => {}
+        }
+    };
+    assert_eq!(first["event"], "node.presence.alive");
+    assert_eq!(first["payload"]["trigger"], "connect");
+    assert_eq!(first["payload"]["idleSeconds"], 120);
+    // The user touches the device: the next check reports it.
+    idle.0.store(0, std::sync::atomic::Ordering::SeqCst);
+    let next = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Frame::Req(r) = conn.recv_any().await
+                && r.method == "node.event"
+            {
+                break r.params.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("fresh input is reported within a check interval");
+    assert_eq!(next["event"], "node.presence.activity");
+    assert_eq!(next["payload"]["idleSeconds"], 0);
+    task.abort();
+}
