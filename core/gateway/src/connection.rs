@@ -26,6 +26,7 @@ use perch_protocol::methods::{self, InvokeResultParams, PairDecision};
 use perch_protocol::presence::{NodeEventParams, PresenceEntry};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, close_code};
 use perch_store::NewPairingRequest;
+use perch_store::bootstrap::BootstrapError;
 
 use crate::handshake::{check_protocol, clean_label, verify_device};
 use crate::hub::{ConnId, Control, Hub, NodeSession, Outbound, Outbox, now_ms};
@@ -516,6 +517,23 @@ impl Conn {
             "node",
         );
         let platform = clean_label(&params.client.platform, "unknown");
+        let bootstrap = params.auth.as_ref().and_then(|a| a.bootstrap_token.clone());
+        if record.is_none()
+            && let Some(b) = bootstrap
+        {
+            return self
+                .redeem_setup_code(
+                    id,
+                    &params,
+                    device_id,
+                    &b,
+                    display_name,
+                    platform,
+                    protocol,
+                    now,
+                )
+                .await;
+        }
         match pairing::admit(record.as_ref(), token_check) {
             Admission::Refuse(e) => self.fail(Some(id), e, close_code::POLICY),
             Admission::RequestPairing => {
@@ -594,39 +612,177 @@ impl Conn {
                 } else {
                     None
                 };
-                if let Err(e) = store
-                    .devices()
-                    .touch_seen(&device_id, now, Some(&params.commands))
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record last seen");
-                }
-                self.hub.add_node(NodeSession {
-                    conn_id: self.id,
-                    node_id: device_id.clone(),
-                    display_name: display_name.clone(),
-                    platform,
-                    device_family: params.client.device_family.clone(),
-                    client_version: format!("{} {}", params.client.id, params.client.version),
-                    commands: params.commands.clone(),
-                    caps: params.caps.clone(),
-                    permissions: params.permissions.clone(),
-                    connected_since_ms: now,
-                    remote_addr: self.remote.to_string(),
-                    out: self.out.clone(),
-                });
-                tracing::info!(conn = %self.id, node = %device_id.short(), name = %display_name, "node connected");
-                self.admit(
+                self.admit_node(
                     id,
-                    Role::Node,
-                    Some(device_id),
+                    &params,
+                    device_id,
+                    display_name,
+                    platform,
                     protocol,
                     token,
-                    &params.client,
-                );
-                Flow::Continue
+                    now,
+                )
+                .await
             }
         }
+    }
+
+    /// Makes an admitted node reachable and answers `hello-ok`.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit_node(
+        &mut self,
+        id: RequestId,
+        params: &ConnectParams,
+        device_id: DeviceId,
+        display_name: String,
+        platform: String,
+        protocol: u32,
+        token: Option<String>,
+        now: i64,
+    ) -> Flow {
+        if let Err(e) = self
+            .hub
+            .store
+            .devices()
+            .touch_seen(&device_id, now, Some(&params.commands))
+            .await
+        {
+            tracing::warn!(error = %e, "could not record last seen");
+        }
+        self.hub.add_node(NodeSession {
+            conn_id: self.id,
+            node_id: device_id.clone(),
+            display_name: display_name.clone(),
+            platform,
+            device_family: params.client.device_family.clone(),
+            client_version: format!("{} {}", params.client.id, params.client.version),
+            commands: params.commands.clone(),
+            caps: params.caps.clone(),
+            permissions: params.permissions.clone(),
+            connected_since_ms: now,
+            remote_addr: self.remote.to_string(),
+            out: self.out.clone(),
+        });
+        tracing::info!(conn = %self.id, node = %device_id.short(), name = %display_name, "node connected");
+        self.admit(
+            id,
+            Role::Node,
+            Some(device_id),
+            protocol,
+            token,
+            &params.client,
+        );
+        Flow::Continue
+    }
+
+    /// Pairs an unknown device that presents a setup code's bootstrap token, without asking the
+    /// user: the token is single use and short-lived, and minting it was the user's approval.
+    #[allow(clippy::too_many_arguments)]
+    async fn redeem_setup_code(
+        &mut self,
+        id: RequestId,
+        params: &ConnectParams,
+        device_id: DeviceId,
+        bootstrap: &str,
+        display_name: String,
+        platform: String,
+        protocol: u32,
+        now: i64,
+    ) -> Flow {
+        let token = match new_token() {
+            Ok(t) => t,
+            Err(e) => {
+                return self.fail(
+                    Some(id),
+                    ErrorShape::new(ErrorCode::Internal, e.to_string()),
+                    close_code::GOING_AWAY,
+                );
+            }
+        };
+        let req = NewPairingRequest {
+            device_id: device_id.clone(),
+            public_key: params
+                .device
+                .as_ref()
+                .map(|d| d.public_key.clone())
+                .unwrap_or_default(),
+            role: Role::Node,
+            display_name: display_name.clone(),
+            platform: platform.clone(),
+            device_family: params.client.device_family.clone(),
+            remote_addr: Some(self.remote.ip().to_string()),
+        };
+        let redeemed = self
+            .hub
+            .store
+            .bootstrap()
+            .redeem(&hash_token(bootstrap), req, &hash_token(&token), now)
+            .await;
+        let invalid = |reason: &str, message: &str| {
+            ErrorShape::new(ErrorCode::BootstrapTokenInvalid, message)
+                .with_details(json!({"reason": reason}))
+                .with_retryable(false)
+        };
+        let redemption = match redeemed {
+            Ok(r) => r,
+            Err(BootstrapError::Unknown) => {
+                let e = invalid(
+                    "unknown",
+                    "this setup code is not known to the host (mistyped, or from another host)",
+                );
+                return self.fail(Some(id), e, close_code::POLICY);
+            }
+            Err(BootstrapError::Used { .. }) => {
+                let e = invalid(
+                    "used",
+                    "this setup code was already used; each code pairs one device",
+                );
+                return self.fail(Some(id), e, close_code::POLICY);
+            }
+            Err(BootstrapError::Expired { .. }) => {
+                let e = invalid(
+                    "expired",
+                    "this setup code has expired (codes last 10 minutes)",
+                );
+                return self.fail(Some(id), e, close_code::POLICY);
+            }
+            Err(BootstrapError::DeviceRevoked) => {
+                let e = pairing::admit_revoked_error(&device_id);
+                return self.fail(Some(id), e, close_code::POLICY);
+            }
+            Err(BootstrapError::RoleNotAllowed { .. }) => {
+                let e = ErrorShape::new(ErrorCode::Forbidden, "a setup code pairs nodes only");
+                return self.fail(Some(id), e, close_code::POLICY);
+            }
+            Err(BootstrapError::Store(e)) => {
+                return self.fail(Some(id), store_error(e), close_code::GOING_AWAY);
+            }
+        };
+        tracing::info!(device = %device_id.short(), name = %display_name, "paired with a setup code");
+        for request_id in redemption.approved_requests {
+            self.hub
+                .resolve_waiters(&request_id, PairDecision::Approved, None);
+            self.hub.broadcast_operators(
+                events::DEVICE_PAIR_RESOLVED,
+                &PairResolved {
+                    request_id,
+                    device_id: device_id.to_string(),
+                    decision: PairDecision::Approved,
+                    ts: now,
+                },
+            );
+        }
+        self.admit_node(
+            id,
+            params,
+            device_id,
+            display_name,
+            platform,
+            protocol,
+            Some(token),
+            now,
+        )
+        .await
     }
 
     fn admit(

@@ -17,6 +17,7 @@ mod connection;
 pub mod handshake;
 pub mod hub;
 pub mod invoke;
+pub mod mdns;
 pub mod node_events;
 pub mod operator;
 pub mod pairing;
@@ -25,6 +26,7 @@ pub mod presence;
 pub mod secrets;
 pub mod selector;
 pub mod server;
+pub mod setup_code;
 
 pub use config::{ConfigError, GatewayConfig};
 pub use server::{GatewayError, RunningGateway, start};

@@ -73,6 +73,7 @@ pub async fn dispatch(
             to_value(&depart(hub, &p.device_id, Departure::Remove).await?)
         }
         perch_protocol::presence::SYSTEM_PRESENCE => to_value(&hub.presence_list()),
+        methods::DEVICE_PAIR_SETUP_CODE => to_value(&crate::setup_code::mint(hub).await?),
         methods::NODE_LIST => to_value(&node_list(hub).await?),
         methods::NODE_DESCRIBE => {
             let p: NodeSelector = parse(params)?;

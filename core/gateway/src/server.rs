@@ -70,6 +70,7 @@ pub struct RunningGateway {
     hub: Arc<Hub>,
     server: JoinHandle<()>,
     tracker: TaskTracker,
+    mdns: Option<crate::mdns::MdnsHandle>,
 }
 
 impl RunningGateway {
@@ -88,6 +89,10 @@ impl RunningGateway {
         tracing::info!("shutting down");
         self.hub.close_all_for_shutdown();
         self.hub.shutdown.cancel();
+        if let Some(mdns) = self.mdns {
+            // Goodbye packets, so browsers drop this host now rather than after the TTL.
+            mdns.stopped().await;
+        }
         self.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
             .await
@@ -145,6 +150,12 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     // Report the address actually bound (port 0 picks one).
     config.bind = addr;
     let hub = Hub::new(config, store, operator_token, host_key);
+    // Best effort: never fails or delays the start; it logs a warning at worst.
+    let mdns = crate::mdns::start(
+        crate::mdns::Advertisement::from_hub(&hub),
+        hub.config.mdns,
+        hub.shutdown.clone(),
+    );
     let tracker = TaskTracker::new();
     let app = Router::new()
         .route("/", get(root))
@@ -178,6 +189,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         hub,
         server,
         tracker,
+        mdns,
     })
 }
 

@@ -14,7 +14,10 @@ async fn presence_event(r: &mut Raw) -> (u64, Value) {
     loop {
         match r.next().await {
             Got::Frame(Frame::Event(e)) if e.event == "presence" => {
-                let v = e.state_version.expect("presence events carry stateVersion").presence;
+                let v = e
+                    .state_version
+                    .expect("presence events carry stateVersion")
+                    .presence;
                 return (v, e.payload.unwrap());
             }
             Got::Frame(_) => {}
@@ -31,9 +34,14 @@ async fn presence_follows_nodes_in_order() {
         .request("connect", operator_connect_params(&host.token))
         .await
         .unwrap();
-    let v0 = hello["snapshot"]["stateVersion"]["presence"].as_u64().unwrap();
+    let v0 = hello["snapshot"]["stateVersion"]["presence"]
+        .as_u64()
+        .unwrap();
     let mine = hello["snapshot"]["presence"].as_array().unwrap().clone();
-    assert!(mine.iter().any(|e| e["role"] == "operator"), "the snapshot includes this client: {mine:?}");
+    assert!(
+        mine.iter().any(|e| e["role"] == "operator"),
+        "the snapshot includes this client: {mine:?}"
+    );
 
     let phone = DeviceIdentity::from_seed(&[40; 32]);
     let laptop = DeviceIdentity::from_seed(&[41; 32]);
@@ -55,25 +63,44 @@ async fn presence_follows_nodes_in_order() {
 
     // Activity: the phone was touched 5 s ago, the laptop 60 s ago.
     let r = p
-        .request("node.event", json!({"event": "node.presence.alive",
-                                      "payload": {"trigger": "manual", "idleSeconds": 5}}))
+        .request(
+            "node.event",
+            json!({"event": "node.presence.alive",
+                                      "payload": {"trigger": "manual", "idleSeconds": 5}}),
+        )
         .await
         .unwrap();
     assert_eq!(r["handled"], true);
-    l.request("node.event", json!({"event": "node.presence.activity", "payload": {"idleSeconds": 60}}))
-        .await
-        .unwrap();
+    l.request(
+        "node.event",
+        json!({"event": "node.presence.activity", "payload": {"idleSeconds": 60}}),
+    )
+    .await
+    .unwrap();
     let list = op.request("system-presence", json!({})).await.unwrap();
     assert_eq!(list["activeDeviceId"], phone.device_id().as_str());
-    assert_eq!(list["entries"][0]["deviceId"], phone.device_id().as_str(), "most recent first");
+    assert_eq!(
+        list["entries"][0]["deviceId"],
+        phone.device_id().as_str(),
+        "most recent first"
+    );
     assert!(list["entries"][0]["lastActivityMs"].as_i64().unwrap() <= now_ms() - 4_000);
 
     // An unknown event is answered, not refused.
-    let r = p.request("node.event", json!({"event": "voice.transcript", "payload": {}})).await.unwrap();
+    let r = p
+        .request(
+            "node.event",
+            json!({"event": "voice.transcript", "payload": {}}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r["handled"], false);
     // A malformed one is refused with a reason.
     let err = p
-        .request("node.event", json!({"event": "node.presence.alive", "payload": {"idleSeconds": "x"}}))
+        .request(
+            "node.event",
+            json!({"event": "node.presence.alive", "payload": {"idleSeconds": "x"}}),
+        )
         .await
         .unwrap_err();
     assert_eq!(err["code"], "INVALID_REQUEST");
@@ -93,6 +120,10 @@ async fn presence_follows_nodes_in_order() {
     }
     let list = op.request("system-presence", json!({})).await.unwrap();
     assert!(
-        !list["entries"].as_array().unwrap().iter().any(|e| e["deviceId"] == laptop.device_id().as_str())
+        !list["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["deviceId"] == laptop.device_id().as_str())
     );
 }

@@ -17,10 +17,12 @@ pub mod identity;
 pub mod methods;
 pub mod node_commands;
 pub mod presence;
+pub mod setup_code;
 
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::{Frame, FrameError};
 pub use identity::{DeviceId, DeviceIdentity, IdentityError};
+pub use setup_code::{SetupCode, SetupCodeError};
 
 /// The protocol version this build speaks natively.
 pub const PROTOCOL_VERSION: u32 = 4;

@@ -4,7 +4,7 @@ use std::fmt;
 
 use perch_protocol::DeviceId;
 use perch_protocol::handshake::Role;
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::{StoreError, begin_write, parse_device_id, parse_role};
 
@@ -135,6 +135,70 @@ where
     .fetch_optional(executor)
     .await?;
     row.map(DeviceRecord::try_from).transpose()
+}
+
+/// The facts about a device that pairing records, whichever path approved it (an operator
+/// approving a request, or a setup code's bootstrap token).
+pub(crate) struct PairingSubject<'a> {
+    pub device_id: &'a DeviceId,
+    pub public_key: &'a str,
+    pub display_name: &'a str,
+    pub platform: &'a str,
+    pub device_family: Option<&'a str>,
+    pub role: Role,
+}
+
+/// Inside the caller's transaction: marks the device paired in `role` (creating its row, or
+/// re-pairing it if it was revoked), replaces its token hash for that role, and returns the
+/// row. One place for this SQL, so every pairing path writes the same state.
+pub(crate) async fn pair_device(
+    conn: &mut SqliteConnection,
+    who: &PairingSubject<'_>,
+    token_hash: &str,
+    now_ms: i64,
+) -> Result<DeviceRecord, StoreError> {
+    // paired_at_ms moves only when the device goes from revoked to paired; pairing a second
+    // role for a paired device keeps it. last_seen_ms and commands are kept.
+    sqlx::query(
+        "INSERT INTO devices (device_id, public_key, display_name, platform, device_family, \
+         role, status, paired_at_ms, revoked_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'paired', $7, NULL) \
+         ON CONFLICT (device_id) DO UPDATE SET \
+         public_key = excluded.public_key, \
+         display_name = excluded.display_name, \
+         platform = excluded.platform, \
+         device_family = excluded.device_family, \
+         role = excluded.role, \
+         paired_at_ms = CASE WHEN devices.status = 'paired' THEN devices.paired_at_ms \
+                        ELSE excluded.paired_at_ms END, \
+         status = 'paired', \
+         revoked_at_ms = NULL",
+    )
+    .bind(who.device_id.as_str())
+    .bind(who.public_key)
+    .bind(who.display_name)
+    .bind(who.platform)
+    .bind(who.device_family)
+    .bind(who.role.as_str())
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+
+    crate::tokens::replace_token(
+        &mut *conn,
+        who.device_id.as_str(),
+        who.role,
+        token_hash,
+        now_ms,
+    )
+    .await?;
+
+    fetch_device(&mut *conn, who.device_id.as_str())
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "device",
+            id: who.device_id.to_string(),
+        })
 }
 
 /// Reads and updates the `devices` table.

@@ -2,8 +2,8 @@
 //!
 //! The gateway owns the policy (who may pair, when a token is issued, what a revoked device
 //! may do); this crate owns the rows and makes every change to them atomic. One repository
-//! per table: [`DeviceRepo`], [`PairingRepo`], [`TokenRepo`], [`MetaRepo`], all reached
-//! through a cheap-to-clone [`Store`].
+//! per table: [`DeviceRepo`], [`PairingRepo`], [`TokenRepo`], [`BootstrapRepo`],
+//! [`MetaRepo`], all reached through a cheap-to-clone [`Store`].
 //!
 //! **Architecture Invariant:** the store knows nothing of WebSockets or the protocol's frames;
 //! it stores rows, the gateway decides. It borrows only the value types `DeviceId` and `Role`
@@ -22,6 +22,7 @@
 //! `migrations/`, which run on every open; SQL stays portable to Postgres where it costs
 //! nothing (`$n` placeholders, `ON CONFLICT`, `BIGINT` times in ms since the epoch).
 
+pub mod bootstrap;
 mod devices;
 mod error;
 mod meta;
@@ -39,6 +40,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+pub use bootstrap::{BootstrapError, BootstrapRepo, BootstrapTokenRecord, Redemption};
 pub use devices::{DeviceRecord, DeviceRepo, DeviceStatus};
 pub use error::StoreError;
 pub use meta::MetaRepo;
@@ -115,6 +117,11 @@ impl Store {
     /// Hashes of the tokens paired devices reconnect with.
     pub fn tokens(&self) -> TokenRepo<'_> {
         TokenRepo::new(&self.pool)
+    }
+
+    /// Single-use setup-code tokens and the pairing they grant.
+    pub fn bootstrap(&self) -> BootstrapRepo<'_> {
+        BootstrapRepo::new(&self.pool)
     }
 
     /// Host-wide settings such as the host id.
@@ -207,7 +214,8 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        assert_eq!(applied, MIGRATOR.iter().count() as i64);
+        assert!(applied >= 2);
         assert_eq!(
             store.meta().get_or_insert("host_id", "h-2").await.unwrap(),
             host_id

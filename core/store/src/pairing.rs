@@ -6,7 +6,7 @@ use perch_protocol::DeviceId;
 use perch_protocol::handshake::Role;
 use sqlx::SqlitePool;
 
-use crate::devices::{DeviceRecord, fetch_device};
+use crate::devices::{DeviceRecord, PairingSubject, pair_device};
 use crate::{StoreError, begin_write, parse_device_id, parse_role};
 
 /// Columns of `pairing_requests` in the order [`PairingRow`] expects.
@@ -76,6 +76,32 @@ pub struct NewPairingRequest {
     pub device_family: Option<String>,
     /// Peer address the request came from, for the approval prompt.
     pub remote_addr: Option<String>,
+}
+
+impl<'a> From<&'a NewPairingRequest> for PairingSubject<'a> {
+    fn from(r: &'a NewPairingRequest) -> Self {
+        PairingSubject {
+            device_id: &r.device_id,
+            public_key: &r.public_key,
+            display_name: &r.display_name,
+            platform: &r.platform,
+            device_family: r.device_family.as_deref(),
+            role: r.role,
+        }
+    }
+}
+
+impl<'a> From<&'a PairingRequestRecord> for PairingSubject<'a> {
+    fn from(r: &'a PairingRequestRecord) -> Self {
+        PairingSubject {
+            device_id: &r.device_id,
+            public_key: &r.public_key,
+            display_name: &r.display_name,
+            platform: &r.platform,
+            device_family: r.device_family.as_deref(),
+            role: r.role,
+        }
+    }
 }
 
 /// One row of `pairing_requests`, parsed.
@@ -345,48 +371,8 @@ impl<'a> PairingRepo<'a> {
         .execute(&mut *tx)
         .await?;
 
-        // paired_at_ms moves only when the device goes from revoked to paired; approving a
-        // second role for a paired device keeps it. last_seen_ms and commands are kept.
-        sqlx::query(
-            "INSERT INTO devices (device_id, public_key, display_name, platform, device_family, \
-             role, status, paired_at_ms, revoked_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'paired', $7, NULL) \
-             ON CONFLICT (device_id) DO UPDATE SET \
-             public_key = excluded.public_key, \
-             display_name = excluded.display_name, \
-             platform = excluded.platform, \
-             device_family = excluded.device_family, \
-             role = excluded.role, \
-             paired_at_ms = CASE WHEN devices.status = 'paired' THEN devices.paired_at_ms \
-                            ELSE excluded.paired_at_ms END, \
-             status = 'paired', \
-             revoked_at_ms = NULL",
-        )
-        .bind(request.device_id.as_str())
-        .bind(&request.public_key)
-        .bind(&request.display_name)
-        .bind(&request.platform)
-        .bind(&request.device_family)
-        .bind(request.role.as_str())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-
-        crate::tokens::replace_token(
-            &mut *tx,
-            request.device_id.as_str(),
-            request.role,
-            token_hash,
-            now_ms,
-        )
-        .await?;
-
-        let device = fetch_device(&mut *tx, request.device_id.as_str())
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "device",
-                id: request.device_id.to_string(),
-            })?;
+        let device =
+            pair_device(&mut tx, &PairingSubject::from(&request), token_hash, now_ms).await?;
         tx.commit().await?;
         tracing::info!(
             request = %request_id,

@@ -40,7 +40,7 @@ pub async fn start_host(tweak: impl FnOnce(&mut GatewayConfig)) -> TestHost {
 pub struct Raw {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub nonce: String,
-    next: u64,
+    pub next: u64,
 }
 
 pub enum Got {
