@@ -7,10 +7,12 @@
 //! methods, printing what the host answers.
 
 mod client;
+mod discover;
 mod node;
 mod ops;
 mod output;
 mod paths;
+mod qr;
 mod serve;
 
 use std::path::PathBuf;
@@ -51,6 +53,9 @@ enum Command {
         /// Listen address, ADDR:PORT (overrides [gateway] bind in perch.toml).
         #[arg(long)]
         bind: Option<String>,
+        /// mDNS/Bonjour advertisement: off, minimal or full (overrides [gateway] mdns).
+        #[arg(long, value_name = "off|minimal|full")]
+        mdns: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -79,6 +84,15 @@ enum Command {
         #[command(flatten)]
         op: OperatorArgs,
     },
+    /// Who is connected, and which device the user is at.
+    Presence {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Find Perch hosts on the local network (mDNS/Bonjour).
+    Discover(discover::DiscoverArgs),
     /// Run this machine as a node of a Perch host.
     Node {
         #[command(subcommand)]
@@ -110,6 +124,8 @@ enum DevicesCmd {
         /// Device id, unambiguous id prefix, or display name.
         device: String,
     },
+    /// A setup code (and QR code) that pairs a device without approval: single use, 10 minutes.
+    SetupCode,
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +178,10 @@ enum NodesCmd {
 enum NodeCmd {
     /// Connect to a host, pair, and answer its invokes until stopped.
     Run(node::RunArgs),
+    /// Hosts this node trusts (their pinned keys).
+    Hosts(node::HostsArgs),
+    /// Forget a host's pinned key (after reinstalling that host).
+    ForgetHost(node::ForgetHostArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -189,15 +209,34 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Serve { bind, common } => {
+        Command::Serve { bind, mdns, common } => {
             init_tracing("info");
-            report(serve::serve(common.data_dir, bind).await, false)
+            report(serve::serve(common.data_dir, bind, mdns).await, false)
         }
-        Command::Node {
-            cmd: NodeCmd::Run(args),
-        } => {
-            init_tracing("info");
-            report(node::run(args).await, false)
+        Command::Node { cmd } => match cmd {
+            NodeCmd::Run(args) => {
+                init_tracing("info");
+                report(node::run(args).await, false)
+            }
+            NodeCmd::Hosts(args) => {
+                init_tracing("warn");
+                let json = args.json;
+                report(node::hosts(args), json)
+            }
+            NodeCmd::ForgetHost(args) => {
+                init_tracing("warn");
+                report(node::forget_host(args), false)
+            }
+        },
+        Command::Discover(args) => {
+            init_tracing("warn");
+            let json = args.json;
+            report(discover::run(args).await, json)
+        }
+        Command::Presence { common, op } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ops::presence(common.data_dir, op).await, json)
         }
         Command::Status { common, op } => {
             init_tracing("warn");

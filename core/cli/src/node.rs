@@ -1,29 +1,80 @@
-//! `perch node run`: this machine as a node of a Perch host, with the desktop capabilities.
+//! `perch node ...`: this machine as a node of a Perch host, with the desktop capabilities;
+//! finding the host (address, setup code, or mDNS), and the host keys it trusts.
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use tokio::sync::Notify;
 
 use perch_node::desktop::desktop_capabilities;
 use perch_node::desktop::location::ConfiguredLocation;
-use perch_node::{Node, NodeConfig, NodeState};
+use perch_node::discovery::{self, Choice, DiscoveredHost};
+use perch_node::{BootstrapToken, ExpectedHost, HostPins, Node, NodeConfig, NodeState, TokenStore};
+use perch_protocol::setup_code::SetupCode;
+
+use crate::output::{ago, print_json, short, table};
 
 /// Flags of `perch node run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Host gateway URL, for example ws://192.168.1.10:18789.
+    /// Host gateway URL, for example ws://192.168.1.10:18789. Without it (and without
+    /// --setup-code) the node finds the host on the local network.
     #[arg(long, env = "PERCH_GATEWAY")]
     gateway: Option<String>,
+    /// A setup code from `perch devices setup-code`: finds the host, checks its key, and pairs
+    /// without a manual approval.
+    #[arg(long, value_name = "CODE")]
+    setup_code: Option<String>,
+    /// Which discovered host to use when several answer.
+    #[arg(long, value_name = "HOST_ID")]
+    host_id: Option<String>,
     /// Name shown in pairing prompts and node lists (default: this machine's host name).
     #[arg(long)]
     name: Option<String>,
-    /// Where the node keeps its identity and device token.
+    /// Where the node keeps its identity, device tokens and pinned host keys.
     #[arg(long, env = "PERCH_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Fixed location for location.get on a machine without GPS: LAT,LON[,ACCURACY_M].
     #[arg(long, value_name = "LAT,LON[,ACCURACY_M]")]
     location: Option<String>,
+    /// How long each discovery round listens, in milliseconds.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    discover_timeout: u64,
+}
+
+/// Flags of `perch node hosts`.
+#[derive(Args, Debug)]
+pub struct HostsArgs {
+    /// Where the node keeps its data.
+    #[arg(long, env = "PERCH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `perch node forget-host`.
+#[derive(Args, Debug)]
+pub struct ForgetHostArgs {
+    /// The host id shown by `perch node hosts`.
+    host_id: String,
+    /// Where the node keeps its data.
+    #[arg(long, env = "PERCH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// Where to connect, and what the node insists on finding there.
+struct Target {
+    url: String,
+    expected: Option<ExpectedHost>,
+    bootstrap: Option<BootstrapToken>,
+    /// The host was found by mDNS: keep watching for it to come back.
+    discovered: bool,
 }
 
 /// Runs the node until Ctrl-C / SIGTERM, or until the host refuses it for good.
@@ -34,15 +85,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .map(ConfiguredLocation::parse)
         .transpose()
         .context("--location")?;
-    let gateway = args.gateway.ok_or_else(|| {
-        anyhow!("--gateway is required (for example --gateway ws://127.0.0.1:18789)")
-    })?;
-    let data_dir = crate::paths::data_dir(args.data_dir)?;
-    let name = match args.name {
-        Some(n) => n,
+    let data_dir = crate::paths::data_dir(args.data_dir.clone())?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
         None => gethostname::gethostname().to_string_lossy().to_string(),
     };
-    let config = NodeConfig::new(gateway, name, data_dir);
+    let target = find_target(&args, &data_dir).await?;
+    let mut config = NodeConfig::new(target.url.clone(), name, data_dir);
+    config.expected_host = target.expected.clone();
+    config.bootstrap_token = target.bootstrap;
     let node = Node::new(config, desktop_capabilities(location))?;
     println!(
         "Perch node {} ({}) connecting to {}",
@@ -50,8 +101,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         node.device_id(),
         node.gateway_url()
     );
+    let waker = node.waker();
+    let mut background = vec![tokio::spawn(watch_network(waker.clone()))];
+    if target.discovered
+        && let Some(expected) = target.expected
+    {
+        background.push(tokio::spawn(watch_host(expected.host_id, waker)));
+    }
     let mut states = node.subscribe();
-    let printer = tokio::spawn(async move {
+    background.push(tokio::spawn(async move {
         while states.changed().await.is_ok() {
             let state = states.borrow_and_update().clone();
             match state {
@@ -62,17 +120,211 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 NodeState::Backoff {
                     retry_in_ms,
                     last_error,
-                } => println!(
-                    "Disconnected ({last_error}); retrying in {} ms",
-                    retry_in_ms
-                ),
+                } => println!("Disconnected ({last_error}); retrying in {retry_in_ms} ms"),
                 _ => {}
             }
         }
-    });
+    }));
     let result = node.run(shutdown_signal()).await;
-    printer.abort();
+    for task in background {
+        task.abort();
+    }
     result.map_err(Into::into)
+}
+
+async fn find_target(args: &RunArgs, data_dir: &std::path::Path) -> Result<Target> {
+    if let Some(code) = &args.setup_code {
+        let code = SetupCode::decode(code).context("--setup-code")?;
+        let url = first_reachable(&code.gateway_urls()).await;
+        return Ok(Target {
+            url,
+            expected: Some(ExpectedHost {
+                host_id: code.host_id(),
+                fingerprint: code.fingerprint_hex(),
+            }),
+            bootstrap: Some(BootstrapToken(code.bootstrap_token.clone())),
+            discovered: false,
+        });
+    }
+    if let Some(url) = &args.gateway {
+        return Ok(Target {
+            url: url.clone(),
+            expected: None,
+            bootstrap: None,
+            discovered: false,
+        });
+    }
+    let host = discover_host(args, data_dir).await?;
+    let url = first_reachable(&host.ws_urls()).await;
+    Ok(Target {
+        url,
+        expected: host.fingerprint.map(|fingerprint| ExpectedHost {
+            host_id: host.host_id,
+            fingerprint,
+        }),
+        bootstrap: None,
+        discovered: true,
+    })
+}
+
+/// Browses until exactly one eligible host answers. A node that trusts one host looks only for
+/// that host (and its pinned key: an advertisement never overrides a pin).
+async fn discover_host(args: &RunArgs, data_dir: &std::path::Path) -> Result<DiscoveredHost> {
+    let pins = HostPins::new(data_dir);
+    let pinned = pins.all()?;
+    let (want, pin) = match (&args.host_id, pinned.as_slice()) {
+        (Some(id), _) => (Some(id.clone()), pins.get(id)?.map(|p| p.fingerprint)),
+        (None, [(id, p)]) => (Some(id.clone()), Some(p.fingerprint.clone())),
+        _ => (None, None),
+    };
+    let mut said = false;
+    loop {
+        let hosts = discovery::browse(Duration::from_millis(args.discover_timeout), None)
+            .await
+            .map_err(|e| anyhow!("{e}; pass --gateway URL or --setup-code CODE instead"))?;
+        match discovery::choose(&hosts, want.as_deref(), pin.as_deref()) {
+            Choice::One(h) => {
+                println!(
+                    "Found Perch host {:?} ({}) at {}",
+                    h.name,
+                    h.host_id,
+                    h.ws_urls().join(", ")
+                );
+                return Ok(h);
+            }
+            Choice::Several(list) => {
+                println!("Several Perch hosts answered:");
+                for h in &list {
+                    println!("  {}  {:?}  {}", h.host_id, h.name, h.ws_urls().join(", "));
+                }
+                bail!("several Perch hosts found; choose one with --host-id HOST_ID");
+            }
+            Choice::None => {
+                if !said {
+                    match &want {
+                        Some(id) => {
+                            println!("Host {id} is not on the local network yet; still looking...")
+                        }
+                        None => println!(
+                            "No Perch host found on the local network yet; still looking \
+                             (or pass --gateway URL or --setup-code CODE)..."
+                        ),
+                    }
+                    said = true;
+                }
+            }
+        }
+    }
+}
+
+/// The first URL whose host answers TCP, trying them in order until one does.
+async fn first_reachable(urls: &[String]) -> String {
+    let mut said = false;
+    loop {
+        for url in urls {
+            let Some(addr) = url.strip_prefix("ws://") else {
+                continue;
+            };
+            let reachable = tokio::time::timeout(
+                Duration::from_millis(1500),
+                tokio::net::TcpStream::connect(addr.trim_end_matches('/')),
+            )
+            .await;
+            if matches!(reachable, Ok(Ok(_))) {
+                return url.clone();
+            }
+        }
+        match urls.first() {
+            Some(first) if urls.len() == 1 => return first.clone(),
+            None => return String::new(),
+            Some(_) => {}
+        }
+        if !said {
+            println!("None of {} answers yet; still trying...", urls.join(", "));
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Wakes the node when the machine's network addresses change (Wi-Fi back, cable in), so it
+/// reconnects at once instead of at the end of its backoff.
+async fn watch_network(waker: Arc<Notify>) {
+    let snapshot = || -> BTreeSet<(String, IpAddr)> {
+        if_addrs::get_if_addrs()
+            .map(|list| list.into_iter().map(|i| (i.name.clone(), i.ip())).collect())
+            .unwrap_or_default()
+    };
+    let mut last = snapshot();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = snapshot();
+        if now != last {
+            tracing::info!("network addresses changed");
+            if !now.is_empty() {
+                waker.notify_one();
+            }
+            last = now;
+        }
+    }
+}
+
+/// Wakes the node when its host announces itself again (it restarted, or came back in range).
+async fn watch_host(host_id: String, waker: Arc<Notify>) {
+    let mut browser = match discovery::Browser::start(None) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot watch for the host over mDNS");
+            return;
+        }
+    };
+    while let Some(event) = browser.next().await {
+        if let discovery::BrowseEvent::Found(h) = event
+            && h.host_id == host_id
+        {
+            tracing::debug!(host_id, "host announced itself");
+            waker.notify_one();
+        }
+    }
+}
+
+/// `perch node hosts`.
+pub fn hosts(args: HostsArgs) -> Result<()> {
+    let dir = crate::paths::data_dir(args.data_dir)?;
+    let pinned = HostPins::new(&dir).all()?;
+    if args.json {
+        let v: Vec<serde_json::Value> = pinned
+            .iter()
+            .map(|(id, p)| serde_json::json!({"hostId": id, "fingerprint": p.fingerprint, "lastUrl": p.last_url, "pinnedAtMs": p.pinned_at_ms}))
+            .collect();
+        return print_json(&v);
+    }
+    let mut t = table(&["HOST ID", "FINGERPRINT", "LAST URL", "PINNED"]);
+    for (id, p) in &pinned {
+        t.add_row(vec![
+            id.clone(),
+            short(&p.fingerprint).to_string(),
+            p.last_url.clone(),
+            ago(Some(p.pinned_at_ms)),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// `perch node forget-host HOST_ID`.
+pub fn forget_host(args: ForgetHostArgs) -> Result<()> {
+    let dir = crate::paths::data_dir(args.data_dir)?;
+    let removed = HostPins::new(&dir).forget(&args.host_id)?;
+    if !removed {
+        bail!("no pinned host {:?} (see `perch node hosts`)", args.host_id);
+    }
+    let _ = TokenStore::new(&dir).remove(&format!("host:{}", args.host_id));
+    println!(
+        "Forgot host {}; the next connection pairs anew.",
+        args.host_id
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

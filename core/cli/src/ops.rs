@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 use perch_gateway::secrets::{operator_token_path, read_operator_token};
 use perch_protocol::methods::{
     self, DeviceClosure, DevicePairList, InvokeResult, NodeDescription, NodeSummary,
-    PairDecisionResult, StatusResult,
+    PairDecisionResult, SetupCodeResult, StatusResult,
 };
 use perch_protocol::node_commands::{self, LocationFix, NotifyResult};
+use perch_protocol::presence::{PresenceList, SYSTEM_PRESENCE};
 
 use crate::client::OperatorClient;
 use crate::output::{ago, print_json, short, table};
@@ -163,6 +164,25 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
                 );
             }
         }
+        DevicesCmd::SetupCode => {
+            let r: SetupCodeResult =
+                call(&mut c, methods::DEVICE_PAIR_SETUP_CODE, None, QUICK).await?;
+            if op.json {
+                print_json(&r)?;
+            } else {
+                println!("{}", crate::qr::render(&r.setup_code)?);
+                println!("Setup code: {}", r.setup_code);
+                println!(
+                    "Single use, valid for {} minutes. Scan it in the Perch app, or run:",
+                    ((r.expires_at_ms - crate::output::now_ms()).max(0) + 59_999) / 60_000
+                );
+                println!("  perch node run --setup-code {}", r.setup_code);
+                println!("Host {} at {}", r.host_id, r.gateway_urls.join(", "));
+                for w in &r.warnings {
+                    println!("Note: {w}");
+                }
+            }
+        }
         DevicesCmd::Revoke { device } => {
             let r = depart(&mut c, methods::DEVICE_PAIR_REVOKE, &device, op.json).await?;
             if let Some(r) = r {
@@ -245,6 +265,57 @@ fn fresh_key() -> Result<String> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| anyhow!("no randomness for an idempotency key: {e}"))?;
     Ok(format!("cli-{}", hex::encode(b)))
+}
+
+/// `perch presence`.
+pub async fn presence(data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
+    let mut c = connect(data_dir, &op).await?;
+    let list: PresenceList = call(&mut c, SYSTEM_PRESENCE, None, QUICK).await?;
+    c.close().await;
+    if op.json {
+        return print_json(&list);
+    }
+    let mut t = table(&[
+        "",
+        "DEVICE",
+        "NAME",
+        "PLATFORM",
+        "ROLE",
+        "CONNECTED",
+        "LAST SEEN",
+        "LAST ACTIVE",
+        "FROM",
+    ]);
+    for e in &list.entries {
+        let active = e.device_id.is_some() && e.device_id == list.active_device_id;
+        t.add_row(vec![
+            if active { "*" } else { "" }.to_string(),
+            e.device_id.as_deref().map(short).unwrap_or("-").to_string(),
+            e.display_name.clone(),
+            e.platform.clone(),
+            e.role.to_string(),
+            ago(Some(e.connected_since_ms)),
+            ago(Some(e.last_seen_ms)),
+            e.last_activity_ms
+                .map(|m| ago(Some(m)))
+                .unwrap_or_else(|| "-".into()),
+            e.remote_addr.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    match list
+        .entries
+        .iter()
+        .find(|e| e.device_id.is_some() && e.device_id == list.active_device_id)
+    {
+        Some(e) => println!(
+            "Active device: {} ({})",
+            e.display_name,
+            short(e.device_id.as_deref().unwrap_or(""))
+        ),
+        None => println!("Active device: unknown (no device has reported user activity)"),
+    }
+    Ok(())
 }
 
 /// `perch nodes ...`.

@@ -5,14 +5,21 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use perch_gateway::GatewayConfig;
-use perch_gateway::config::parse_bind;
+use perch_gateway::config::{MdnsMode, parse_bind};
 
 /// Loads settings (defaults, perch.toml, flags), starts the gateway, waits for a signal.
-pub async fn serve(data_dir: Option<PathBuf>, bind: Option<String>) -> Result<()> {
+pub async fn serve(
+    data_dir: Option<PathBuf>,
+    bind: Option<String>,
+    mdns: Option<String>,
+) -> Result<()> {
     let dir = crate::paths::data_dir(data_dir)?;
     let mut cfg = GatewayConfig::load(&dir)?;
     if let Some(b) = bind {
         cfg.bind = parse_bind(&b).map_err(|m| anyhow::anyhow!("--bind: {m}"))?;
+    }
+    if let Some(m) = mdns {
+        cfg.mdns = MdnsMode::parse(&m).map_err(|m| anyhow::anyhow!("--mdns: {m}"))?;
     }
     tracing::info!(data_dir = %dir.display(), "starting Perch host");
     let gw = perch_gateway::start(cfg).await?;

@@ -468,6 +468,22 @@ impl HostPins {
         Ok(self.read()?.hosts.into_iter().collect())
     }
 
+    /// Forgets a host; returns whether it was pinned. Only the user does this (a reinstalled
+    /// host), never the network.
+    pub fn forget(&self, host_id: &str) -> Result<bool, StoreError> {
+        let mut file = self.read()?;
+        if file.hosts.remove(host_id).is_none() {
+            return Ok(false);
+        }
+        file.version = FORMAT_VERSION;
+        let text = serde_json::to_string_pretty(&file).map_err(|e| StoreError::Io {
+            action: "encode",
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
+        write_private_atomic(&self.path, text.as_bytes(), true).map(|_| true)
+    }
+
     /// Pins a host, or records a new URL for it. Refuses to change a pinned fingerprint.
     pub fn pin(&self, host_id: &str, fingerprint: &str, url: &str) -> Result<bool, StoreError> {
         let mut file = self.read()?;
@@ -644,6 +660,9 @@ mod tests {
         assert_eq!(pins.by_url("ws://10.0.0.2:18789").unwrap().unwrap().0, "h1");
         #[cfg(unix)]
         assert_eq!(mode(&dir.path().join(PINS_FILE)), 0o600);
+        assert!(pins.forget("h1").unwrap());
+        assert!(!pins.forget("h1").unwrap());
+        assert!(pins.pin("h1", "fp-b", "ws://10.0.0.3:18789").unwrap(), "re-pin after forget");
         fs::write(dir.path().join(PINS_FILE), "{not json").unwrap();
         assert!(matches!(
             pins.get("h1"),
