@@ -68,6 +68,10 @@ pub struct ForgetHostArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// How long a node with a setup code looks for its host over mDNS before using the code's
+/// addresses.
+const SETUP_CODE_DISCOVERY_MS: u64 = 2000;
+
 /// Where to connect, and what the node insists on finding there.
 struct Target {
     url: String,
@@ -135,11 +139,32 @@ pub async fn run(args: RunArgs) -> Result<()> {
 async fn find_target(args: &RunArgs, data_dir: &std::path::Path) -> Result<Target> {
     if let Some(code) = &args.setup_code {
         let code = SetupCode::decode(code).context("--setup-code")?;
-        let url = first_reachable(&code.gateway_urls()).await;
+        let host_id = code.host_id();
+        // The host may have moved since the code was made: ask the network first (briefly),
+        // then fall back to the addresses in the code. The key is checked either way.
+        let wait = Duration::from_millis(args.discover_timeout.min(SETUP_CODE_DISCOVERY_MS));
+        let found = discovery::browse(wait, None).await.ok().and_then(|hosts| {
+            match discovery::choose(&hosts, Some(&host_id), Some(&code.fingerprint_hex())) {
+                Choice::One(h) => Some(h),
+                _ => None,
+            }
+        });
+        let urls = match found {
+            Some(h) => {
+                println!(
+                    "Found Perch host {:?} ({host_id}) over mDNS at {}",
+                    h.name,
+                    h.ws_urls().join(", ")
+                );
+                h.ws_urls()
+            }
+            None => code.gateway_urls(),
+        };
+        let url = first_reachable(&urls).await;
         return Ok(Target {
             url,
             expected: Some(ExpectedHost {
-                host_id: code.host_id(),
+                host_id,
                 fingerprint: code.fingerprint_hex(),
             }),
             bootstrap: Some(BootstrapToken(code.bootstrap_token.clone())),
