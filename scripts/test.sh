@@ -23,3 +23,6 @@ else
   echo "dbus-run-session not found: notification tests will take their no-bus paths" >&2
   cargo test --locked --workspace
 fi
+
+echo "== network-namespace tests (mDNS, discovery, pairing across hosts)"
+bash scripts/netns-tests.sh

@@ -27,8 +27,9 @@ pub const TXT_VERSION: &str = "1";
 pub const MINIMAL_TXT_KEYS: [&str; 5] = ["txtvers", "proto", "port", "hid", "fp"];
 /// Every TXT key `full` mode may publish: minimal plus display name and software version.
 pub const FULL_TXT_KEYS: [&str; 7] = ["txtvers", "proto", "port", "hid", "fp", "name", "ver"];
-/// Distinct conflict renames tolerated before the advertisement is withdrawn for good.
-pub const MAX_RENAMES: usize = 3;
+/// Distinct conflict renames tolerated before the advertisement is withdrawn for good: up to
+/// six same-named hosts coexist (`name` to `name (6)`); a rename loop stops here.
+pub const MAX_RENAMES: usize = 5;
 /// Longest instance name we publish, in bytes: a DNS label holds 63, and a conflict rename
 /// appends up to five more (` (10)`).
 const MAX_INSTANCE_BYTES: usize = 57;
@@ -193,7 +194,16 @@ impl MdnsHandle {
 /// Call from within a tokio runtime. Withdraws the advertisement when `shutdown` fires.
 pub fn start(ad: Advertisement, mode: MdnsMode, shutdown: CancellationToken) -> Option<MdnsHandle> {
     if mode == MdnsMode::Off {
-        tracing::info!("mDNS advertisement off ([gateway] mdns = \"off\")");
+        tracing::info!("mDNS advertisement off; nodes connect by address or setup code");
+        return None;
+    }
+    // An mDNS daemon joins the multicast group on every interface as it starts, so a host that
+    // only this machine can reach starts none: nothing to tell the network, nothing sent.
+    if ad.bind.ip().is_loopback() {
+        tracing::info!(
+            bind = %ad.bind,
+            "mDNS advertisement skipped: the host listens on loopback only (use --bind 0.0.0.0:PORT to be found)"
+        );
         return None;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -365,8 +375,6 @@ async fn watch(
                         Verdict::Renamed { from, to } => {
                             let (from, to) = (instance_of(&from), instance_of(&to));
                             tracing::warn!(
-                                from = %from,
-                                to = %to,
                                 interface = %change.intf_name,
                                 "mDNS name conflict: another host advertises {from:?}; advertising as {to:?}"
                             );
@@ -563,15 +571,14 @@ mod tests {
         ));
         // The same rename on another interface or for the TXT record: quiet.
         assert_eq!(r.on_change(&t("Mac"), &t("Mac (2)")), Verdict::Quiet);
-        assert!(matches!(
-            r.on_change(&t("Mac"), &t("Mac (3)")),
-            Verdict::Renamed { .. }
-        ));
-        assert!(matches!(
-            r.on_change(&t("Mac"), &t("Mac (4)")),
-            Verdict::Renamed { .. }
-        ));
-        assert_eq!(r.on_change(&t("Mac"), &t("Mac (5)")), Verdict::GiveUp);
+        for n in 3..=MAX_RENAMES + 1 {
+            assert!(matches!(
+                r.on_change(&t("Mac"), &t(&format!("Mac ({n})"))),
+                Verdict::Renamed { .. }
+            ));
+        }
+        let next = format!("Mac ({})", MAX_RENAMES + 2);
+        assert_eq!(r.on_change(&t("Mac"), &t(&next)), Verdict::GiveUp);
     }
 
     #[test]

@@ -662,7 +662,10 @@ mod tests {
         assert_eq!(mode(&dir.path().join(PINS_FILE)), 0o600);
         assert!(pins.forget("h1").unwrap());
         assert!(!pins.forget("h1").unwrap());
-        assert!(pins.pin("h1", "fp-b", "ws://10.0.0.3:18789").unwrap(), "re-pin after forget");
+        assert!(
+            pins.pin("h1", "fp-b", "ws://10.0.0.3:18789").unwrap(),
+            "re-pin after forget"
+        );
         fs::write(dir.path().join(PINS_FILE), "{not json").unwrap();
         assert!(matches!(
             pins.get("h1"),
