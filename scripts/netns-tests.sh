@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The mDNS tests that multicast (core/cli/tests/netns_mdns.rs). They run only inside network
+# The tests that multicast or cross hosts (core/cli/tests/netns_*.rs). They run only inside network
 # namespaces they create, never on this machine's own interfaces, so they need root and
 # `ip netns`. Where that is not available they are reported as skipped and this exits 0.
 set -euo pipefail
@@ -8,8 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/perch-target}"
 export SQLX_OFFLINE=true
 
 ZEROCONF_VERSION="0.154.0"
-TEST_FILE="core/cli/tests/netns_mdns.rs"
-count=$(grep -c '#\[ignore = "needs root and ip netns' "$TEST_FILE" || true)
+count=$(cat core/cli/tests/netns_*.rs | grep -c '#\[ignore = "needs root and ip netns' || true)
 
 skip() {
   echo "netns tests: 0 passed, 0 failed, ${count} skipped ($1)"
@@ -58,4 +57,4 @@ else
   echo "warning: no python3 with zeroconf; the interoperability tests will fail" >&2
 fi
 
-cargo test --locked -p perch-cli --test netns_mdns -- --ignored --test-threads=1
+cargo test --locked -p perch-cli --test netns_mdns --test netns_pairing -- --ignored --test-threads=1

@@ -1,0 +1,241 @@
+//! Zero-configuration pairing across two network namespaces joined by a veth pair: `perch
+//! serve` in A, `perch node run` without `--gateway` in B. The node finds the host over
+//! multicast, pairs with a setup code (or by approval), and answers invokes. Needs root and
+//! `ip netns`; `scripts/netns-tests.sh` runs these.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::netns::{HOST_IP, Host, NetPair, PERCH};
+
+/// An operator command run in the host's namespace, `--json`.
+fn cli(ns: &str, host: &Host, args: &[&str]) -> Result<Value, Value> {
+    let out = NetPair::cmd(ns, PERCH)
+        .args(args)
+        .args(["--json", "--data-dir"])
+        .arg(host.data_dir())
+        .args(["--gateway", &format!("ws://{HOST_IP}:{}", host.port)])
+        .env("PERCH_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if out.status.success() { Ok(v) } else { Err(v) }
+}
+
+/// A `perch node run` in namespace `ns`, its output in `<dir>/node.log`.
+struct NodeProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl NodeProc {
+    fn start(ns: &str, dir: &Path, args: &[&str]) -> NodeProc {
+        let log = dir.join("node.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = NetPair::cmd(ns, PERCH)
+            .args(["node", "run", "--data-dir"])
+            .arg(dir)
+            .args(args)
+            .env("PERCH_LOG", "info")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        NodeProc { child, log }
+    }
+
+    fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits for the process to exit; its status.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "node still running:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+fn online(ns: &str, host: &Host, name: &str) -> Value {
+    eventually(&format!("{name} online"), Duration::from_secs(30), || {
+        let list = cli(ns, host, &["nodes", "list"]).ok()?;
+        list.as_array()?
+            .iter()
+            .find(|n| n["displayName"] == name && n["online"] == true)
+            .cloned()
+    })
+}
+
+#[test]
+#[ignore = "needs root and ip netns; scripts/test.sh runs it"]
+fn a_node_finds_the_host_over_multicast_and_pairs_with_a_setup_code() {
+    let net = NetPair::new();
+    let host = Host::start(&net.a, "0.0.0.0", 18811, "name = \"Pairing Host\"");
+    host.wait_for_log_ro("advertising on mDNS");
+    let minted = cli(&net.a, &host, &["devices", "setup-code"]).unwrap();
+    let code = minted["setupCode"].as_str().unwrap().to_string();
+    assert_eq!(minted["gatewayUrls"][0], format!("ws://{HOST_IP}:18811"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(
+        &net.b,
+        dir.path(),
+        &[
+            "--setup-code",
+            &code,
+            "--name",
+            "Netns Node",
+            "--location",
+            "47.3769,8.5417,20",
+        ],
+    );
+    online(&net.a, &host, "Netns Node");
+    assert!(
+        node.log().contains("over mDNS"),
+        "found by multicast:\n{}",
+        node.log()
+    );
+    let devices = cli(&net.a, &host, &["devices", "list"]).unwrap();
+    assert_eq!(
+        devices["pending"],
+        serde_json::json!([]),
+        "no approval was needed"
+    );
+
+    let fix = cli(
+        &net.a,
+        &host,
+        &["nodes", "invoke", "Netns Node", "location.get"],
+    )
+    .unwrap();
+    assert_eq!(fix["lat"], 47.3769);
+    assert_eq!(fix["lon"], 8.5417);
+    assert_eq!(fix["source"], "configured");
+
+    // The node pinned the host's key.
+    let pins: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("node-hosts.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        pins["hosts"][&minted["hostId"].as_str().unwrap()]["fingerprint"],
+        host.fingerprint()
+    );
+
+    // The same code again, from another device: refused with a clear error.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut second = NodeProc::start(
+        &net.b,
+        dir2.path(),
+        &["--setup-code", &code, "--name", "Second"],
+    );
+    let status = second.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(second.log().contains("already used"), "{}", second.log());
+
+    // A mistyped code never reaches the network.
+    let mut typo = code.clone();
+    let last = typo.pop().unwrap();
+    typo.push(if last == '0' { '1' } else { '0' });
+    let dir3 = tempfile::tempdir().unwrap();
+    let mut bad = NodeProc::start(&net.b, dir3.path(), &["--setup-code", &typo]);
+    assert!(!bad.wait_exit(Duration::from_secs(10)).success());
+    assert!(bad.log().contains("--setup-code"), "{}", bad.log());
+    drop(node);
+}
+
+#[test]
+#[ignore = "needs root and ip netns; scripts/test.sh runs it"]
+fn a_node_without_an_address_discovers_the_host_and_waits_for_approval() {
+    let net = NetPair::new();
+    let host = Host::start(&net.a, "0.0.0.0", 18812, "name = \"Approval Host\"");
+    host.wait_for_log_ro("advertising on mDNS");
+    let dir = tempfile::tempdir().unwrap();
+    let _node = NodeProc::start(&net.b, dir.path(), &["--name", "Finder"]);
+    let request_id = eventually("a pending request", Duration::from_secs(30), || {
+        let l = cli(&net.a, &host, &["devices", "list"]).ok()?;
+        l["pending"].as_array()?.first()?["requestId"]
+            .as_str()
+            .map(String::from)
+    });
+    cli(&net.a, &host, &["devices", "approve", &request_id]).unwrap();
+    online(&net.a, &host, "Finder");
+    let info = cli(&net.a, &host, &["nodes", "invoke", "Finder", "device.info"]).unwrap();
+    assert!(info["systemName"].is_string());
+    // Presence knows where it connects from.
+    let presence = cli(&net.a, &host, &["presence"]).unwrap();
+    let entry = presence["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["displayName"] == "Finder")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["remoteAddr"], common::netns::BROWSER_IP);
+}
+
+#[test]
+#[ignore = "needs root and ip netns; scripts/test.sh runs it"]
+fn the_node_is_back_soon_after_a_host_restart() {
+    let net = NetPair::new();
+    let mut host = Host::start(&net.a, "0.0.0.0", 18813, "name = \"Restart Host\"");
+    host.wait_for_log_ro("advertising on mDNS");
+    let code = cli(&net.a, &host, &["devices", "setup-code"]).unwrap()["setupCode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let _node = NodeProc::start(
+        &net.b,
+        dir.path(),
+        &["--setup-code", &code, "--name", "Stayer"],
+    );
+    online(&net.a, &host, "Stayer");
+    let data = host.dir.path().to_path_buf();
+    host.stop();
+    // Same data directory, same port: same key, same pairing.
+    let restarted = Host::restart(&net.a, "0.0.0.0", 18813, host);
+    let started = Instant::now();
+    online(&net.a, &restarted, "Stayer");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let devices = cli(&net.a, &restarted, &["devices", "list"]).unwrap();
+    assert_eq!(devices["pending"], serde_json::json!([]), "no new approval");
+    assert_eq!(restarted.data_dir(), data);
+}
