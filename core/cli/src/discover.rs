@@ -21,6 +21,9 @@ pub struct DiscoverArgs {
     /// Browse on this network interface only (for example en0 or eth0).
     #[arg(long)]
     pub interface: Option<String>,
+    /// Stop at the first host that answers (for scripts waiting for a host to come up).
+    #[arg(long)]
+    pub first: bool,
 }
 
 /// One host as printed by `--json`: the discovery fields plus the URLs to try.
@@ -32,13 +35,29 @@ struct Row<'a> {
     ws_urls: Vec<String>,
 }
 
+/// The first host that answers within `timeout`, if any.
+async fn first_host(timeout: Duration, interface: Option<&str>) -> Result<Vec<DiscoveredHost>> {
+    let mut browser = discovery::Browser::start(interface)?;
+    let found = tokio::time::timeout(timeout, async {
+        while let Some(event) = browser.next().await {
+            if let discovery::BrowseEvent::Found(h) = event {
+                return Some(h);
+            }
+        }
+        None
+    })
+    .await;
+    Ok(found.ok().flatten().into_iter().collect())
+}
+
 /// Browses for the requested time and prints what answered.
 pub async fn run(args: DiscoverArgs) -> Result<()> {
-    let hosts = discovery::browse(
-        Duration::from_millis(args.timeout),
-        args.interface.as_deref(),
-    )
-    .await?;
+    let timeout = Duration::from_millis(args.timeout);
+    let hosts = if args.first {
+        first_host(timeout, args.interface.as_deref()).await?
+    } else {
+        discovery::browse(timeout, args.interface.as_deref()).await?
+    };
     if args.json {
         let rows: Vec<Row<'_>> = hosts
             .iter()

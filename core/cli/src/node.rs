@@ -77,7 +77,7 @@ struct Target {
     url: String,
     expected: Option<ExpectedHost>,
     bootstrap: Option<BootstrapToken>,
-    /// The host was found by mDNS: keep watching for it to come back.
+    /// The host is known by its key (mDNS or a setup code): watch mDNS for it to come back.
     discovered: bool,
 }
 
@@ -168,7 +168,7 @@ async fn find_target(args: &RunArgs, data_dir: &std::path::Path) -> Result<Targe
                 fingerprint: code.fingerprint_hex(),
             }),
             bootstrap: Some(BootstrapToken(code.bootstrap_token.clone())),
-            discovered: false,
+            discovered: true,
         });
     }
     if let Some(url) = &args.gateway {
