@@ -35,8 +35,10 @@ case "$mode" in
     ;;
   test)
     # dbus: a private session bus for the notification tests (dbus-run-session, dbus-daemon).
+    # iproute2: `ip netns` for the tests that cross hosts (mDNS, discovery, pairing); python3-pip
+    # for python-zeroconf, the non-Perch mDNS client they check the advertisement with.
     if command -v apt-get >/dev/null 2>&1; then
-      apt_install dbus
+      apt_install dbus iproute2 python3-pip
     fi
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
     ;;

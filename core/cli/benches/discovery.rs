@@ -37,7 +37,12 @@ fn summary(name: &str, mut ms: Vec<f64>) -> Value {
 }
 
 fn can_use_netns() -> Result<(), String> {
-    if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
+    if Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout != b"0\n")
+        .unwrap_or(true)
+    {
         return Err("not root".into());
     }
     let probe = format!("perch-bench-probe-{}", std::process::id());
@@ -58,7 +63,11 @@ fn can_use_netns() -> Result<(), String> {
 /// spawning the host until the browser has it.
 fn time_to_discovery(net: &NetPair, port: u16) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("perch.toml"), "[gateway]\nname = \"Bench Host\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("perch.toml"),
+        "[gateway]\nname = \"Bench Host\"\n",
+    )
+    .unwrap();
     let start = Instant::now();
     let mut host = NetPair::cmd(&net.a, PERCH)
         .args(["serve", "--bind", &format!("0.0.0.0:{port}"), "--data-dir"])
@@ -74,7 +83,9 @@ fn time_to_discovery(net: &NetPair, port: u16) -> f64 {
         .output()
         .unwrap();
     let elapsed = start.elapsed().as_secs_f64() * 1000.0;
-    let _ = Command::new("kill").args(["-TERM", &host.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &host.id().to_string()])
+        .status();
     let _ = host.wait();
     let found: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(
@@ -126,7 +137,10 @@ fn main() {
         times.push(time_to_discovery(&net, 18900 + (i % 5) as u16));
         std::thread::sleep(Duration::from_millis(300));
     }
-    results.push(summary("host start -> found by a browser in another namespace", times));
+    results.push(summary(
+        "host start -> found by a browser in another namespace",
+        times,
+    ));
 
     // A node paired with a setup code, then the host restarted under it.
     let mut host = Host::start(&net.a, "0.0.0.0", 18950, "name = \"Restart Bench\"");
@@ -147,7 +161,10 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_online(&net, &host, Duration::from_secs(30)).is_some(), "node never came online");
+    assert!(
+        wait_online(&net, &host, Duration::from_secs(30)).is_some(),
+        "node never came online"
+    );
     let mut back = Vec::new();
     for _ in 0..RESTART_RUNS {
         let started = Instant::now();
@@ -158,9 +175,15 @@ fn main() {
         back.push(at.duration_since(started).as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(500));
     }
-    results.push(summary("host restart (SIGTERM + start) -> node online again", back));
+    results.push(summary(
+        "host restart (SIGTERM + start) -> node online again",
+        back,
+    ));
     let _ = node.kill();
     let _ = node.wait();
     drop(host);
-    println!("BENCH_JSON {}", serde_json::json!({"bench": "discovery", "results": results}));
+    println!(
+        "BENCH_JSON {}",
+        serde_json::json!({"bench": "discovery", "results": results})
+    );
 }
