@@ -253,6 +253,12 @@ impl Conn {
         self.close(error, reconnect, code)
     }
 
+    /// Refuses a request because the host itself failed (no randomness); nothing was changed.
+    fn internal(&mut self, id: RequestId, e: impl std::fmt::Display) -> Flow {
+        let error = ErrorShape::new(ErrorCode::Internal, e.to_string()).with_retryable(true);
+        self.fail(Some(id), error, close_code::GOING_AWAY)
+    }
+
     fn close(&mut self, error: ErrorShape, reconnect: bool, code: u16) -> Flow {
         self.out.event(
             events::CONNECTION_CLOSING,
@@ -591,13 +597,7 @@ impl Conn {
                         None => {
                             let t = match new_token() {
                                 Ok(t) => t,
-                                Err(e) => {
-                                    return self.fail(
-                                        Some(id),
-                                        ErrorShape::new(ErrorCode::Internal, e.to_string()),
-                                        close_code::GOING_AWAY,
-                                    );
-                                }
+                                Err(e) => return self.internal(id, e),
                             };
                             if let Err(e) = store
                                 .tokens()
@@ -691,13 +691,7 @@ impl Conn {
     ) -> Flow {
         let token = match new_token() {
             Ok(t) => t,
-            Err(e) => {
-                return self.fail(
-                    Some(id),
-                    ErrorShape::new(ErrorCode::Internal, e.to_string()),
-                    close_code::GOING_AWAY,
-                );
-            }
+            Err(e) => return self.internal(id, e),
         };
         let req = NewPairingRequest {
             device_id: device_id.clone(),

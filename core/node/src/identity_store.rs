@@ -476,12 +476,19 @@ impl HostPins {
             return Ok(false);
         }
         file.version = FORMAT_VERSION;
-        let text = serde_json::to_string_pretty(&file).map_err(|e| StoreError::Io {
+        self.write(&file).map(|_| true)
+    }
+
+    fn write(&self, file: &PinsFile) -> Result<(), StoreError> {
+        if let Some(dir) = self.path.parent() {
+            ensure_data_dir(dir)?;
+        }
+        let text = serde_json::to_string_pretty(file).map_err(|e| StoreError::Io {
             action: "encode",
             path: self.path.clone(),
             source: io::Error::other(e),
         })?;
-        write_private_atomic(&self.path, text.as_bytes(), true).map(|_| true)
+        write_private_atomic(&self.path, text.as_bytes(), true).map(|_| ())
     }
 
     /// Pins a host, or records a new URL for it. Refuses to change a pinned fingerprint.
@@ -506,15 +513,7 @@ impl HostPins {
                 },
             );
         }
-        if let Some(dir) = self.path.parent() {
-            ensure_data_dir(dir)?;
-        }
-        let text = serde_json::to_string_pretty(&file).map_err(|e| StoreError::Io {
-            action: "encode",
-            path: self.path.clone(),
-            source: io::Error::other(e),
-        })?;
-        write_private_atomic(&self.path, text.as_bytes(), true).map(|_| true)
+        self.write(&file).map(|_| true)
     }
 }
 
