@@ -8,6 +8,14 @@
 //! **Architecture Invariant:** the gateway persists through `perch-store` only and never
 //! writes SQL itself; every change spanning several rows is one store transaction.
 //!
+//! **Architecture Invariant:** LAN discovery is best effort and public: the mDNS advertiser
+//! never fails or delays the gateway, publishes only hint keys (never tokens, user names or
+//! paths), and resolves a name conflict a bounded number of times, never in a loop.
+//!
+//! **Architecture Invariant:** the host signs every challenge with its key before a client
+//! sends anything secret; setup codes and mDNS carry that key's fingerprint, never a secret
+//! other than the single-use bootstrap token a setup code exists to deliver.
+//!
 //! **Architecture Invariant:** a misbehaving client costs only its own connection: bad frames
 //! get structured errors, slow readers are closed, and no client input can panic a task that
 //! others depend on.

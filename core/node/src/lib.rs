@@ -20,6 +20,10 @@
 //!
 //! **Architecture Invariant:** tokens and private keys are never logged, and the identity file
 //! is never regenerated behind the user's back (a new key is a new, unpaired device).
+//!
+//! **Architecture Invariant:** a pinned host key is changed only by the user, never by the
+//! network: mDNS answers are hints, and a host that cannot prove the pinned key (or the key a
+//! setup code names) gets nothing secret from this node.
 
 #![warn(missing_docs)]
 
