@@ -204,9 +204,19 @@ async fn discover_host(args: &RunArgs, data_dir: &std::path::Path) -> Result<Dis
     };
     let mut said = false;
     loop {
-        let hosts = discovery::browse(Duration::from_millis(args.discover_timeout), None)
+        let mut hosts = discovery::browse(Duration::from_millis(args.discover_timeout), None)
             .await
             .map_err(|e| anyhow!("{e}; pass --gateway URL or --setup-code CODE instead"))?;
+        // Only hosts that speak our protocol; and a node that trusts hosts already looks only
+        // for those (a new host needs --host-id or a setup code, never a lone advertisement).
+        hosts.retain(|h| h.speaks(perch_protocol::PROTOCOL_VERSION));
+        if want.is_none() && !pinned.is_empty() {
+            hosts.retain(|h| {
+                pinned.iter().any(|(id, p)| {
+                    *id == h.host_id && h.fingerprint.as_deref() == Some(p.fingerprint.as_str())
+                })
+            });
+        }
         match discovery::choose(&hosts, want.as_deref(), pin.as_deref()) {
             Choice::One(h) => {
                 println!(

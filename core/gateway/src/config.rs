@@ -215,9 +215,11 @@ impl GatewayConfig {
             self.name = name;
         }
         if let Some(t) = g.tick_interval_ms {
-            if !(100..=300_000).contains(&t) {
+            // Two silent intervals close a peer; keeping that under presence's five minutes
+            // means a live connection's entry never expires.
+            if !(100..=120_000).contains(&t) {
                 return Err(invalid(
-                    "[gateway] tick_interval_ms must be between 100 and 300000".into(),
+                    "[gateway] tick_interval_ms must be between 100 and 120000".into(),
                 ));
             }
             self.tick_interval_ms = t;

@@ -649,7 +649,7 @@ impl Conn {
         {
             tracing::warn!(error = %e, "could not record last seen");
         }
-        self.hub.add_node(NodeSession {
+        let session = NodeSession {
             conn_id: self.id,
             node_id: device_id.clone(),
             display_name: display_name.clone(),
@@ -662,8 +662,9 @@ impl Conn {
             connected_since_ms: now,
             remote_addr: self.remote.to_string(),
             out: self.out.clone(),
-        });
+        };
         tracing::info!(conn = %self.id, node = %device_id.short(), name = %display_name, "node connected");
+        // hello-ok first: a call that waited for this node must reach it after the handshake.
         self.admit(
             id,
             Role::Node,
@@ -672,6 +673,7 @@ impl Conn {
             token,
             &params.client,
         );
+        self.hub.add_node(session);
         Flow::Continue
     }
 
@@ -788,10 +790,10 @@ impl Conn {
         token: Option<String>,
         client: &ClientInfo,
     ) {
-        let (presence, presence_version) = self.join_presence(role, device_id.as_ref(), client);
+        let entry = self.presence_entry(role, device_id.as_ref(), client);
         let cfg = &self.hub.config;
         let issued_at_ms = token.as_ref().map(|_| now_ms());
-        let hello = HelloOk {
+        let mut hello = HelloOk {
             kind: HelloOkTag::HelloOk,
             protocol,
             server: ServerInfo {
@@ -815,11 +817,8 @@ impl Conn {
             },
             snapshot: Snapshot {
                 uptime_ms: self.hub.started.elapsed().as_millis() as u64,
-                presence,
-                state_version: StateVersion {
-                    presence: presence_version,
-                    health: 0,
-                },
+                presence: Vec::new(),
+                state_version: StateVersion::default(),
             },
             auth: HelloAuth {
                 role,
@@ -833,33 +832,51 @@ impl Conn {
                 tick_interval_ms: cfg.tick_interval_ms,
             },
         };
-        self.hub.set_conn_identity(self.id, role, device_id.clone());
+        let out = self.out.clone();
+        // Snapshot, hello-ok and the role switch happen under the presence lock, so this client
+        // sees every later change as an event and none before its hello-ok.
+        self.hub.admit_conn(
+            self.id,
+            role,
+            device_id.clone(),
+            entry,
+            |presence, version| {
+                // Nodes do not learn who else is around; operators do.
+                if role == Role::Operator {
+                    hello.snapshot.presence = presence;
+                }
+                hello.snapshot.state_version.presence = version;
+                let res = match serde_json::to_value(&hello) {
+                    Ok(v) => Response::ok(id, v),
+                    Err(e) => {
+                        Response::err(id, ErrorShape::new(ErrorCode::Internal, e.to_string()))
+                    }
+                };
+                out.frame(Frame::Res(res));
+            },
+        );
         self.transition(PhaseEvent::Admitted { role, device_id });
-        match serde_json::to_value(&hello) {
-            Ok(v) => self.reply(id, Ok(v)),
-            Err(e) => self.reply(id, Err(ErrorShape::new(ErrorCode::Internal, e.to_string()))),
-        }
     }
 
-    /// Adds this connection to presence (the CLI's short-lived connections stay out, as they
-    /// would only be noise) and returns the snapshot for `hello-ok`.
-    fn join_presence(
+    /// This connection's presence entry; the CLI's short-lived connections stay out, as they
+    /// would only be noise.
+    fn presence_entry(
         &mut self,
         role: Role,
         device_id: Option<&DeviceId>,
         client: &ClientInfo,
-    ) -> (Vec<PresenceEntry>, u64) {
+    ) -> Option<PresenceEntry> {
         if client.mode == "cli" {
-            let list = self.hub.presence_list();
-            return (list.entries, list.state_version);
+            return None;
         }
         let now = now_ms();
         let key = match device_id {
             Some(d) => d.to_string(),
             None => format!("conn:{}", self.id),
         };
-        let entry = PresenceEntry {
-            key: key.clone(),
+        self.presence_key = Some(key.clone());
+        Some(PresenceEntry {
+            key,
             device_id: device_id.map(|d| d.to_string()),
             display_name: clean_label(
                 client.display_name.as_deref().unwrap_or(&client.id),
@@ -872,9 +889,7 @@ impl Conn {
             last_seen_ms: now,
             last_activity_ms: None,
             remote_addr: Some(self.remote.ip().to_string()),
-        };
-        self.presence_key = Some(key);
-        self.hub.presence_connect(self.id, entry)
+        })
     }
 
     fn on_control(&mut self, ctrl: Control) -> Flow {

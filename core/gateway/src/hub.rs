@@ -457,16 +457,24 @@ impl Hub {
         }
     }
 
-    /// A client was admitted; returns the presence snapshot it should get in `hello-ok`.
-    pub fn presence_connect(
+    /// Admits a connection: records its presence entry (if any), lets `respond` queue its
+    /// `hello-ok` with the presence snapshot and version, then switches it to its role. All under
+    /// the presence lock, so no change falls between the snapshot and the first event.
+    pub fn admit_conn(
         &self,
         conn: ConnId,
-        entry: PresenceEntry,
-    ) -> (Vec<PresenceEntry>, u64) {
+        role: Role,
+        device_id: Option<DeviceId>,
+        entry: Option<PresenceEntry>,
+        respond: impl FnOnce(Vec<PresenceEntry>, u64),
+    ) {
         let mut table = lock(&self.presence);
-        let changes = table.connect(conn, entry);
-        self.publish_presence(changes);
-        (table.entries(), table.version())
+        if let Some(entry) = entry {
+            let changes = table.connect(conn, entry);
+            self.publish_presence(changes);
+        }
+        respond(table.entries(), table.version());
+        self.set_conn_identity(conn, role, device_id);
     }
 
     /// A client's connection ended.

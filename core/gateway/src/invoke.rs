@@ -368,7 +368,9 @@ fn admit_offline(hub: &Hub, record: &DeviceRecord, command: &str) -> Result<(), 
     if !hub.config.commands.allows(command) {
         return Err(ErrorShape::new(
             ErrorCode::CommandNotAllowed,
-            format!("host policy does not allow {command:?}"),
+            format!(
+                "host policy does not allow {command:?}; add it to [gateway.nodes] allow_commands in perch.toml"
+            ),
         )
         .with_details(json!({"reason": "host-policy", "command": command})));
     }
@@ -383,7 +385,7 @@ fn admit_offline(hub: &Hub, record: &DeviceRecord, command: &str) -> Result<(), 
                 *n
             ),
         )
-        .with_details(json!({"nodeId": record.device_id, "queued": *n}))
+        .with_details(json!({"nodeId": record.device_id, "queueFull": true, "waiting": *n}))
         .with_retryable(true));
     }
     *n += 1;

@@ -195,7 +195,10 @@ impl PresenceTable {
         PresenceList {
             entries: self.entries(),
             active_device_id: self.active_device(),
-            state_version: self.version,
+            state_version: perch_protocol::frame::StateVersion {
+                presence: self.version,
+                health: 0,
+            },
         }
     }
 

@@ -19,8 +19,8 @@ pub enum SecretError {
     /// The OS has no randomness to give.
     #[error("no randomness available: {0}")]
     Randomness(String),
-    /// The token file could not be read or written.
-    #[error("operator token file {path}: {source}")]
+    /// A secret file could not be read or written.
+    #[error("{path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -30,7 +30,9 @@ pub fn reachable_addresses(bind: SocketAddr, interfaces: &[IpAddr]) -> (Vec<IpAd
         return (vec![ip], warnings);
     }
     // Listening on every interface: offer the usable ones, IPv4 first (phones handle it best),
-    // then global IPv6; never link-local (a URL cannot carry its scope).
+    // then global IPv6 when the socket accepts it ([::], not 0.0.0.0); never link-local (a URL
+    // cannot carry its scope).
+    let ipv6_too = ip.is_ipv6();
     let mut v4: Vec<IpAddr> = interfaces
         .iter()
         .copied()
@@ -40,8 +42,9 @@ pub fn reachable_addresses(bind: SocketAddr, interfaces: &[IpAddr]) -> (Vec<IpAd
         .iter()
         .copied()
         .filter(|a| {
-            matches!(a, IpAddr::V6(v) if !v.is_loopback() && !v.is_unspecified()
-                && (v.segments()[0] & 0xffc0) != 0xfe80)
+            ipv6_too
+                && matches!(a, IpAddr::V6(v) if !v.is_loopback() && !v.is_unspecified()
+                    && (v.segments()[0] & 0xffc0) != 0xfe80)
         })
         .collect();
     v4.sort();
@@ -137,8 +140,14 @@ mod tests {
             "169.254.3.3",
             "10.0.0.2",
         ]);
-        let (a, w) = reachable_addresses("0.0.0.0:18789".parse().unwrap(), &ifs);
+        let (a, w) = reachable_addresses("[::]:18789".parse().unwrap(), &ifs);
         assert_eq!(a, ips(&["10.0.0.2", "192.168.1.10", "2001:db8::7"]));
+        let (a, _) = reachable_addresses("0.0.0.0:18789".parse().unwrap(), &ifs);
+        assert_eq!(
+            a,
+            ips(&["10.0.0.2", "192.168.1.10"]),
+            "an IPv4 socket takes no IPv6"
+        );
         assert!(w.is_empty());
         let (a, w) = reachable_addresses("0.0.0.0:18789".parse().unwrap(), &ips(&["127.0.0.1"]));
         assert_eq!(a, ips(&["127.0.0.1"]));

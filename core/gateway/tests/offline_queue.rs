@@ -114,7 +114,8 @@ async fn the_queue_is_bounded_per_node() {
         .await
         .unwrap_err();
     assert_eq!(err["code"], "NODE_NOT_CONNECTED");
-    assert_eq!(err["details"]["queued"], 2);
+    assert_eq!(err["details"]["queueFull"], true);
+    assert_eq!(err["details"]["waiting"], 2);
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "a full queue fails at once"

@@ -106,9 +106,10 @@ async fn presence_follows_nodes_in_order() {
     assert_eq!(err["code"], "INVALID_REQUEST");
 
     // The laptop leaves: a remove event with a larger version.
-    let before = op.request("system-presence", json!({})).await.unwrap()["stateVersion"]
-        .as_u64()
-        .unwrap();
+    let before =
+        op.request("system-presence", json!({})).await.unwrap()["stateVersion"]["presence"]
+            .as_u64()
+            .unwrap();
     drop(l);
     loop {
         let (v, change) = presence_event(&mut op).await;
@@ -125,5 +126,30 @@ async fn presence_follows_nodes_in_order() {
             .unwrap()
             .iter()
             .any(|e| e["deviceId"] == laptop.device_id().as_str())
+    );
+}
+
+#[tokio::test]
+async fn nodes_do_not_see_who_else_is_around() {
+    let host = start_host(|_| {}).await;
+    let _op = operator(&host).await;
+    let a = DeviceIdentity::from_seed(&[42; 32]);
+    let (_na, token) = paired_node(&host, &a, &[]).await;
+    let mut again = Raw::open(&host).await;
+    let nonce = again.nonce.clone();
+    // A second connection of the same node, to read its hello-ok.
+    let hello = again
+        .request(
+            "connect",
+            node_connect_params(&a, &nonce, now_ms(), Some(&token), &[]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hello["snapshot"]["presence"], json!([]));
+    assert!(
+        hello["snapshot"]["stateVersion"]["presence"]
+            .as_u64()
+            .unwrap()
+            > 0
     );
 }

@@ -495,6 +495,12 @@ impl HostPins {
     pub fn pin(&self, host_id: &str, fingerprint: &str, url: &str) -> Result<bool, StoreError> {
         let mut file = self.read()?;
         file.version = FORMAT_VERSION;
+        // One host per address: another host last seen here is no longer reachable here.
+        for (id, other) in file.hosts.iter_mut() {
+            if id != host_id && other.last_url == url {
+                other.last_url.clear();
+            }
+        }
         if let Some(existing) = file.hosts.get_mut(host_id) {
             if existing.fingerprint != fingerprint {
                 return Ok(false);
@@ -657,6 +663,13 @@ mod tests {
         assert_eq!(p.fingerprint, "fp-a");
         assert_eq!(p.last_url, "ws://10.0.0.2:18789");
         assert_eq!(pins.by_url("ws://10.0.0.2:18789").unwrap().unwrap().0, "h1");
+        assert!(pins.pin("h2", "fp-c", "ws://10.0.0.2:18789").unwrap());
+        assert_eq!(
+            pins.by_url("ws://10.0.0.2:18789").unwrap().unwrap().0,
+            "h2",
+            "the newest host at an address owns it"
+        );
+        assert_eq!(pins.get("h1").unwrap().unwrap().last_url, "");
         #[cfg(unix)]
         assert_eq!(mode(&dir.path().join(PINS_FILE)), 0o600);
         assert!(pins.forget("h1").unwrap());

@@ -69,7 +69,7 @@ pub struct NodeConfig {
     pub display_name: String,
     /// Where the identity and device tokens are kept.
     pub data_dir: PathBuf,
-    /// Stable per-install id, used by the host as the presence key.
+    /// Stable per-install id, sent as `client.instanceId` (the host keys presence by device id).
     pub instance_id: Option<String>,
     /// Hardware family (`Mac`, `iPhone`...); signed, so it must not change between connects.
     pub device_family: Option<String>,
@@ -792,10 +792,9 @@ impl Node {
                 None => self.config.gateway_url.clone(),
             };
             let token = self.stored_token(&token_key);
-            let bootstrap = match token {
-                None => self.config.bootstrap_token.as_ref().map(|b| b.0.as_str()),
-                Some(_) => None,
-            };
+            // Always offered while configured: a host that knows this device ignores it, and one
+            // that forgot the device (removed) pairs it again with it.
+            let bootstrap = self.config.bootstrap_token.as_ref().map(|b| b.0.as_str());
             let params = self.connect_params(&challenge.nonce, token.as_deref(), bootstrap);
             let params = serde_json::to_value(&params)
                 .map_err(|e| End::retry(format!("cannot encode connect params: {e}")))?;

@@ -73,8 +73,8 @@ pub struct PresenceList {
     /// The device the user touched most recently, if any reported activity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_device_id: Option<String>,
-    /// The presence counter this list corresponds to.
-    pub state_version: u64,
+    /// The counters this list corresponds to (the same shape as on every frame).
+    pub state_version: crate::frame::StateVersion,
 }
 
 /// Params of `node.event`.
