@@ -384,3 +384,31 @@ async fn removing_a_connected_device_tells_it_to_reconnect() {
     assert_eq!(closing["error"]["details"]["reason"], "device-removed");
     assert_eq!(closing["reconnect"], true);
 }
+
+#[tokio::test]
+async fn last_seen_survives_a_host_restart() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[32; 32]);
+    let (n, _token) = paired_node(&host, &id, &["device.info"]).await;
+    drop(n);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let TestHost { gw, dir, token } = host;
+    gw.shutdown().await;
+    let mut cfg = perch_gateway::GatewayConfig::defaults(dir.path().to_path_buf());
+    cfg.bind = "127.0.0.1:0".parse().unwrap();
+    let gw = perch_gateway::start(cfg).await.unwrap();
+    let host = TestHost { gw, dir, token };
+    let mut op = operator(&host).await;
+    let list = op.request("node.list", json!({})).await.unwrap();
+    let node = &list[0];
+    assert_eq!(node["online"], false);
+    let seen = node["lastSeenMs"]
+        .as_i64()
+        .expect("last seen kept across the restart");
+    assert!(now_ms() - seen < 60_000);
+    assert_eq!(
+        node["commands"],
+        json!(["device.info"]),
+        "last advertised commands kept too"
+    );
+}
