@@ -27,6 +27,7 @@ mod devices;
 mod error;
 mod meta;
 mod pairing;
+mod sessions;
 mod tokens;
 
 use std::path::Path;
@@ -45,6 +46,7 @@ pub use devices::{DeviceRecord, DeviceRepo, DeviceStatus};
 pub use error::StoreError;
 pub use meta::MetaRepo;
 pub use pairing::{NewPairingRequest, PairingRepo, PairingRequestRecord, RequestStatus};
+pub use sessions::{MessageRecord, MessageRole, NewMessage, SessionRecord, SessionRepo};
 pub use tokens::TokenRepo;
 
 /// The schema, embedded in the binary so a host never depends on files next to it.
@@ -127,6 +129,11 @@ impl Store {
     /// Host-wide settings such as the host id.
     pub fn meta(&self) -> MetaRepo<'_> {
         MetaRepo::new(&self.pool)
+    }
+
+    /// Sessions and their transcripts.
+    pub fn sessions(&self) -> SessionRepo<'_> {
+        SessionRepo::new(&self.pool)
     }
 
     /// Waits for in-flight statements and closes every connection, so the WAL is checkpointed
