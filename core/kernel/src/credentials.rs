@@ -1,0 +1,474 @@
+//! Model tiers and their credentials: which provider and model each tier uses, and where its
+//! secret comes from (config, then environment, then the OS keyring). A tier whose credential
+//! is missing is an explicit error; the kernel never falls back to another tier.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// The tiers a turn can ask for.
+pub const TIERS: &[&str] = &["fast", "default", "smart"];
+/// Keyring service name for Perch secrets.
+pub const KEYRING_SERVICE: &str = "perch";
+
+/// A secret string whose `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Which wire format a tier speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions, and every compatible server.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// The name used in messages and keyring accounts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// How a tier authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// An API key if one is found, else an OAuth token (Anthropic), else none for a local server.
+    #[default]
+    Auto,
+    /// An API key only.
+    ApiKey,
+    /// An OAuth bearer token only (Anthropic).
+    Oauth,
+}
+
+/// One `[models.TIER]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Wire format.
+    pub provider: ProviderKind,
+    /// Model name.
+    pub model: String,
+    /// Base URL for compatible servers (Ollama, vLLM, gateways).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// How to authenticate.
+    #[serde(default)]
+    pub auth_mode: AuthMode,
+    /// A key in the file itself (discouraged; the keyring is better).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+}
+
+/// The `[models]` section.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelsConfig {
+    /// Tiers by name.
+    pub tiers: BTreeMap<String, TierConfig>,
+}
+
+/// Why the `[models]` section or a credential is unusable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CredentialError {
+    /// The section does not parse; the message names the line.
+    #[error("perch.toml [models]: {0}")]
+    Config(String),
+    /// A tier name other than fast, default, smart.
+    #[error("perch.toml: unknown model tier {0:?}; use fast, default or smart")]
+    UnknownTier(String),
+    /// The tier is not configured at all.
+    #[error("model tier {0:?} is not configured; add [models.{0}] to perch.toml")]
+    TierNotConfigured(String),
+    /// The tier's auth mode cannot work with its provider.
+    #[error("model tier {tier:?}: {provider} does not support auth_mode {mode}")]
+    UnsupportedAuthMode {
+        /// The tier.
+        tier: String,
+        /// The provider.
+        provider: &'static str,
+        /// The mode.
+        mode: &'static str,
+    },
+    /// No credential in any source.
+    #[error(
+        "model tier {tier:?} ({provider}) has no credential: looked in {}; set one with `perch auth set {provider}`",
+        tried.join(", ")
+    )]
+    Missing {
+        /// The tier.
+        tier: String,
+        /// The provider.
+        provider: &'static str,
+        /// The places looked in, in order (names, never values).
+        tried: Vec<String>,
+    },
+}
+
+/// Where a credential was found (shown by `perch auth status`; never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `api_key` in perch.toml.
+    Config,
+    /// An environment variable.
+    Env(&'static str),
+    /// The OS keyring, under this account.
+    Keyring(String),
+    /// None needed: a local server.
+    NoneNeeded,
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::Config => f.write_str("perch.toml"),
+            CredentialSource::Env(v) => write!(f, "environment variable {v}"),
+            CredentialSource::Keyring(a) => write!(f, "OS keyring ({KEYRING_SERVICE}/{a})"),
+            CredentialSource::NoneNeeded => f.write_str("none needed (local server)"),
+        }
+    }
+}
+
+/// How the credential is presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An API key (`Authorization: Bearer` for OpenAI, `x-api-key` for Anthropic).
+    ApiKey(Secret),
+    /// An OAuth bearer token.
+    Bearer(Secret),
+    /// Nothing to send.
+    None,
+}
+
+/// A resolved credential and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// What to send.
+    pub credential: Credential,
+    /// Where it was found.
+    pub source: CredentialSource,
+}
+
+/// Where secrets may be found, injectable so tests need no real environment or keyring.
+pub trait SecretSources {
+    /// An environment variable.
+    fn env(&self, name: &str) -> Option<String>;
+    /// A keyring entry (service [`KEYRING_SERVICE`]).
+    fn keyring(&self, account: &str) -> Option<String>;
+}
+
+/// Keyring account names, one per provider and kind.
+pub fn keyring_account(provider: ProviderKind, oauth: bool) -> String {
+    format!(
+        "{}:{}",
+        provider.as_str(),
+        if oauth { "oauth_token" } else { "api_key" }
+    )
+}
+
+impl ModelsConfig {
+    /// Parses the `[models]` table of a whole `perch.toml` text (other sections ignored).
+    pub fn from_toml(text: &str) -> Result<Self, CredentialError> {
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(default)]
+            models: BTreeMap<String, TierConfig>,
+            #[serde(flatten)]
+            _other: toml::Table,
+        }
+        let file: File = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            CredentialError::Config(match line {
+                Some(l) => format!("line {l}: {}", e.message().trim()),
+                None => e.message().trim().to_string(),
+            })
+        })?;
+        if let Some(bad) = file.models.keys().find(|k| !TIERS.contains(&k.as_str())) {
+            return Err(CredentialError::UnknownTier(bad.clone()));
+        }
+        Ok(Self { tiers: file.models })
+    }
+
+    /// Resolves the credential of one tier.
+    pub fn resolve(
+        &self,
+        tier: &str,
+        sources: &dyn SecretSources,
+    ) -> Result<Resolved, CredentialError> {
+        let cfg = self
+            .tiers
+            .get(tier)
+            .ok_or_else(|| CredentialError::TierNotConfigured(tier.to_string()))?;
+        resolve(tier, cfg, sources)
+    }
+}
+
+fn is_local(base_url: Option<&str>) -> bool {
+    base_url.is_some_and(|u| {
+        let rest = u.split("://").nth(1).unwrap_or(u);
+        let host = rest.split(['/', ':']).next().unwrap_or("");
+        host == "localhost" || host == "127.0.0.1" || host == "[" || rest.starts_with("[::1]")
+    })
+}
+
+/// Resolves one tier's credential: config, then environment, then keyring, as the mode allows.
+pub fn resolve(
+    tier: &str,
+    cfg: &TierConfig,
+    sources: &dyn SecretSources,
+) -> Result<Resolved, CredentialError> {
+    let provider = cfg.provider;
+    let mut tried = Vec::new();
+    let api_key_env: &'static str = match provider {
+        ProviderKind::Openai => "OPENAI_API_KEY",
+        ProviderKind::Anthropic => "ANTHROPIC_API_KEY",
+    };
+    let find_api_key = |tried: &mut Vec<String>| -> Option<Resolved> {
+        tried.push("perch.toml api_key".into());
+        if let Some(k) = cfg
+            .api_key
+            .clone()
+            .filter(|k| !k.expose().trim().is_empty())
+        {
+            return Some(Resolved {
+                credential: Credential::ApiKey(k),
+                source: CredentialSource::Config,
+            });
+        }
+        tried.push(api_key_env.into());
+        if let Some(k) = sources.env(api_key_env).filter(|k| !k.trim().is_empty()) {
+            return Some(Resolved {
+                credential: Credential::ApiKey(Secret::new(k.trim())),
+                source: CredentialSource::Env(api_key_env),
+            });
+        }
+        let account = keyring_account(provider, false);
+        tried.push(format!("keyring {KEYRING_SERVICE}/{account}"));
+        sources
+            .keyring(&account)
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| Resolved {
+                credential: Credential::ApiKey(Secret::new(k.trim())),
+                source: CredentialSource::Keyring(account),
+            })
+    };
+    let find_oauth = |tried: &mut Vec<String>| -> Option<Resolved> {
+        tried.push("ANTHROPIC_AUTH_TOKEN".into());
+        if let Some(t) = sources
+            .env("ANTHROPIC_AUTH_TOKEN")
+            .filter(|t| !t.trim().is_empty())
+        {
+            return Some(Resolved {
+                credential: Credential::Bearer(Secret::new(t.trim())),
+                source: CredentialSource::Env("ANTHROPIC_AUTH_TOKEN"),
+            });
+        }
+        let account = keyring_account(provider, true);
+        tried.push(format!("keyring {KEYRING_SERVICE}/{account}"));
+        sources
+            .keyring(&account)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Resolved {
+                credential: Credential::Bearer(Secret::new(t.trim())),
+                source: CredentialSource::Keyring(account),
+            })
+    };
+    let found = match (cfg.auth_mode, provider) {
+        (AuthMode::ApiKey, _) => find_api_key(&mut tried),
+        (AuthMode::Oauth, ProviderKind::Anthropic) => find_oauth(&mut tried),
+        (AuthMode::Oauth, ProviderKind::Openai) => {
+            return Err(CredentialError::UnsupportedAuthMode {
+                tier: tier.to_string(),
+                provider: provider.as_str(),
+                mode: "oauth",
+            });
+        }
+        (AuthMode::Auto, ProviderKind::Anthropic) => {
+            find_api_key(&mut tried).or_else(|| find_oauth(&mut tried))
+        }
+        (AuthMode::Auto, ProviderKind::Openai) => find_api_key(&mut tried).or_else(|| {
+            // A compatible server on this machine (Ollama, LM Studio) needs no key.
+            is_local(cfg.base_url.as_deref()).then_some(Resolved {
+                credential: Credential::None,
+                source: CredentialSource::NoneNeeded,
+            })
+        }),
+    };
+    found.ok_or(CredentialError::Missing {
+        tier: tier.to_string(),
+        provider: provider.as_str(),
+        tried,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Fake {
+        env: HashMap<String, String>,
+        keyring: HashMap<String, String>,
+    }
+
+    impl SecretSources for Fake {
+        fn env(&self, name: &str) -> Option<String> {
+            self.env.get(name).cloned()
+        }
+        fn keyring(&self, account: &str) -> Option<String> {
+            self.keyring.get(account).cloned()
+        }
+    }
+
+    fn tier(provider: ProviderKind, mode: AuthMode) -> TierConfig {
+        TierConfig {
+            provider,
+            model: "m".into(),
+            base_url: None,
+            auth_mode: mode,
+            api_key: None,
+        }
+    }
+
+    #[test]
+    fn order_is_config_then_env_then_keyring() {
+        let mut f = Fake::default();
+        f.keyring.insert("openai:api_key".into(), "kr".into());
+        let mut t = tier(ProviderKind::Openai, AuthMode::Auto);
+        assert_eq!(
+            resolve("default", &t, &f).unwrap().source,
+            CredentialSource::Keyring("openai:api_key".into())
+        );
+        f.env.insert("OPENAI_API_KEY".into(), "env".into());
+        assert_eq!(
+            resolve("default", &t, &f).unwrap().source,
+            CredentialSource::Env("OPENAI_API_KEY")
+        );
+        t.api_key = Some(Secret::new("cfg"));
+        let r = resolve("default", &t, &f).unwrap();
+        assert_eq!(r.source, CredentialSource::Config);
+        assert_eq!(r.credential, Credential::ApiKey(Secret::new("cfg")));
+    }
+
+    #[test]
+    fn missing_is_an_explicit_error_naming_where_it_looked() {
+        let f = Fake::default();
+        let e = resolve("smart", &tier(ProviderKind::Anthropic, AuthMode::Auto), &f).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("smart")
+                && msg.contains("ANTHROPIC_API_KEY")
+                && msg.contains("ANTHROPIC_AUTH_TOKEN"),
+            "{msg}"
+        );
+        assert!(msg.contains("perch auth set anthropic"));
+    }
+
+    #[test]
+    fn auth_modes() {
+        let mut f = Fake::default();
+        f.env.insert("ANTHROPIC_AUTH_TOKEN".into(), "tok".into());
+        // auto falls to the OAuth token when no key exists.
+        let r = resolve("d", &tier(ProviderKind::Anthropic, AuthMode::Auto), &f).unwrap();
+        assert_eq!(r.credential, Credential::Bearer(Secret::new("tok")));
+        // api_key mode never uses the token.
+        assert!(matches!(
+            resolve("d", &tier(ProviderKind::Anthropic, AuthMode::ApiKey), &f),
+            Err(CredentialError::Missing { .. })
+        ));
+        // oauth mode never uses a key.
+        f.env.insert("ANTHROPIC_API_KEY".into(), "key".into());
+        let r = resolve("d", &tier(ProviderKind::Anthropic, AuthMode::Oauth), &f).unwrap();
+        assert_eq!(r.credential, Credential::Bearer(Secret::new("tok")));
+        let r = resolve("d", &tier(ProviderKind::Anthropic, AuthMode::Auto), &f).unwrap();
+        assert_eq!(
+            r.credential,
+            Credential::ApiKey(Secret::new("key")),
+            "auto prefers the key"
+        );
+        assert!(matches!(
+            resolve("d", &tier(ProviderKind::Openai, AuthMode::Oauth), &f),
+            Err(CredentialError::UnsupportedAuthMode { .. })
+        ));
+    }
+
+    #[test]
+    fn a_local_compatible_server_needs_no_key_but_a_remote_one_does() {
+        let f = Fake::default();
+        let mut t = tier(ProviderKind::Openai, AuthMode::Auto);
+        t.base_url = Some("http://127.0.0.1:11434/v1".into());
+        assert_eq!(resolve("d", &t, &f).unwrap().credential, Credential::None);
+        t.base_url = Some("https://gateway.example/v1".into());
+        assert!(resolve("d", &t, &f).is_err());
+        t.base_url = Some("http://127.0.0.1:11434/v1".into());
+        t.auth_mode = AuthMode::ApiKey;
+        assert!(
+            resolve("d", &t, &f).is_err(),
+            "api_key mode insists on a key"
+        );
+    }
+
+    #[test]
+    fn config_parses_tiers_and_names_bad_lines() {
+        let text = "[gateway]\nbind = \"127.0.0.1:1\"\n[models.default]\nprovider = \"openai\"\nmodel = \"gpt-4.1-mini\"\nbase_url = \"http://127.0.0.1:11434/v1\"\nauth_mode = \"auto\"\n";
+        let c = ModelsConfig::from_toml(text).unwrap();
+        assert_eq!(c.tiers["default"].model, "gpt-4.1-mini");
+        let e = ModelsConfig::from_toml("[models.default]\nprovider = \"bard\"\nmodel = \"x\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(matches!(
+            ModelsConfig::from_toml("[models.huge]\nprovider = \"openai\"\nmodel = \"x\"\n"),
+            Err(CredentialError::UnknownTier(_))
+        ));
+        assert!(matches!(
+            c.resolve("smart", &Fake::default()),
+            Err(CredentialError::TierNotConfigured(_))
+        ));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("sk-very-secret");
+        assert!(!format!("{s:?} {s}").contains("very-secret"));
+        let mut t = tier(ProviderKind::Openai, AuthMode::ApiKey);
+        t.api_key = Some(s);
+        assert!(!format!("{t:?}").contains("very-secret"));
+        let r = resolve("d", &t, &Fake::default()).unwrap();
+        assert!(!format!("{r:?} {}", r.source).contains("very-secret"));
+    }
+}
