@@ -84,6 +84,15 @@ enum Command {
         #[command(flatten)]
         op: OperatorArgs,
     },
+    /// Conversations with the assistant and their transcripts.
+    Sessions {
+        #[command(subcommand)]
+        cmd: SessionsCmd,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
     /// Who is connected, and which device the user is at.
     Presence {
         #[command(flatten)]
@@ -126,6 +135,20 @@ enum DevicesCmd {
     },
     /// A setup code (and QR code) that pairs a device without approval: single use, 10 minutes.
     SetupCode,
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionsCmd {
+    /// Every session, most recently used first.
+    List,
+    /// A session's transcript.
+    Show {
+        /// The session key (`main`, or a name).
+        key: String,
+        /// Show at most this many of the latest messages.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -232,6 +255,11 @@ async fn run(cli: Cli) -> ExitCode {
             init_tracing("warn");
             let json = args.json;
             report(discover::run(args).await, json)
+        }
+        Command::Sessions { cmd, common, op } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ops::sessions(cmd, common.data_dir, op).await, json)
         }
         Command::Presence { common, op } => {
             init_tracing("warn");

@@ -13,10 +13,11 @@ use perch_protocol::methods::{
 };
 use perch_protocol::node_commands::{self, LocationFix, NotifyResult};
 use perch_protocol::presence::{PresenceList, SYSTEM_PRESENCE};
+use perch_protocol::sessions::{SESSIONS_HISTORY, SESSIONS_LIST, SessionHistory, SessionSummary};
 
 use crate::client::OperatorClient;
 use crate::output::{ago, print_json, short, table};
-use crate::{DevicesCmd, NodesCmd, OperatorArgs};
+use crate::{DevicesCmd, NodesCmd, OperatorArgs, SessionsCmd};
 
 /// Deadline for methods that only read host state.
 const QUICK: Duration = Duration::from_secs(15);
@@ -265,6 +266,77 @@ fn fresh_key() -> Result<String> {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| anyhow!("no randomness for an idempotency key: {e}"))?;
     Ok(format!("cli-{}", hex::encode(b)))
+}
+
+/// `perch sessions ...`.
+pub async fn sessions(cmd: SessionsCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
+    let mut c = connect(data_dir, &op).await?;
+    match cmd {
+        SessionsCmd::List => {
+            let list: Vec<SessionSummary> = call(&mut c, SESSIONS_LIST, None, QUICK).await?;
+            if op.json {
+                print_json(&list)?;
+            } else {
+                let mut t = table(&[
+                    "SESSION",
+                    "MESSAGES",
+                    "TOKENS IN",
+                    "TOKENS OUT",
+                    "LAST USED",
+                    "STARTED",
+                ]);
+                for s in &list {
+                    t.add_row(vec![
+                        s.session_key.clone(),
+                        s.message_count.to_string(),
+                        s.input_tokens.to_string(),
+                        s.output_tokens.to_string(),
+                        ago(Some(s.updated_at_ms)),
+                        ago(Some(s.created_at_ms)),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        SessionsCmd::Show { key, limit } => {
+            let h: SessionHistory = call(
+                &mut c,
+                SESSIONS_HISTORY,
+                Some(json!({ "sessionKey": key, "limit": limit })),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&h)?;
+            } else {
+                println!(
+                    "Session {} ({} messages, {} tokens in, {} out)",
+                    h.session.session_key,
+                    h.session.message_count,
+                    h.session.input_tokens,
+                    h.session.output_tokens
+                );
+                for m in &h.messages {
+                    let who = match (m.role.as_str(), &m.tool_name) {
+                        ("tool", Some(name)) => {
+                            format!("tool {name}{}", if m.is_error { " (failed)" } else { "" })
+                        }
+                        (role, _) => role.to_string(),
+                    };
+                    let mut text = m.content.clone();
+                    if let Some(calls) = &m.tool_calls {
+                        text = format!(
+                            "{text}{}calls {calls}",
+                            if text.is_empty() { "" } else { " " }
+                        );
+                    }
+                    println!("#{:<4} {:<10} {text}", m.seq, who);
+                }
+            }
+        }
+    }
+    c.close().await;
+    Ok(())
 }
 
 /// `perch presence`.

@@ -34,6 +34,7 @@ pub mod presence;
 pub mod secrets;
 pub mod selector;
 pub mod server;
+pub mod sessions;
 pub mod setup_code;
 
 pub use config::{ConfigError, GatewayConfig};

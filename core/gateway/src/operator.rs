@@ -73,6 +73,11 @@ pub async fn dispatch(
             to_value(&depart(hub, &p.device_id, Departure::Remove).await?)
         }
         perch_protocol::presence::SYSTEM_PRESENCE => to_value(&hub.presence_list()),
+        perch_protocol::sessions::SESSIONS_LIST => to_value(&crate::sessions::list(hub).await?),
+        perch_protocol::sessions::SESSIONS_HISTORY => {
+            let p = parse(params)?;
+            to_value(&crate::sessions::history(hub, p).await?)
+        }
         methods::DEVICE_PAIR_SETUP_CODE => to_value(&crate::setup_code::mint(hub).await?),
         methods::NODE_LIST => to_value(&node_list(hub).await?),
         methods::NODE_DESCRIBE => {

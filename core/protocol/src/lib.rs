@@ -17,6 +17,7 @@ pub mod identity;
 pub mod methods;
 pub mod node_commands;
 pub mod presence;
+pub mod sessions;
 pub mod setup_code;
 
 pub use error::{ErrorCode, ErrorShape};

@@ -41,6 +41,8 @@ pub const OPERATOR_METHODS: &[&str] = &[
     DEVICE_PAIR_REMOVE,
     DEVICE_PAIR_SETUP_CODE,
     crate::presence::SYSTEM_PRESENCE,
+    crate::sessions::SESSIONS_LIST,
+    crate::sessions::SESSIONS_HISTORY,
     NODE_LIST,
     NODE_DESCRIBE,
     NODE_INVOKE,
