@@ -25,6 +25,7 @@
 pub mod bootstrap;
 mod devices;
 mod error;
+pub mod location;
 mod meta;
 mod pairing;
 mod sessions;
@@ -44,6 +45,10 @@ use sqlx::{Sqlite, Transaction};
 pub use bootstrap::{BootstrapError, BootstrapRepo, BootstrapTokenRecord, Redemption};
 pub use devices::{DeviceRecord, DeviceRepo, DeviceStatus};
 pub use error::StoreError;
+pub use location::{
+    AuditRecord, LocationOutcome, LocationPrecision, LocationRepo, NewAuditEntry, NewPlace,
+    PlaceError, PlaceRecord, SharingRecord,
+};
 pub use meta::MetaRepo;
 pub use pairing::{NewPairingRequest, PairingRepo, PairingRequestRecord, RequestStatus};
 pub use sessions::{MessageRecord, MessageRole, NewMessage, SessionRecord, SessionRepo};
@@ -129,6 +134,11 @@ impl Store {
     /// Host-wide settings such as the host id.
     pub fn meta(&self) -> MetaRepo<'_> {
         MetaRepo::new(&self.pool)
+    }
+
+    /// Named places, per-device location sharing and the location audit.
+    pub fn location(&self) -> LocationRepo<'_> {
+        LocationRepo::new(&self.pool)
     }
 
     /// Sessions and their transcripts.
