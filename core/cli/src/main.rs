@@ -93,6 +93,24 @@ enum Command {
         #[command(flatten)]
         op: OperatorArgs,
     },
+    /// Places you named (home, office): a location inside one is told by name.
+    Places {
+        #[command(subcommand)]
+        cmd: PlacesCmd,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Whether, and how precisely, each device's location may reach the assistant.
+    Location {
+        #[command(subcommand)]
+        cmd: LocationCmd,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
     /// Who is connected, and which device the user is at.
     Presence {
         #[command(flatten)]
@@ -135,6 +153,47 @@ enum DevicesCmd {
     },
     /// A setup code (and QR code) that pairs a device without approval: single use, 10 minutes.
     SetupCode,
+}
+
+#[derive(Subcommand, Debug)]
+enum PlacesCmd {
+    /// Name a place: NAME LAT,LON RADIUS_M.
+    Add {
+        /// The place's name, for example Home.
+        name: String,
+        /// Its center, LAT,LON.
+        #[arg(value_name = "LAT,LON", allow_hyphen_values = true)]
+        center: String,
+        /// Its radius in meters.
+        radius_m: u32,
+    },
+    /// The places you named.
+    List,
+    /// Forget a place.
+    Remove {
+        /// The place's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LocationCmd {
+    /// Share a node's location with the assistant: exact, city, or off (the default).
+    Share {
+        /// Node id, id prefix, or display name.
+        node: String,
+        /// exact: coordinates too; city: place or city and local time, never coordinates.
+        #[arg(long, value_parser = ["exact", "city", "off"])]
+        precision: String,
+    },
+    /// What each node shares.
+    Status,
+    /// Every location read made for a prompt, newest first.
+    Audit {
+        /// How many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -260,6 +319,16 @@ async fn run(cli: Cli) -> ExitCode {
             init_tracing("warn");
             let json = op.json;
             report(ops::sessions(cmd, common.data_dir, op).await, json)
+        }
+        Command::Places { cmd, common, op } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ops::places(cmd, common.data_dir, op).await, json)
+        }
+        Command::Location { cmd, common, op } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ops::location(cmd, common.data_dir, op).await, json)
         }
         Command::Presence { common, op } => {
             init_tracing("warn");

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
 use perch_gateway::secrets::{operator_token_path, read_operator_token};
+use perch_protocol::location::{self as loc, AuditInfo, PlaceInfo, SharingInfo};
 use perch_protocol::methods::{
     self, DeviceClosure, DevicePairList, InvokeResult, NodeDescription, NodeSummary,
     PairDecisionResult, SetupCodeResult, StatusResult,
@@ -17,7 +18,7 @@ use perch_protocol::sessions::{SESSIONS_HISTORY, SESSIONS_LIST, SessionHistory, 
 
 use crate::client::OperatorClient;
 use crate::output::{ago, print_json, short, table};
-use crate::{DevicesCmd, NodesCmd, OperatorArgs, SessionsCmd};
+use crate::{DevicesCmd, LocationCmd, NodesCmd, OperatorArgs, PlacesCmd, SessionsCmd};
 
 /// Deadline for methods that only read host state.
 const QUICK: Duration = Duration::from_secs(15);
@@ -332,6 +333,145 @@ pub async fn sessions(cmd: SessionsCmd, data_dir: Option<PathBuf>, op: OperatorA
                     }
                     println!("#{:<4} {:<10} {text}", m.seq, who);
                 }
+            }
+        }
+    }
+    c.close().await;
+    Ok(())
+}
+
+/// `perch places ...`.
+pub async fn places(cmd: PlacesCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
+    let mut c = connect(data_dir, &op).await?;
+    match cmd {
+        PlacesCmd::Add {
+            name,
+            center,
+            radius_m,
+        } => {
+            let (lat, lon) = center
+                .split_once(',')
+                .and_then(|(a, b)| {
+                    Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?))
+                })
+                .ok_or_else(|| {
+                    anyhow!("the center must be LAT,LON, for example 48.2085,16.3721")
+                })?;
+            let p: PlaceInfo = call(
+                &mut c,
+                loc::PLACES_ADD,
+                Some(json!({"name": name, "lat": lat, "lon": lon, "radiusM": radius_m})),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&p)?;
+            } else {
+                println!(
+                    "Added {} ({:.5}, {:.5}, {} m)",
+                    p.name, p.lat, p.lon, p.radius_m
+                );
+            }
+        }
+        PlacesCmd::List => {
+            let list: Vec<PlaceInfo> = call(&mut c, loc::PLACES_LIST, None, QUICK).await?;
+            if op.json {
+                print_json(&list)?;
+            } else {
+                let mut t = table(&["PLACE", "CENTER", "RADIUS", "ADDED"]);
+                for p in &list {
+                    t.add_row(vec![
+                        p.name.clone(),
+                        format!("{:.5}, {:.5}", p.lat, p.lon),
+                        format!("{} m", p.radius_m),
+                        ago(Some(p.created_at_ms)),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        PlacesCmd::Remove { name } => {
+            let r: Value = call(
+                &mut c,
+                loc::PLACES_REMOVE,
+                Some(json!({"name": name})),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&r)?;
+            } else {
+                println!("Removed {name}");
+            }
+        }
+    }
+    c.close().await;
+    Ok(())
+}
+
+/// `perch location ...`.
+pub async fn location(cmd: LocationCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
+    let mut c = connect(data_dir, &op).await?;
+    match cmd {
+        LocationCmd::Share { node, precision } => {
+            let s: SharingInfo = call(
+                &mut c,
+                loc::LOCATION_SHARE,
+                Some(json!({"nodeId": node, "precision": precision})),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&s)?;
+            } else {
+                println!(
+                    "{} now shares its location: {}",
+                    s.display_name, s.precision
+                );
+            }
+        }
+        LocationCmd::Status => {
+            let list: Vec<SharingInfo> = call(&mut c, loc::LOCATION_STATUS, None, QUICK).await?;
+            if op.json {
+                print_json(&list)?;
+            } else {
+                let mut t = table(&["NODE", "NAME", "SHARES", "CHANGED"]);
+                for s in &list {
+                    t.add_row(vec![
+                        short(&s.node_id).to_string(),
+                        s.display_name.clone(),
+                        s.precision.clone(),
+                        s.updated_at_ms
+                            .map(|m| ago(Some(m)))
+                            .unwrap_or_else(|| "never (off)".into()),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        LocationCmd::Audit { limit } => {
+            let rows: Vec<AuditInfo> = call(
+                &mut c,
+                loc::LOCATION_AUDIT,
+                Some(json!({"limit": limit})),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&rows)?;
+            } else {
+                let mut t = table(&["WHEN", "NODE", "SESSION", "PRECISION", "OUTCOME", "TOLD"]);
+                for r in &rows {
+                    t.add_row(vec![
+                        ago(Some(r.at_ms)),
+                        short(&r.device_id).to_string(),
+                        r.session_key.clone(),
+                        r.precision.clone(),
+                        r.outcome.clone(),
+                        r.place_name.clone().or(r.city.clone()).unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}");
             }
         }
     }

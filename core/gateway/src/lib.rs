@@ -25,6 +25,7 @@ mod connection;
 pub mod handshake;
 pub mod hub;
 pub mod invoke;
+pub mod location;
 pub mod mdns;
 pub mod node_events;
 pub mod operator;

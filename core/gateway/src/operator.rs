@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use perch_protocol::events::{self, PairResolved};
 use perch_protocol::handshake::Role;
+use perch_protocol::location as loc;
 use perch_protocol::methods::{
     self, DeviceClosure, DevicePairList, DeviceParams, InvokeParams, NodeDescription, NodeSelector,
     NodeSummary, PairDecision, PairDecisionParams, PairDecisionResult, PairedDevice,
@@ -77,6 +78,18 @@ pub async fn dispatch(
         perch_protocol::sessions::SESSIONS_HISTORY => {
             let p = parse(params)?;
             to_value(&crate::sessions::history(hub, p).await?)
+        }
+        loc::PLACES_LIST => to_value(&crate::location::list_places(hub).await?),
+        loc::PLACES_ADD => to_value(&crate::location::add_place(hub, parse(params)?).await?),
+        loc::PLACES_REMOVE => to_value(&crate::location::remove_place(hub, parse(params)?).await?),
+        loc::LOCATION_SHARE => to_value(&crate::location::share(hub, parse(params)?).await?),
+        loc::LOCATION_STATUS => to_value(&crate::location::status(hub).await?),
+        loc::LOCATION_AUDIT => {
+            let p: perch_protocol::location::AuditParams = match params {
+                None => Default::default(),
+                Some(v) => parse(Some(v))?,
+            };
+            to_value(&crate::location::audit(hub, p).await?)
         }
         methods::DEVICE_PAIR_SETUP_CODE => to_value(&crate::setup_code::mint(hub).await?),
         methods::NODE_LIST => to_value(&node_list(hub).await?),

@@ -19,7 +19,9 @@ async fn sessions_are_listed_and_their_history_read() {
             &[
                 NewMessage::text(MessageRole::User, "where am I?"),
                 NewMessage {
-                    tool_calls: Some(r#"[{"id":"c1","name":"location_get","arguments":"{}"}]"#.into()),
+                    tool_calls: Some(
+                        r#"[{"id":"c1","name":"location_get","arguments":"{}"}]"#.into(),
+                    ),
                     output_tokens: Some(7),
                     ..NewMessage::text(MessageRole::Assistant, "")
                 },
@@ -40,7 +42,10 @@ async fn sessions_are_listed_and_their_history_read() {
     assert_eq!(list[0]["messageCount"], 4);
     assert_eq!(list[0]["outputTokens"], 7);
     let h = op
-        .request("sessions.history", json!({"sessionKey": "main", "limit": 3}))
+        .request(
+            "sessions.history",
+            json!({"sessionKey": "main", "limit": 3}),
+        )
         .await
         .unwrap();
     let msgs = h["messages"].as_array().unwrap();

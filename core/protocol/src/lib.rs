@@ -14,6 +14,7 @@ pub mod events;
 pub mod frame;
 pub mod handshake;
 pub mod identity;
+pub mod location;
 pub mod methods;
 pub mod node_commands;
 pub mod presence;
