@@ -9,5 +9,11 @@
 //! **Architecture Invariant:** provider adapters are the only code that knows a provider's wire
 //! format; everything else speaks [`model`] types.
 
+pub mod catalog;
+pub mod credentials;
+pub mod location;
 pub mod model;
+pub mod pipeline;
 pub mod provider;
+#[cfg(feature = "test-support")]
+pub mod testing;
