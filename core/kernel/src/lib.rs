@@ -9,6 +9,7 @@
 //! **Architecture Invariant:** provider adapters are the only code that knows a provider's wire
 //! format; everything else speaks [`model`] types.
 
+pub mod agent;
 pub mod catalog;
 pub mod credentials;
 pub mod location;

@@ -1,0 +1,421 @@
+//! The agent loop: one user message in, model calls and tool calls until the model answers,
+//! streamed out as events, and the whole turn written to the transcript at once.
+//!
+//! Every failure is a clear error in the turn and the transcript stays consistent: a turn that
+//! fails is written as the user's message plus an error row, so the session can go on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::model::{ChatMessage, ModelRequest, StopReason, StreamEvent, ToolCall, ToolSpec, Usage};
+use crate::provider::{ModelProvider, ProviderError};
+
+/// Why a tool call failed; fed back to the model as an error result.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ToolFailure {
+    /// Stable code, for example `NODE_NOT_CONNECTED` or `INVALID_ARGUMENTS`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ToolFailure {
+    /// A failure with a code and message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The tools a turn may use; the capability catalog implements this.
+pub trait Toolbox: Send + Sync {
+    /// The tools as the model sees them.
+    fn specs(&self) -> Vec<ToolSpec>;
+    /// Runs one tool; `None` when no tool has that name.
+    fn call(
+        &self,
+        name: &str,
+        arguments: Value,
+    ) -> Option<BoxFuture<'static, Result<Value, ToolFailure>>>;
+}
+
+/// One message as the transcript keeps it, with token counts for model messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnRecord {
+    /// A conversation message.
+    Message {
+        /// The message.
+        message: ChatMessage,
+        /// Tokens of the model call that produced it (assistant messages).
+        usage: Option<Usage>,
+    },
+    /// The turn failed here, and why.
+    Error(String),
+}
+
+/// Where turns are kept; the host implements it over the store.
+pub trait Transcript: Send + Sync {
+    /// The latest messages of a session, oldest first (error rows left out).
+    fn history(&self, session: &str, limit: u32)
+    -> BoxFuture<'_, Result<Vec<ChatMessage>, String>>;
+    /// Writes one turn, all of it or nothing.
+    fn append(
+        &self,
+        session: &str,
+        turn_id: &str,
+        records: Vec<TurnRecord>,
+    ) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// What a running turn reports, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    /// More answer text.
+    TextDelta(String),
+    /// A tool is about to run.
+    ToolStarted {
+        /// The call id.
+        call_id: String,
+        /// The tool.
+        name: String,
+    },
+    /// A tool finished.
+    ToolFinished {
+        /// The call id.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+}
+
+/// Why a turn failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TurnError {
+    /// The model call failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The model kept calling tools past the step limit.
+    #[error("the model kept calling tools for {0} steps without answering; stopped")]
+    TooManySteps(u32),
+    /// The transcript could not be read or written.
+    #[error("transcript: {0}")]
+    Transcript(String),
+    /// The message is empty.
+    #[error("the message is empty")]
+    EmptyMessage,
+}
+
+/// How turns run.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The model name.
+    pub model: String,
+    /// The system prompt.
+    pub system_prompt: String,
+    /// Most model calls in one turn.
+    pub max_steps: u32,
+    /// Deadline for one tool call.
+    pub tool_timeout: Duration,
+    /// Messages of history sent with each turn.
+    pub history_limit: u32,
+    /// How often a rate-limited call is retried (after the provider's `retry-after`).
+    pub rate_limit_retries: u32,
+    /// Longest `retry-after` the loop waits for; longer ones fail the turn.
+    pub max_retry_wait: Duration,
+    /// Output token cap per call.
+    pub max_tokens: Option<u32>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            system_prompt: "You are Perch, a personal assistant. Use the tools to act on the user's devices when it helps; say so when a device cannot be reached.".into(),
+            max_steps: 8,
+            tool_timeout: Duration::from_secs(30),
+            history_limit: 50,
+            rate_limit_retries: 1,
+            max_retry_wait: Duration::from_secs(30),
+            max_tokens: None,
+        }
+    }
+}
+
+/// What a finished turn produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnOutcome {
+    /// The final answer text.
+    pub text: String,
+    /// Tokens over all model calls of the turn.
+    pub usage: Usage,
+    /// Tool calls made.
+    pub tool_calls: u32,
+}
+
+/// Runs turns against one provider.
+pub struct Agent {
+    provider: Arc<dyn ModelProvider>,
+    transcript: Arc<dyn Transcript>,
+    config: AgentConfig,
+}
+
+struct ModelAnswer {
+    text: String,
+    tool_calls: Vec<ToolCall>,
+    usage: Usage,
+    stop: StopReason,
+}
+
+impl Agent {
+    /// An agent over a provider and a transcript.
+    pub fn new(
+        provider: Arc<dyn ModelProvider>,
+        transcript: Arc<dyn Transcript>,
+        config: AgentConfig,
+    ) -> Self {
+        Self {
+            provider,
+            transcript,
+            config,
+        }
+    }
+
+    /// Runs one turn: the user's `text` (with `context` blocks added to the system prompt, for
+    /// example the device-context block) through model and tool calls until the model answers.
+    pub async fn run_turn(
+        &self,
+        session: &str,
+        turn_id: &str,
+        text: &str,
+        context: &[String],
+        tools: &dyn Toolbox,
+        events: &mpsc::UnboundedSender<TurnEvent>,
+    ) -> Result<TurnOutcome, TurnError> {
+        if text.trim().is_empty() {
+            return Err(TurnError::EmptyMessage);
+        }
+        let history = self
+            .transcript
+            .history(session, self.config.history_limit)
+            .await
+            .map_err(TurnError::Transcript)?;
+        let user = ChatMessage::User {
+            text: text.to_string(),
+        };
+        let mut records = vec![TurnRecord::Message {
+            message: user.clone(),
+            usage: None,
+        }];
+        let result = self
+            .steps(history, user, context, tools, events, &mut records)
+            .await;
+        if let Err(e) = &result {
+            records.push(TurnRecord::Error(e.to_string()));
+        }
+        self.transcript
+            .append(session, turn_id, records)
+            .await
+            .map_err(TurnError::Transcript)?;
+        result
+    }
+
+    async fn steps(
+        &self,
+        history: Vec<ChatMessage>,
+        user: ChatMessage,
+        context: &[String],
+        tools: &dyn Toolbox,
+        events: &mpsc::UnboundedSender<TurnEvent>,
+        records: &mut Vec<TurnRecord>,
+    ) -> Result<TurnOutcome, TurnError> {
+        let mut system = self.config.system_prompt.clone();
+        for block in context {
+            system.push_str("\n\n");
+            system.push_str(block);
+        }
+        let mut messages = history;
+        messages.push(user);
+        let specs = tools.specs();
+        let mut total = Usage::default();
+        let mut calls_made = 0u32;
+        for _ in 0..self.config.max_steps {
+            let request = ModelRequest {
+                model: self.config.model.clone(),
+                system: Some(system.clone()),
+                messages: messages.clone(),
+                tools: specs.clone(),
+                max_tokens: self.config.max_tokens,
+            };
+            let answer = self.call_model(request, events).await?;
+            total.input_tokens += answer.usage.input_tokens;
+            total.output_tokens += answer.usage.output_tokens;
+            let assistant = ChatMessage::Assistant {
+                text: answer.text.clone(),
+                tool_calls: answer.tool_calls.clone(),
+            };
+            messages.push(assistant.clone());
+            records.push(TurnRecord::Message {
+                message: assistant,
+                usage: Some(answer.usage),
+            });
+            if answer.tool_calls.is_empty()
+                || answer.stop != StopReason::ToolUse && answer.tool_calls.is_empty()
+            {
+                return Ok(TurnOutcome {
+                    text: answer.text,
+                    usage: total,
+                    tool_calls: calls_made,
+                });
+            }
+            for call in answer.tool_calls {
+                calls_made += 1;
+                let result = self.run_tool(&call, tools, events).await;
+                let message = match result {
+                    Ok(v) => ChatMessage::Tool {
+                        call_id: call.id.clone(),
+                        name: call.name.clone(),
+                        content: v.to_string(),
+                        is_error: false,
+                    },
+                    Err(f) => ChatMessage::Tool {
+                        call_id: call.id.clone(),
+                        name: call.name.clone(),
+                        content: f.to_string(),
+                        is_error: true,
+                    },
+                };
+                messages.push(message.clone());
+                records.push(TurnRecord::Message {
+                    message,
+                    usage: None,
+                });
+            }
+        }
+        Err(TurnError::TooManySteps(self.config.max_steps))
+    }
+
+    /// One model call, retried after a rate limit when the provider says how long to wait.
+    async fn call_model(
+        &self,
+        request: ModelRequest,
+        events: &mpsc::UnboundedSender<TurnEvent>,
+    ) -> Result<ModelAnswer, TurnError> {
+        let mut retries = 0;
+        loop {
+            match self.stream_once(request.clone(), events).await {
+                Err(ProviderError::RateLimited {
+                    retry_after_ms,
+                    provider,
+                }) if retries < self.config.rate_limit_retries => {
+                    let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));
+                    if wait > self.config.max_retry_wait {
+                        return Err(ProviderError::RateLimited {
+                            provider,
+                            retry_after_ms,
+                        }
+                        .into());
+                    }
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited; retrying once the provider allows"
+                    );
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                }
+                other => return other.map_err(Into::into),
+            }
+        }
+    }
+
+    async fn stream_once(
+        &self,
+        request: ModelRequest,
+        events: &mpsc::UnboundedSender<TurnEvent>,
+    ) -> Result<ModelAnswer, ProviderError> {
+        let mut stream = self.provider.stream(request);
+        let mut answer = ModelAnswer {
+            text: String::new(),
+            tool_calls: Vec::new(),
+            usage: Usage::default(),
+            stop: StopReason::EndTurn,
+        };
+        while let Some(event) = stream.next().await {
+            match event? {
+                StreamEvent::TextDelta(t) => {
+                    let _ = events.send(TurnEvent::TextDelta(t.clone()));
+                    answer.text.push_str(&t);
+                }
+                StreamEvent::ToolCall(c) => answer.tool_calls.push(c),
+                StreamEvent::Usage(u) => answer.usage = u,
+                StreamEvent::Finished(reason) => {
+                    answer.stop = reason;
+                    return Ok(answer);
+                }
+            }
+        }
+        Err(ProviderError::MalformedStream {
+            provider: self.provider.name().to_string(),
+            detail: "the stream ended without a finish".into(),
+        })
+    }
+
+    /// Runs one tool call; malformed arguments and unknown tools are errors for the model to
+    /// read, not failures of the turn.
+    async fn run_tool(
+        &self,
+        call: &ToolCall,
+        tools: &dyn Toolbox,
+        events: &mpsc::UnboundedSender<TurnEvent>,
+    ) -> Result<Value, ToolFailure> {
+        let _ = events.send(TurnEvent::ToolStarted {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+        });
+        let result = async {
+            let raw = call.arguments.trim();
+            let args: Value = if raw.is_empty() {
+                Value::Object(Default::default())
+            } else {
+                serde_json::from_str(raw).map_err(|e| {
+                    ToolFailure::new(
+                        "INVALID_ARGUMENTS",
+                        format!("the arguments are not valid JSON ({e}); send a JSON object"),
+                    )
+                })?
+            };
+            let Some(fut) = tools.call(&call.name, args) else {
+                return Err(ToolFailure::new(
+                    "UNKNOWN_TOOL",
+                    format!("there is no tool named {:?}", call.name),
+                ));
+            };
+            match tokio::time::timeout(self.config.tool_timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(ToolFailure::new(
+                    "TIMEOUT",
+                    format!(
+                        "the tool did not finish within {} s",
+                        self.config.tool_timeout.as_secs()
+                    ),
+                )),
+            }
+        }
+        .await;
+        let _ = events.send(TurnEvent::ToolFinished {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            ok: result.is_ok(),
+        });
+        result
+    }
+}

@@ -1,0 +1,277 @@
+//! The agent loop against the fake provider over real HTTP: text and tool turns in both wire
+//! formats, and every kind of bad answer giving a clear error with a consistent transcript.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use perch_kernel::agent::{
+    Agent, AgentConfig, ToolFailure, Toolbox, Transcript, TurnError, TurnRecord,
+};
+use perch_kernel::credentials::{Credential, Secret};
+use perch_kernel::model::{ChatMessage, StopReason, ToolSpec};
+use perch_kernel::provider::ModelProvider;
+use perch_kernel::provider::anthropic::{AnthropicConfig, AnthropicProvider};
+use perch_kernel::provider::openai::{OpenAiConfig, OpenAiProvider};
+use perch_kernel::testing::{FakeProvider, Reply, Script};
+
+#[derive(Default)]
+struct MemTranscript {
+    turns: Mutex<Vec<(String, String, Vec<TurnRecord>)>>,
+}
+
+impl Transcript for MemTranscript {
+    fn history(
+        &self,
+        session: &str,
+        _limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<ChatMessage>, String>> {
+        let msgs: Vec<ChatMessage> = self
+            .turns
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _, _)| s == session)
+            .flat_map(|(_, _, r)| r.clone())
+            .filter_map(|r| match r {
+                TurnRecord::Message { message, .. } => Some(message),
+                TurnRecord::Error(_) => None,
+            })
+            .collect();
+        Box::pin(async move { Ok(msgs) })
+    }
+    fn append(
+        &self,
+        session: &str,
+        turn_id: &str,
+        records: Vec<TurnRecord>,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        self.turns
+            .lock()
+            .unwrap()
+            .push((session.to_string(), turn_id.to_string(), records));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct Tools;
+
+impl Toolbox for Tools {
+    fn specs(&self) -> Vec<ToolSpec> {
+        vec![ToolSpec {
+            name: "location_get".into(),
+            description: "Where the user's device is".into(),
+            parameters: json!({"type": "object", "properties": {"node": {"type": "string"}}}),
+        }]
+    }
+    fn call(
+        &self,
+        name: &str,
+        _args: Value,
+    ) -> Option<BoxFuture<'static, Result<Value, ToolFailure>>> {
+        match name {
+            "location_get" => Some(Box::pin(async { Ok(json!({"lat": 48.2, "lon": 16.37})) })),
+            _ => None,
+        }
+    }
+}
+
+fn openai(fake: &FakeProvider) -> Arc<dyn ModelProvider> {
+    Arc::new(
+        OpenAiProvider::new(OpenAiConfig {
+            base_url: Some(fake.openai_base_url()),
+            credential: Credential::ApiKey(Secret::new("sk-test")),
+            stall_timeout: Duration::from_millis(500),
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+}
+
+fn agent(p: Arc<dyn ModelProvider>, t: Arc<MemTranscript>) -> Agent {
+    Agent::new(
+        p,
+        t,
+        AgentConfig {
+            model: "test-model".into(),
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_tool_turn_calls_the_tool_and_answers() {
+    let fake = FakeProvider::start().await.unwrap();
+    fake.push(
+        Script::new()
+            .tool_call("c1", "location_get", ["{\"no", "de\":\"phone\"}"])
+            .usage(10, 3)
+            .stop(StopReason::ToolUse),
+    );
+    fake.push(
+        Script::new()
+            .text("You are ")
+            .text("in Vienna.")
+            .usage(20, 5),
+    );
+    let t = Arc::new(MemTranscript::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let out = agent(openai(&fake), t.clone())
+        .run_turn(
+            "main",
+            "t1",
+            "where am I?",
+            &["<device-context>x</device-context>".into()],
+            &Tools,
+            &tx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.text, "You are in Vienna.");
+    assert_eq!(out.tool_calls, 1);
+    assert_eq!(out.usage.input_tokens, 30);
+    // The second request carried the tool result; both carried the context block.
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[0].raw_body.contains("device-context"));
+    let last = &reqs[1].body["messages"];
+    assert!(last.to_string().contains("16.37"), "{last}");
+    // Events streamed in order.
+    let mut kinds = vec![];
+    while let Ok(e) = rx.try_recv() {
+        kinds.push(format!("{e:?}"));
+    }
+    assert!(
+        kinds[0].starts_with("ToolStarted") && kinds[1].starts_with("ToolFinished"),
+        "{kinds:?}"
+    );
+    // One turn in the transcript: user, assistant (tool call), tool, assistant.
+    let turns = t.turns.lock().unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(turns[0].2.len(), 4);
+}
+
+#[tokio::test]
+async fn bad_tool_calls_are_fed_back_not_fatal() {
+    let fake = FakeProvider::start().await.unwrap();
+    fake.push(
+        Script::new()
+            .tool_call("c1", "location_get", ["{not json"])
+            .tool_call("c2", "teleport", ["{}"])
+            .stop(StopReason::ToolUse),
+    );
+    fake.push(Script::new().text("Sorry, I could not."));
+    let t = Arc::new(MemTranscript::default());
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let out = agent(openai(&fake), t.clone())
+        .run_turn("main", "t1", "go", &[], &Tools, &tx)
+        .await
+        .unwrap();
+    assert_eq!(out.text, "Sorry, I could not.");
+    let second = fake.requests()[1].raw_body.clone();
+    assert!(second.contains("INVALID_ARGUMENTS"), "{second}");
+    assert!(second.contains("UNKNOWN_TOOL"), "{second}");
+}
+
+#[tokio::test]
+async fn provider_failures_end_the_turn_cleanly_and_the_session_goes_on() {
+    let fake = FakeProvider::start().await.unwrap();
+    fake.push(Reply::status(
+        500,
+        r#"{"error":{"message":"upstream exploded"}}"#,
+    ));
+    fake.push(Script::new().text("fine now"));
+    let t = Arc::new(MemTranscript::default());
+    let a = agent(openai(&fake), t.clone());
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let err = a
+        .run_turn("main", "t1", "hello", &[], &Tools, &tx)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TurnError::Provider(_)), "{err:?}");
+    assert!(err.to_string().contains("upstream exploded"));
+    {
+        let turns = t.turns.lock().unwrap();
+        assert!(
+            matches!(turns[0].2.last(), Some(TurnRecord::Error(_))),
+            "the failure is in the transcript"
+        );
+    }
+    let out = a
+        .run_turn("main", "t2", "again", &[], &Tools, &tx)
+        .await
+        .unwrap();
+    assert_eq!(out.text, "fine now");
+    // The retry's history holds the first user message but not the error row.
+    let msgs = &fake.requests()[1].body["messages"];
+    assert!(msgs.to_string().contains("hello"));
+    assert!(!msgs.to_string().contains("upstream exploded"));
+}
+
+#[tokio::test]
+async fn rate_limits_are_honoured_and_stalls_fail() {
+    let fake = FakeProvider::start().await.unwrap();
+    fake.push(Reply::rate_limited("0"));
+    fake.push(Script::new().text("after the wait"));
+    fake.push(Script::new().stall());
+    let t = Arc::new(MemTranscript::default());
+    let a = agent(openai(&fake), t);
+    let (tx, _rx) = mpsc::unbounded_channel();
+    assert_eq!(
+        a.run_turn("main", "t1", "hi", &[], &Tools, &tx)
+            .await
+            .unwrap()
+            .text,
+        "after the wait"
+    );
+    let err = a
+        .run_turn("main", "t2", "hi", &[], &Tools, &tx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stalled"), "{err}");
+}
+
+#[tokio::test]
+async fn the_anthropic_wire_works_the_same() {
+    let fake = FakeProvider::start().await.unwrap();
+    fake.push(
+        Script::new()
+            .tool_call("tu_1", "location_get", ["{}"])
+            .stop(StopReason::ToolUse),
+    );
+    fake.push(Script::new().text("Vienna."));
+    let p: Arc<dyn ModelProvider> = Arc::new(
+        AnthropicProvider::new(AnthropicConfig {
+            base_url: Some(fake.anthropic_base_url()),
+            credential: Credential::ApiKey(Secret::new("sk-ant")),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let out = agent(p, Arc::new(MemTranscript::default()))
+        .run_turn("main", "t1", "where?", &[], &Tools, &tx)
+        .await
+        .unwrap();
+    assert_eq!(out.text, "Vienna.");
+    let second = &fake.requests()[1].body;
+    assert!(
+        second["messages"].to_string().contains("tool_result"),
+        "{second}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_message_is_refused() {
+    let fake = FakeProvider::start().await.unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let err = agent(openai(&fake), Arc::new(MemTranscript::default()))
+        .run_turn("main", "t1", "   ", &[], &Tools, &tx)
+        .await
+        .unwrap_err();
+    assert_eq!(err, TurnError::EmptyMessage);
+    assert!(fake.requests().is_empty());
+}
