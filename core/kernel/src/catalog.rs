@@ -43,7 +43,8 @@ mod tests;
 /// Longest tool name providers accept.
 pub const MAX_TOOL_NAME_LEN: usize = 64;
 
-/// The argument a ranked tool uses to name a provider.
+/// The argument a ranked tool uses to name a provider; reserved: it replaces any `node`
+/// property of the entry's schema and is removed before the executor sees the arguments.
 pub const NODE_ARG: &str = "node";
 
 /// Why a tool call did not produce a result; shown to the model as the tool's error.
@@ -435,6 +436,21 @@ pub struct RoutedCall {
     pub entry: Arc<CatalogEntry>,
     /// The arguments, without `node`.
     pub args: Value,
+}
+
+impl RoutedCall {
+    /// Runs the call on the entry's executor, filling in the context's routing fields; the
+    /// future owns what it needs, so it can be spawned or returned from a `'static` API.
+    pub fn run(
+        self,
+        tool: &str,
+        mut ctx: ToolContext,
+    ) -> BoxFuture<'static, Result<Value, ToolError>> {
+        tool.clone_into(&mut ctx.tool);
+        ctx.capability.clone_from(&self.entry.capability);
+        ctx.entry_id.clone_from(&self.entry.id);
+        Box::pin(async move { self.entry.executor.execute(self.args, ctx).await })
+    }
 }
 
 /// One stored entry with its current hints.
@@ -889,13 +905,9 @@ impl CompiledTools {
         &self,
         tool: &str,
         args: Value,
-        mut ctx: ToolContext,
+        ctx: ToolContext,
     ) -> Result<Value, ToolError> {
-        let routed = self.route(tool, args)?;
-        tool.clone_into(&mut ctx.tool);
-        ctx.capability.clone_from(&routed.entry.capability);
-        ctx.entry_id.clone_from(&routed.entry.id);
-        routed.entry.executor.execute(routed.args, ctx).await
+        self.route(tool, args)?.run(tool, ctx).await
     }
 }
 
