@@ -407,7 +407,7 @@ impl Conn {
                 let out = self.out.clone();
                 let id = r.id.clone();
                 let task = tokio::spawn(async move {
-                    let result = crate::operator::dispatch(&hub, &r.method, r.params).await;
+                    let result = crate::operator::dispatch(&hub, &out, &r.method, r.params).await;
                     let res = match result {
                         Ok(v) => Response::ok(r.id, v),
                         Err(e) => Response::err(r.id, e),

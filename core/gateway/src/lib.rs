@@ -20,6 +20,7 @@
 //! get structured errors, slow readers are closed, and no client input can panic a task that
 //! others depend on.
 
+pub mod chat;
 pub mod config;
 mod connection;
 pub mod handshake;

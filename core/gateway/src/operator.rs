@@ -51,6 +51,7 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ErrorShape> {
 /// Runs one operator method.
 pub async fn dispatch(
     hub: &Arc<Hub>,
+    caller: &crate::hub::Outbox,
     method: &str,
     params: Option<Value>,
 ) -> Result<Value, ErrorShape> {
@@ -74,6 +75,9 @@ pub async fn dispatch(
             to_value(&depart(hub, &p.device_id, Departure::Remove).await?)
         }
         perch_protocol::presence::SYSTEM_PRESENCE => to_value(&hub.presence_list()),
+        perch_protocol::chat::CHAT_SEND => {
+            to_value(&crate::chat::send(hub, caller, parse(params)?).await?)
+        }
         perch_protocol::sessions::SESSIONS_LIST => to_value(&crate::sessions::list(hub).await?),
         perch_protocol::sessions::SESSIONS_HISTORY => {
             let p = parse(params)?;

@@ -80,6 +80,10 @@ error_codes! {
     NotFound => "NOT_FOUND",
     /// A setup code's bootstrap token is unknown, used, or expired (`details.reason`).
     BootstrapTokenInvalid => "BOOTSTRAP_TOKEN_INVALID",
+    /// The model tier has no credential (details name where the host looked).
+    CredentialMissing => "CREDENTIAL_MISSING",
+    /// The model provider failed the turn (HTTP error, malformed or stalled stream).
+    ModelError => "MODEL_ERROR",
     /// The host cannot serve the request right now; retry later.
     Unavailable => "UNAVAILABLE",
     /// The host hit an internal fault; nothing was changed.

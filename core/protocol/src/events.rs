@@ -33,6 +33,7 @@ pub const OPERATOR_EVENTS: &[&str] = &[
     DEVICE_PAIR_RESOLVED,
     NODE_STATUS,
     crate::presence::PRESENCE_EVENT,
+    crate::chat::CHAT_EVENT,
     CONNECTION_CLOSING,
     SHUTDOWN,
     PROTOCOL_ERROR,

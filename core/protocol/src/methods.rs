@@ -41,6 +41,7 @@ pub const OPERATOR_METHODS: &[&str] = &[
     DEVICE_PAIR_REMOVE,
     DEVICE_PAIR_SETUP_CODE,
     crate::presence::SYSTEM_PRESENCE,
+    crate::chat::CHAT_SEND,
     crate::sessions::SESSIONS_LIST,
     crate::sessions::SESSIONS_HISTORY,
     crate::location::PLACES_LIST,
