@@ -110,6 +110,45 @@ impl OperatorClient {
         Ok(Self { ws, next_id })
     }
 
+    /// Sends a request, hands every event that arrives meanwhile to `on_event`, and waits for
+    /// the response.
+    pub async fn call_streaming(
+        &mut self,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+        on_event: &mut dyn FnMut(&perch_protocol::frame::EventFrame),
+    ) -> Result<Value, CallError> {
+        self.next_id += 1;
+        let id = RequestId::new(format!("cli-{}", self.next_id));
+        let frame = Frame::Req(Request {
+            id: id.clone(),
+            method: method.to_string(),
+            params,
+        });
+        self.ws
+            .send(Message::Text(frame.to_text().into()))
+            .await
+            .map_err(|e| CallError::Transport(anyhow!("connection to host lost: {e}")))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match next_frame(&mut self.ws, left)
+                .await
+                .map_err(CallError::Transport)?
+            {
+                Frame::Res(r) if r.id == id => {
+                    return r
+                        .result
+                        .map(|p| p.unwrap_or(Value::Null))
+                        .map_err(CallError::Host);
+                }
+                Frame::Event(e) => on_event(&e),
+                _ => {}
+            }
+        }
+    }
+
     /// Sends a request and waits for its response.
     pub async fn call(
         &mut self,

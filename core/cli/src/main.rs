@@ -84,6 +84,21 @@ enum Command {
         #[command(flatten)]
         op: OperatorArgs,
     },
+    /// Talk to the assistant: one message, or an interactive prompt without one.
+    Chat {
+        /// The message (omit for an interactive prompt).
+        message: Option<String>,
+        /// The session (default main).
+        #[arg(long)]
+        session: Option<String>,
+        /// The model tier: fast, default or smart.
+        #[arg(long)]
+        tier: Option<String>,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
     /// Conversations with the assistant and their transcripts.
     Sessions {
         #[command(subcommand)]
@@ -314,6 +329,20 @@ async fn run(cli: Cli) -> ExitCode {
             init_tracing("warn");
             let json = args.json;
             report(discover::run(args).await, json)
+        }
+        Command::Chat {
+            message,
+            session,
+            tier,
+            common,
+            op,
+        } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(
+                ops::chat(message, session, tier, common.data_dir, op).await,
+                json,
+            )
         }
         Command::Sessions { cmd, common, op } => {
             init_tracing("warn");

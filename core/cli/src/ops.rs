@@ -269,6 +269,90 @@ fn fresh_key() -> Result<String> {
     Ok(format!("cli-{}", hex::encode(b)))
 }
 
+/// How long one chat turn may take, tools included.
+const TURN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `perch chat`: one turn, or a prompt loop; answers stream as they are written.
+pub async fn chat(
+    message: Option<String>,
+    session: Option<String>,
+    tier: Option<String>,
+    data_dir: Option<PathBuf>,
+    op: OperatorArgs,
+) -> Result<()> {
+    use std::io::Write;
+    let mut c = connect(data_dir, &op).await?;
+    let json_out = op.json;
+    let turn = async |c: &mut OperatorClient, text: String| -> Result<()> {
+        let mut params = json!({ "message": text });
+        if let Some(s) = &session {
+            params["sessionKey"] = json!(s);
+        }
+        if let Some(t) = &tier {
+            params["tier"] = json!(t);
+        }
+        let mut on_event = |e: &perch_protocol::frame::EventFrame| {
+            if json_out || e.event != perch_protocol::chat::CHAT_EVENT {
+                return;
+            }
+            let Some(p) = &e.payload else { return };
+            match p["kind"].as_str() {
+                Some("delta") => {
+                    print!("{}", p["text"].as_str().unwrap_or(""));
+                    let _ = std::io::stdout().flush();
+                }
+                Some("tool") if p["state"] == "started" => {
+                    eprintln!("[{}…]", p["name"].as_str().unwrap_or("tool"));
+                }
+                _ => {}
+            }
+        };
+        let r = c
+            .call_streaming(
+                perch_protocol::chat::CHAT_SEND,
+                Some(params),
+                TURN_TIMEOUT,
+                &mut on_event,
+            )
+            .await?;
+        if json_out {
+            print_json(&r)?;
+        } else {
+            println!();
+        }
+        Ok(())
+    };
+    match message {
+        Some(m) => turn(&mut c, m).await?,
+        None => {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            loop {
+                if !json_out {
+                    print!("you> ");
+                    let _ = std::io::stdout().flush();
+                }
+                let Some(line) = lines.next_line().await? else {
+                    break;
+                };
+                let line = line.trim().to_string();
+                if line.is_empty() {
+                    continue;
+                }
+                if matches!(line.as_str(), "/quit" | "/exit") {
+                    break;
+                }
+                if let Err(e) = turn(&mut c, line).await {
+                    // One failed turn does not end the conversation.
+                    eprintln!("error: {e:#}");
+                }
+            }
+        }
+    }
+    c.close().await;
+    Ok(())
+}
+
 /// `perch sessions ...`.
 pub async fn sessions(cmd: SessionsCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
     let mut c = connect(data_dir, &op).await?;
