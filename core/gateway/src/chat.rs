@@ -16,13 +16,16 @@ use perch_kernel::catalog::{
     ToolExecutor,
 };
 use perch_kernel::credentials::{ModelsConfig, ProviderKind, SecretSources};
+use perch_kernel::location::{LocationPolicy, LocationPrompts, PromptTarget};
 use perch_kernel::model::{ChatMessage, ToolCall, ToolSpec};
 use perch_kernel::provider::ModelProvider;
 use perch_kernel::provider::anthropic::{AnthropicConfig, AnthropicProvider};
 use perch_kernel::provider::openai::{OpenAiConfig, OpenAiProvider};
 use perch_protocol::chat::{CHAT_EVENT, ChatEvent, ChatResult, ChatSendParams};
 use perch_protocol::methods::InvokeParams;
-use perch_protocol::node_commands::{DEVICE_INFO, DEVICE_STATUS, LOCATION_GET, SYSTEM_NOTIFY};
+use perch_protocol::node_commands::{
+    DEVICE_INFO, DEVICE_STATUS, LOCATION_GET, LocationFix, SYSTEM_NOTIFY,
+};
 use perch_protocol::sessions::{MAIN_SESSION, valid_session_key};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
 use perch_store::{MessageRole, NewMessage, Store};
@@ -264,6 +267,61 @@ fn failure(e: ToolError) -> ToolFailure {
     ToolFailure::new(code, e.to_string())
 }
 
+/// The device-context block for this turn, when a connected node shares its location: the
+/// device the user is at first, then the others by id. Consent, the read and the audit are the
+/// kernel's [`LocationPrompts`]; nothing is read from a device whose sharing is off.
+async fn location_context(hub: &Arc<Hub>, session: &str) -> Option<String> {
+    let ledger = crate::location_ledger::StoreLedger(hub.store.clone());
+    let active = hub.presence_list().active_device_id;
+    let mut candidates: Vec<_> = hub
+        .nodes()
+        .into_iter()
+        .filter(|n| {
+            n.commands.iter().any(|c| c == LOCATION_GET) && hub.config.commands.allows(LOCATION_GET)
+        })
+        .collect();
+    candidates.sort_by_key(|n| (Some(n.node_id.to_string()) != active, n.node_id.clone()));
+    let active_name = candidates
+        .iter()
+        .find(|n| Some(n.node_id.to_string()) == active)
+        .map(|n| n.display_name.clone());
+    for node in candidates {
+        let sharing = hub.store.location().sharing(&node.node_id).await.ok()?;
+        if sharing == perch_store::LocationPrecision::Off {
+            continue;
+        }
+        let target = PromptTarget {
+            device_id: node.node_id.clone(),
+            device_name: node.display_name.clone(),
+            session_key: session.to_string(),
+            active_device: active_name.clone(),
+        };
+        let fetch = || async {
+            let params = InvokeParams {
+                node_id: node.node_id.to_string(),
+                command: LOCATION_GET.to_string(),
+                params: None,
+                timeout_ms: Some(LOCATION_READ_TIMEOUT_MS),
+                idempotency_key: format!("ctx:{}", random_b64(9).unwrap_or_default()),
+            };
+            let r = crate::invoke::invoke(hub, params)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::from_value::<LocationFix>(r.payload).map_err(|e| e.to_string())
+        };
+        let read = LocationPrompts::new(LocationPolicy::default())
+            .read(&ledger, &target, fetch)
+            .await;
+        if read.block.is_some() {
+            return read.block;
+        }
+    }
+    None
+}
+
+/// How long a prompt waits for a device's position.
+const LOCATION_READ_TIMEOUT_MS: u64 = 5_000;
+
 fn provider_for(hub: &Hub, tier: &str) -> Result<(Arc<dyn ModelProvider>, String), ErrorShape> {
     let path = hub.config.data_dir.join(crate::config::CONFIG_FILE);
     let text = match std::fs::read_to_string(&path) {
@@ -356,8 +414,9 @@ pub async fn send(
             out.event(CHAT_EVENT, &ev);
         }
     });
+    let context: Vec<String> = location_context(hub, &session).await.into_iter().collect();
     let result = agent
-        .run_turn(&session, &turn_id, &p.message, &[], &tools, &tx)
+        .run_turn(&session, &turn_id, &p.message, &context, &tools, &tx)
         .await;
     drop(tx);
     let _ = forward.await;

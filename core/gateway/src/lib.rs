@@ -27,6 +27,7 @@ pub mod handshake;
 pub mod hub;
 pub mod invoke;
 pub mod location;
+pub mod location_ledger;
 pub mod mdns;
 pub mod node_events;
 pub mod operator;
