@@ -13,6 +13,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::model::{ChatMessage, ModelRequest, StopReason, StreamEvent, ToolCall, ToolSpec, Usage};
+use crate::pipeline::{
+    ContextBlock, ContextPayload, EgressPayload, IngressPayload, ModelCallPayload, Pipeline, Stage,
+    StagePayload, ToolCallPayload, ToolResultPayload, TranscriptPayload, Trust, Turn,
+};
 use crate::provider::{ModelProvider, ProviderError};
 
 /// Why a tool call failed; fed back to the model as an error result.
@@ -113,6 +117,16 @@ pub enum TurnError {
     /// The message is empty.
     #[error("the message is empty")]
     EmptyMessage,
+    /// A pipeline handler stopped the turn.
+    #[error("stopped at {stage} by {handler}: {reason}")]
+    Cancelled {
+        /// The stage.
+        stage: &'static str,
+        /// The handler.
+        handler: String,
+        /// Its reason.
+        reason: String,
+    },
 }
 
 /// How turns run.
@@ -167,6 +181,7 @@ pub struct Agent {
     provider: Arc<dyn ModelProvider>,
     transcript: Arc<dyn Transcript>,
     config: AgentConfig,
+    pipeline: Arc<Pipeline>,
 }
 
 struct ModelAnswer {
@@ -187,7 +202,14 @@ impl Agent {
             provider,
             transcript,
             config,
+            pipeline: Arc::new(Pipeline::default()),
         }
+    }
+
+    /// Runs every turn through `pipeline`'s handlers (observers, decisions, hot path).
+    pub fn with_pipeline(mut self, pipeline: Arc<Pipeline>) -> Self {
+        self.pipeline = pipeline;
+        self
     }
 
     /// Runs one turn: the user's `text` (with `context` blocks added to the system prompt, for
@@ -204,33 +226,104 @@ impl Agent {
         if text.trim().is_empty() {
             return Err(TurnError::EmptyMessage);
         }
+        let mut turn = self.pipeline.begin_turn(session, turn_id);
+        let ingress = |text: &str| {
+            StagePayload::Ingress(IngressPayload {
+                channel: "operator".into(),
+                sender: None,
+                text: text.to_string(),
+            })
+        };
+        emit(&mut turn, Stage::IngressReceived, ingress(text)).await?;
+        let text = match emit(&mut turn, Stage::IngressNormalized, ingress(text)).await? {
+            StagePayload::Ingress(i) => i.text,
+            _ => text.to_string(),
+        };
+        let blocks = context
+            .iter()
+            .map(|c| ContextBlock {
+                source: "host".into(),
+                label: "device context".into(),
+                trust: Trust::Untrusted,
+                text: c.clone(),
+            })
+            .collect();
+        let assembled = emit(
+            &mut turn,
+            Stage::ContextAssembling,
+            StagePayload::Context(ContextPayload { blocks }),
+        )
+        .await?;
+        let context: Vec<String> = match assembled {
+            StagePayload::Context(c) => c.blocks.into_iter().map(|b| b.text).collect(),
+            _ => Vec::new(),
+        };
         let history = self
             .transcript
             .history(session, self.config.history_limit)
             .await
             .map_err(TurnError::Transcript)?;
-        let user = ChatMessage::User {
-            text: text.to_string(),
-        };
+        let user = ChatMessage::User { text };
         let mut records = vec![TurnRecord::Message {
             message: user.clone(),
             usage: None,
         }];
-        let result = self
-            .steps(history, user, context, tools, events, &mut records)
+        let mut result = self
+            .steps(
+                &mut turn,
+                history,
+                user,
+                &context,
+                tools,
+                events,
+                &mut records,
+            )
             .await;
+        if let Ok(outcome) = &mut result {
+            let egress = StagePayload::Egress(EgressPayload {
+                channel: "operator".into(),
+                text: outcome.text.clone(),
+            });
+            match emit(&mut turn, Stage::EgressPreparing, egress).await {
+                Ok(StagePayload::Egress(e)) => outcome.text = e.text,
+                Ok(_) => {}
+                Err(e) => result = Err(e),
+            }
+        }
         if let Err(e) = &result {
             records.push(TurnRecord::Error(e.to_string()));
+        }
+        for r in &records {
+            if let TurnRecord::Message { message, .. } = r {
+                let payload = StagePayload::Transcript(TranscriptPayload {
+                    message: message.clone(),
+                });
+                if let Err(e) = turn.emit(Stage::TranscriptWrite, payload).await {
+                    tracing::warn!(error = %e, "transcript stage failed");
+                }
+            }
         }
         self.transcript
             .append(session, turn_id, records)
             .await
             .map_err(TurnError::Transcript)?;
+        if let Ok(outcome) = &result {
+            let sent = StagePayload::Egress(EgressPayload {
+                channel: "operator".into(),
+                text: outcome.text.clone(),
+            });
+            let _ = turn.emit(Stage::EgressSent, sent).await;
+        }
+        for d in &turn.finish().diagnostics {
+            tracing::warn!(handler = %d.handler_id, stage = d.stage.as_str(), kind = ?d.kind, "pipeline handler diagnostic");
+        }
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn steps(
         &self,
+        turn: &mut Turn,
         history: Vec<ChatMessage>,
         user: ChatMessage,
         context: &[String],
@@ -248,14 +341,34 @@ impl Agent {
         let specs = tools.specs();
         let mut total = Usage::default();
         let mut calls_made = 0u32;
+        let mut first = true;
         for _ in 0..self.config.max_steps {
-            let request = ModelRequest {
+            let mut request = ModelRequest {
                 model: self.config.model.clone(),
                 system: Some(system.clone()),
                 messages: messages.clone(),
                 tools: specs.clone(),
                 max_tokens: self.config.max_tokens,
             };
+            if first {
+                if let StagePayload::Prompt(r) = emit(
+                    turn,
+                    Stage::PromptBuilt,
+                    StagePayload::Prompt(request.clone()),
+                )
+                .await?
+                {
+                    request = r;
+                }
+                first = false;
+            }
+            let call = StagePayload::ModelCall(ModelCallPayload {
+                provider: self.provider.name().to_string(),
+                request: request.clone(),
+            });
+            if let StagePayload::ModelCall(c) = emit(turn, Stage::ModelRequest, call).await? {
+                request = c.request;
+            }
             let answer = self.call_model(request, events).await?;
             total.input_tokens += answer.usage.input_tokens;
             total.output_tokens += answer.usage.output_tokens;
@@ -277,9 +390,56 @@ impl Agent {
                     tool_calls: calls_made,
                 });
             }
-            for call in answer.tool_calls {
+            for mut call in answer.tool_calls {
                 calls_made += 1;
-                let result = self.run_tool(&call, tools, events).await;
+                // Decision handlers may rewrite the arguments or block the call.
+                let parsed: Value =
+                    serde_json::from_str(call.arguments.trim()).unwrap_or(Value::Null);
+                let before = StagePayload::ToolCall(ToolCallPayload {
+                    call_id: call.id.clone(),
+                    tool: call.name.clone(),
+                    arguments: parsed.clone(),
+                });
+                let outcome = turn
+                    .emit(Stage::ToolCallBefore, before)
+                    .await
+                    .map_err(|e| TurnError::Transcript(e.to_string()))?;
+                let result = if let Some(c) = &outcome.cancelled {
+                    Err(ToolFailure::new(
+                        "CANCELLED",
+                        format!("blocked by {}: {}", c.handler_id, c.reason),
+                    ))
+                } else {
+                    if let StagePayload::ToolCall(t) = outcome.into_payload()
+                        && t.arguments != parsed
+                    {
+                        call.arguments = t.arguments.to_string();
+                    }
+                    self.run_tool(&call, tools, events).await
+                };
+                let after = StagePayload::ToolResult(ToolResultPayload {
+                    call_id: call.id.clone(),
+                    tool: call.name.clone(),
+                    output: match &result {
+                        Ok(v) => v.clone(),
+                        Err(f) => Value::String(f.to_string()),
+                    },
+                    is_error: result.is_err(),
+                });
+                let result = match turn.emit(Stage::ToolCallAfter, after).await {
+                    Ok(o) if !o.is_cancelled() => match o.into_payload() {
+                        StagePayload::ToolResult(r) if r.is_error => Err(ToolFailure::new(
+                            "FAILED",
+                            r.output
+                                .as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| r.output.to_string()),
+                        )),
+                        StagePayload::ToolResult(r) => Ok(r.output),
+                        _ => result,
+                    },
+                    _ => result,
+                };
                 let message = match result {
                     Ok(v) => ChatMessage::Tool {
                         call_id: call.id.clone(),
@@ -418,4 +578,24 @@ impl Agent {
         });
         result
     }
+}
+
+/// Emits a stage and returns its (possibly rewritten) payload; a cancel ends the turn.
+async fn emit(
+    turn: &mut Turn,
+    stage: Stage,
+    payload: StagePayload,
+) -> Result<StagePayload, TurnError> {
+    let outcome = turn
+        .emit(stage, payload)
+        .await
+        .map_err(|e| TurnError::Transcript(format!("pipeline: {e}")))?;
+    if let Some(c) = &outcome.cancelled {
+        return Err(TurnError::Cancelled {
+            stage: stage.as_str(),
+            handler: c.handler_id.clone(),
+            reason: c.reason.clone(),
+        });
+    }
+    Ok(outcome.into_payload())
 }

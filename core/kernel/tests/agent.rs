@@ -275,3 +275,113 @@ async fn an_empty_message_is_refused() {
     assert_eq!(err, TurnError::EmptyMessage);
     assert!(fake.requests().is_empty());
 }
+
+mod with_pipeline {
+    use super::*;
+    use perch_kernel::pipeline::{
+        ContextBlock, Decision, DecisionHandler, HandlerError, Observer, Pipeline, Registration,
+        Stage, StagePayload, Trust, TurnEvent as StageEvent,
+    };
+
+    struct Recorder(Arc<Mutex<Vec<&'static str>>>);
+    impl Observer for Recorder {
+        fn observe(&self, e: &StageEvent) -> BoxFuture<'_, Result<(), HandlerError>> {
+            self.0.lock().unwrap().push(e.stage.as_str());
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    struct AddContext;
+    impl DecisionHandler for AddContext {
+        fn decide(&self, e: &StageEvent) -> BoxFuture<'_, Result<Decision, HandlerError>> {
+            let d = match &*e.payload {
+                StagePayload::Context(c) => {
+                    Decision::Modify(StagePayload::Context(c.clone().with_block(ContextBlock {
+                        source: "memory".into(),
+                        label: "memory".into(),
+                        trust: Trust::Trusted,
+                        text: "The user prefers Celsius.".into(),
+                    })))
+                }
+                _ => Decision::Continue,
+            };
+            Box::pin(async move { Ok(d) })
+        }
+    }
+
+    struct BlockTools;
+    impl DecisionHandler for BlockTools {
+        fn decide(&self, _e: &StageEvent) -> BoxFuture<'_, Result<Decision, HandlerError>> {
+            Box::pin(async {
+                Ok(Decision::Cancel {
+                    reason: "tools are paused".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn stages_run_in_order_handlers_add_context_and_block_tools() {
+        let fake = FakeProvider::start().await.unwrap();
+        fake.push(
+            Script::new()
+                .tool_call("c1", "location_get", ["{}"])
+                .stop(StopReason::ToolUse),
+        );
+        fake.push(Script::new().text("I cannot look right now."));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let pipeline = Arc::new(Pipeline::default());
+        pipeline
+            .register(Registration::observer(
+                "rec",
+                perch_kernel::pipeline::StageSet::ALL,
+                Recorder(seen.clone()),
+            ))
+            .unwrap();
+        pipeline
+            .register(Registration::decision(
+                "ctx",
+                Stage::ContextAssembling,
+                AddContext,
+            ))
+            .unwrap();
+        pipeline
+            .register(Registration::decision(
+                "block",
+                Stage::ToolCallBefore,
+                BlockTools,
+            ))
+            .unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let out = agent(openai(&fake), Arc::new(MemTranscript::default()))
+            .with_pipeline(pipeline)
+            .run_turn("main", "t1", "where?", &[], &Tools, &tx)
+            .await
+            .unwrap();
+        assert_eq!(out.text, "I cannot look right now.");
+        let reqs = fake.requests();
+        assert!(
+            reqs[0].raw_body.contains("prefers Celsius"),
+            "a handler's context block reached the prompt"
+        );
+        assert!(
+            reqs[1].raw_body.contains("CANCELLED") && reqs[1].raw_body.contains("tools are paused")
+        );
+        // Observers run in their own tasks; give them a moment.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stages = seen.lock().unwrap().clone();
+        for s in [
+            "ingress.received",
+            "ingress.normalized",
+            "context.assembling",
+            "prompt.built",
+            "model.request",
+            "tool.call.before",
+            "tool.call.after",
+            "egress.preparing",
+            "egress.sent",
+        ] {
+            assert!(stages.contains(&s), "{s} missing from {stages:?}");
+        }
+    }
+}
