@@ -6,6 +6,7 @@
 //! `node run` starts the node runtime, and operator commands are thin clients of gateway
 //! methods, printing what the host answers.
 
+mod auth;
 mod client;
 mod discover;
 mod node;
@@ -83,6 +84,18 @@ enum Command {
         common: Common,
         #[command(flatten)]
         op: OperatorArgs,
+    },
+    /// Model credentials: store them, see what is configured (never the secrets).
+    Auth {
+        #[command(subcommand)]
+        cmd: auth::AuthCmd,
+        #[command(flatten)]
+        local: auth::LocalArgs,
+    },
+    /// Check the setup: data directory, settings, host, credentials, notifications.
+    Doctor {
+        #[command(flatten)]
+        local: auth::LocalArgs,
     },
     /// Talk to the assistant: one message, or an interactive prompt without one.
     Chat {
@@ -329,6 +342,22 @@ async fn run(cli: Cli) -> ExitCode {
             init_tracing("warn");
             let json = args.json;
             report(discover::run(args).await, json)
+        }
+        Command::Auth { cmd, local } => {
+            init_tracing("warn");
+            let json = local.json;
+            report(
+                tokio::task::spawn_blocking(move || auth::auth(cmd, local))
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r),
+                json,
+            )
+        }
+        Command::Doctor { local } => {
+            init_tracing("warn");
+            let json = local.json;
+            report(auth::doctor(local).await, json)
         }
         Command::Chat {
             message,

@@ -15,12 +15,13 @@ use perch_kernel::catalog::{
     Catalog, CatalogConfig, CatalogEntry, CompiledTools, Source, ToolContext, ToolError,
     ToolExecutor,
 };
-use perch_kernel::credentials::{ModelsConfig, ProviderKind, SecretSources};
+use perch_kernel::credentials::{ModelsConfig, ProviderKind};
 use perch_kernel::location::{LocationPolicy, LocationPrompts, PromptTarget};
 use perch_kernel::model::{ChatMessage, ToolCall, ToolSpec};
 use perch_kernel::provider::ModelProvider;
 use perch_kernel::provider::anthropic::{AnthropicConfig, AnthropicProvider};
 use perch_kernel::provider::openai::{OpenAiConfig, OpenAiProvider};
+use perch_kernel::vault::{Vault, VaultSources};
 use perch_protocol::chat::{CHAT_EVENT, ChatEvent, ChatResult, ChatSendParams};
 use perch_protocol::methods::InvokeParams;
 use perch_protocol::node_commands::{
@@ -32,18 +33,6 @@ use perch_store::{MessageRole, NewMessage, Store};
 
 use crate::hub::{Hub, Outbox, now_ms};
 use crate::secrets::random_b64;
-
-/// Secrets from the process environment. (The OS keyring comes with `perch auth`.)
-struct EnvSecrets;
-
-impl SecretSources for EnvSecrets {
-    fn env(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-    fn keyring(&self, _account: &str) -> Option<String> {
-        None
-    }
-}
 
 /// The store's transcript, in kernel terms.
 struct StoreTranscript(Store);
@@ -322,7 +311,10 @@ async fn location_context(hub: &Arc<Hub>, session: &str) -> Option<String> {
 /// How long a prompt waits for a device's position.
 const LOCATION_READ_TIMEOUT_MS: u64 = 5_000;
 
-fn provider_for(hub: &Hub, tier: &str) -> Result<(Arc<dyn ModelProvider>, String), ErrorShape> {
+async fn provider_for(
+    hub: &Hub,
+    tier: &str,
+) -> Result<(Arc<dyn ModelProvider>, String), ErrorShape> {
     let path = hub.config.data_dir.join(crate::config::CONFIG_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -336,9 +328,17 @@ fn provider_for(hub: &Hub, tier: &str) -> Result<(Arc<dyn ModelProvider>, String
     };
     let models = ModelsConfig::from_toml(&text)
         .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, e.to_string()))?;
-    let resolved = models
-        .resolve(tier, &EnvSecrets)
-        .map_err(|e| ErrorShape::new(ErrorCode::CredentialMissing, e.to_string()))?;
+    // The keyring may talk to a D-Bus service: off the async threads.
+    let (dir, m, t) = (
+        hub.config.data_dir.clone(),
+        models.clone(),
+        tier.to_string(),
+    );
+    let resolved =
+        tokio::task::spawn_blocking(move || m.resolve(&t, &VaultSources(Vault::new(&dir))))
+            .await
+            .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
+            .map_err(|e| ErrorShape::new(ErrorCode::CredentialMissing, e.to_string()))?;
     let cfg = &models.tiers[tier];
     let provider: Arc<dyn ModelProvider> = match cfg.provider {
         ProviderKind::Openai => Arc::new(
@@ -375,7 +375,7 @@ pub async fn send(
         ));
     }
     let tier = p.tier.unwrap_or_else(|| "default".to_string());
-    let (provider, model) = provider_for(hub, &tier)?;
+    let (provider, model) = provider_for(hub, &tier).await?;
     let turn_id = random_b64(9).map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?;
     let agent = Agent::new(
         provider,

@@ -144,7 +144,7 @@ pub enum CredentialSource {
     Config,
     /// An environment variable.
     Env(&'static str),
-    /// The OS keyring, under this account.
+    /// Perch's secret store (the OS keyring, or its 0600 file fallback), under this account.
     Keyring(String),
     /// None needed: a local server.
     NoneNeeded,
@@ -155,7 +155,7 @@ impl fmt::Display for CredentialSource {
         match self {
             CredentialSource::Config => f.write_str("perch.toml"),
             CredentialSource::Env(v) => write!(f, "environment variable {v}"),
-            CredentialSource::Keyring(a) => write!(f, "OS keyring ({KEYRING_SERVICE}/{a})"),
+            CredentialSource::Keyring(a) => write!(f, "the secret store ({KEYRING_SERVICE}/{a})"),
             CredentialSource::NoneNeeded => f.write_str("none needed (local server)"),
         }
     }
@@ -277,7 +277,7 @@ pub fn resolve(
             });
         }
         let account = keyring_account(provider, false);
-        tried.push(format!("keyring {KEYRING_SERVICE}/{account}"));
+        tried.push(format!("secret store {KEYRING_SERVICE}/{account}"));
         sources
             .keyring(&account)
             .filter(|k| !k.trim().is_empty())
@@ -298,7 +298,7 @@ pub fn resolve(
             });
         }
         let account = keyring_account(provider, true);
-        tried.push(format!("keyring {KEYRING_SERVICE}/{account}"));
+        tried.push(format!("secret store {KEYRING_SERVICE}/{account}"));
         sources
             .keyring(&account)
             .filter(|t| !t.trim().is_empty())

@@ -18,3 +18,4 @@ pub mod pipeline;
 pub mod provider;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod vault;
