@@ -103,6 +103,7 @@ impl OperatorClient {
             CONNECT_METHOD,
             Some(v),
             CONNECT_TIMEOUT,
+            &mut |_| {},
         )
         .await?;
         let _hello: HelloOk = serde_json::from_value(payload)
@@ -119,34 +120,15 @@ impl OperatorClient {
         timeout: Duration,
         on_event: &mut dyn FnMut(&perch_protocol::frame::EventFrame),
     ) -> Result<Value, CallError> {
-        self.next_id += 1;
-        let id = RequestId::new(format!("cli-{}", self.next_id));
-        let frame = Frame::Req(Request {
-            id: id.clone(),
-            method: method.to_string(),
+        call_on(
+            &mut self.ws,
+            &mut self.next_id,
+            method,
             params,
-        });
-        self.ws
-            .send(Message::Text(frame.to_text().into()))
-            .await
-            .map_err(|e| CallError::Transport(anyhow!("connection to host lost: {e}")))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match next_frame(&mut self.ws, left)
-                .await
-                .map_err(CallError::Transport)?
-            {
-                Frame::Res(r) if r.id == id => {
-                    return r
-                        .result
-                        .map(|p| p.unwrap_or(Value::Null))
-                        .map_err(CallError::Host);
-                }
-                Frame::Event(e) => on_event(&e),
-                _ => {}
-            }
-        }
+            timeout,
+            on_event,
+        )
+        .await
     }
 
     /// Sends a request and waits for its response.
@@ -156,7 +138,15 @@ impl OperatorClient {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, CallError> {
-        call_on(&mut self.ws, &mut self.next_id, method, params, timeout).await
+        call_on(
+            &mut self.ws,
+            &mut self.next_id,
+            method,
+            params,
+            timeout,
+            &mut |_| {},
+        )
+        .await
     }
 
     /// Closes the connection politely.
@@ -173,6 +163,7 @@ async fn call_on(
     method: &str,
     params: Option<Value>,
     timeout: Duration,
+    on_event: &mut dyn FnMut(&perch_protocol::frame::EventFrame),
 ) -> Result<Value, CallError> {
     *next_id += 1;
     let id = RequestId::new(format!("cli-{next_id}"));
@@ -203,6 +194,7 @@ async fn call_on(
                     return Err(CallError::Host(c.error));
                 }
             }
+            Frame::Event(e) => on_event(&e),
             _ => {}
         }
     }

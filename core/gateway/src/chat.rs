@@ -274,6 +274,7 @@ async fn location_context(hub: &Arc<Hub>, session: &str) -> Option<String> {
         .iter()
         .find(|n| Some(n.node_id.to_string()) == active)
         .map(|n| n.display_name.clone());
+    let prompts = LocationPrompts::new(LocationPolicy::default());
     for node in candidates {
         let sharing = hub.store.location().sharing(&node.node_id).await.ok()?;
         if sharing == perch_store::LocationPrecision::Off {
@@ -298,9 +299,7 @@ async fn location_context(hub: &Arc<Hub>, session: &str) -> Option<String> {
                 .map_err(|e| e.to_string())?;
             serde_json::from_value::<LocationFix>(r.payload).map_err(|e| e.to_string())
         };
-        let read = LocationPrompts::new(LocationPolicy::default())
-            .read(&ledger, &target, fetch)
-            .await;
+        let read = prompts.read(&ledger, &target, fetch).await;
         if read.block.is_some() {
             return read.block;
         }

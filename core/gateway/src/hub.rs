@@ -270,13 +270,18 @@ impl Hub {
             .count() as u64
     }
 
-    /// Sends an event to every admitted operator.
-    pub fn broadcast_operators<T: Serialize>(&self, name: &str, payload: &T) {
-        let targets: Vec<Outbox> = lock(&self.conns)
+    /// The outboxes of every admitted operator.
+    fn operator_outboxes(&self) -> Vec<Outbox> {
+        lock(&self.conns)
             .values()
             .filter(|e| e.role == Some(Role::Operator))
             .map(|e| e.out.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Sends an event to every admitted operator.
+    pub fn broadcast_operators<T: Serialize>(&self, name: &str, payload: &T) {
+        let targets = self.operator_outboxes();
         for out in targets {
             out.event(name, payload);
         }
@@ -434,11 +439,7 @@ impl Hub {
         if changes.is_empty() {
             return;
         }
-        let targets: Vec<Outbox> = lock(&self.conns)
-            .values()
-            .filter(|e| e.role == Some(Role::Operator))
-            .map(|e| e.out.clone())
-            .collect();
+        let targets = self.operator_outboxes();
         for (version, change) in changes {
             let Ok(payload) = serde_json::to_value(&change) else {
                 continue;
