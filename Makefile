@@ -3,12 +3,26 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/perch-target
 export SQLX_OFFLINE := true
 
-.PHONY: run test lint bench fmt
+.PHONY: run serve ui test lint bench fmt
 
-## Build and start the host (gateway on 127.0.0.1:18789, SQLite in the platform data dir).
+## Start Perch: with a display, the menu-bar app (which embeds the host); without one, the host
+## alone (`perch serve`). Gateway on 127.0.0.1:18789, SQLite in the platform data dir.
 run:
 	bash scripts/setup.sh run
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  cargo run --release --locked -p perch-desktop --bin perch-desktop -- $(ARGS); \
+	else \
+	  cargo run --release --locked -p perch-cli --bin perch -- serve $(ARGS); \
+	fi
+
+## Start the host without the menu-bar app, even with a display.
+serve:
+	bash scripts/setup.sh run
 	cargo run --release --locked -p perch-cli --bin perch -- serve $(ARGS)
+
+## Build the web UI (ui/dist), which the host serves at /ui/.
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
 
 ## Install test prerequisites, then format check, clippy, and every test.
 test:

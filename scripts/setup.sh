@@ -28,19 +28,48 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# What the desktop app (Tauri: WebKitGTK, the tray) needs to build and run on Debian.
+DESKTOP_PKGS=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev
+  libsoup-3.0-dev libxdo-dev libssl-dev pkg-config build-essential file)
+# What the tests add: a private session bus (dbus-run-session), network namespaces (iproute2),
+# python-zeroconf as a non-Perch mDNS client (python3-pip), an X server with a tray host and the
+# tools to click and screenshot it (xvfb, trayer, xdotool, imagemagick, dbus-x11), and Debian's
+# Chromium for the browser tests.
+TEST_PKGS=(dbus dbus-x11 iproute2 python3-pip xvfb trayer xdotool imagemagick x11-utils chromium
+  fonts-dejavu-core)
+
+need_node() {
+  if ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+}
+
+# The web UI the host serves at /ui/ (and the desktop app's windows show).
+build_ui() {
+  need_node
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+}
+
+has_display() {
+  [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]
+}
+
 need_cargo
 case "$mode" in
   run)
-    # The host builds from crates alone (SQLite is bundled); nothing else to install.
+    # The host builds from crates alone (SQLite is bundled). With a display, `make run` starts
+    # the menu-bar app, which needs WebKitGTK and the tray libraries.
+    if command -v apt-get >/dev/null 2>&1; then
+      if has_display; then apt_install "${DESKTOP_PKGS[@]}"; fi
+    fi
+    build_ui
     ;;
   test)
-    # dbus: a private session bus for the notification tests (dbus-run-session, dbus-daemon).
-    # iproute2: `ip netns` for the tests that cross hosts (mDNS, discovery, pairing); python3-pip
-    # for python-zeroconf, the non-Perch mDNS client they check the advertisement with.
     if command -v apt-get >/dev/null 2>&1; then
-      apt_install dbus iproute2 python3-pip
+      apt_install "${DESKTOP_PKGS[@]}" "${TEST_PKGS[@]}"
     fi
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    build_ui
     ;;
   *)
     echo "usage: setup.sh run|test" >&2

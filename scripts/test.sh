@@ -24,5 +24,11 @@ else
   cargo test --locked --workspace
 fi
 
+echo "== web UI: unit tests (Vitest)"
+(cd ui && npm test --silent)
+
+echo "== web UI: browser tests (Playwright, Debian Chromium, a real perch serve and node)"
+(cd ui && PERCH_BIN="$CARGO_TARGET_DIR/debug/perch" npm run e2e --silent)
+
 echo "== network-namespace tests (mDNS, discovery, pairing across hosts)"
 bash scripts/netns-tests.sh

@@ -15,6 +15,7 @@ mod output;
 mod paths;
 mod qr;
 mod serve;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,6 +142,16 @@ enum Command {
     },
     /// Who is connected, and which device the user is at.
     Presence {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Open the host's web UI in a browser, signed in (the token is never printed).
+    Ui {
+        /// Print the URL (with `<operator-token>` in place of the token) instead of opening it.
+        #[arg(long)]
+        print_url: bool,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -392,6 +403,15 @@ async fn run(cli: Cli) -> ExitCode {
             init_tracing("warn");
             let json = op.json;
             report(ops::presence(common.data_dir, op).await, json)
+        }
+        Command::Ui {
+            print_url,
+            common,
+            op,
+        } => {
+            init_tracing("warn");
+            let json = op.json;
+            report(ui::run(print_url, common.data_dir, op).await, json)
         }
         Command::Status { common, op } => {
             init_tracing("warn");

@@ -117,9 +117,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
         while states.changed().await.is_ok() {
             let state = states.borrow_and_update().clone();
             match state {
-                NodeState::AwaitingApproval { request_id } => println!(
-                    "Waiting for approval. On the host run: perch devices approve {request_id}"
-                ),
+                NodeState::AwaitingApproval {
+                    request_id,
+                    verification_code,
+                } => {
+                    println!(
+                        "Waiting for approval. On the host run: perch devices approve {request_id}"
+                    );
+                    match verification_code {
+                        Some(code) => println!(
+                            "Check that the host shows the same verification code {code} beside request {request_id} before you approve it."
+                        ),
+                        None => println!(
+                            "The host did not prove a key, so there is no verification code to compare."
+                        ),
+                    }
+                }
                 NodeState::Connected { host_name, .. } => println!("Connected to {host_name}"),
                 NodeState::Backoff {
                     retry_in_ms,

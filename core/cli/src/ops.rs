@@ -28,16 +28,21 @@ const INVOKE_MARGIN: Duration = Duration::from_secs(5);
 async fn connect(data_dir: Option<PathBuf>, op: &OperatorArgs) -> Result<OperatorClient> {
     let dir = crate::paths::data_dir(data_dir)?;
     let url = crate::paths::gateway_url(op.gateway.clone(), &dir)?;
-    let token = match std::env::var("PERCH_OPERATOR_TOKEN") {
-        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-        _ => read_operator_token(&operator_token_path(&dir)).with_context(|| {
+    let token = operator_token(&dir)?;
+    Ok(OperatorClient::connect(&url, &token).await?)
+}
+
+/// The operator token: `PERCH_OPERATOR_TOKEN`, else the data directory's token file.
+pub fn operator_token(dir: &std::path::Path) -> Result<String> {
+    match std::env::var("PERCH_OPERATOR_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => read_operator_token(&operator_token_path(dir)).with_context(|| {
             format!(
                 "no operator token: start the host once with this data directory ({}) or set PERCH_OPERATOR_TOKEN",
                 dir.display()
             )
-        })?,
-    };
-    Ok(OperatorClient::connect(&url, &token).await?)
+        }),
+    }
 }
 
 async fn call<T: serde::de::DeserializeOwned>(
@@ -68,6 +73,7 @@ pub async fn status(data_dir: Option<PathBuf>, op: OperatorArgs) -> Result<()> {
     println!("  paired       {}", s.paired_devices);
     println!("  pending      {}", s.pending_requests);
     println!("  nodes online {}", s.nodes_online);
+    println!("  turns now    {}", s.active_turns);
     Ok(())
 }
 
@@ -106,6 +112,7 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
                 println!("{t}");
                 let mut t = table(&[
                     "REQUEST",
+                    "CODE",
                     "DEVICE",
                     "NAME",
                     "PLATFORM",
@@ -116,6 +123,7 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
                 for p in &l.pending {
                     t.add_row(vec![
                         p.request_id.clone(),
+                        p.verification_code.clone(),
                         short(&p.device_id).to_string(),
                         p.display_name.clone(),
                         p.platform.clone(),
@@ -127,7 +135,10 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
                 println!("Pending requests ({})", l.pending.len());
                 println!("{t}");
                 if let Some(p) = l.pending.first() {
-                    println!("Approve with: perch devices approve {}", p.request_id);
+                    println!(
+                        "Approve with: perch devices approve {} (after checking that the device shows the code {})",
+                        p.request_id, p.verification_code
+                    );
                 }
             }
         }

@@ -43,6 +43,37 @@ fn spawn(args: &[&str]) -> Proc {
     )
 }
 
+/// Like [`spawn`], but keeps what the process prints on stdout, line by line.
+fn spawn_capturing(args: &[&str]) -> (Proc, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(PERCH)
+        .args(args)
+        .env("PERCH_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().unwrap();
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (Proc(child), lines)
+}
+
+/// The `NNN NNN` after "verification code " in the lines printed so far.
+fn printed_verification_code(lines: &Mutex<Vec<String>>) -> Option<String> {
+    lines.lock().unwrap().iter().find_map(|l| {
+        let rest = &l[l.find("verification code ")? + "verification code ".len()..];
+        rest.get(..7).map(str::to_string)
+    })
+}
+
 /// Runs an operator command with `--json` and parses its stdout.
 async fn cli(host_dir: &Path, port: u16, args: &[&str]) -> Result<Value, Value> {
     let gateway = format!("ws://127.0.0.1:{port}");
@@ -57,6 +88,21 @@ async fn cli(host_dir: &Path, port: u16, args: &[&str]) -> Result<Value, Value> 
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if out.status.success() { Ok(v) } else { Err(v) }
+}
+
+/// Runs an operator command for people (no `--json`) and returns its stdout.
+async fn cli_text(host_dir: &Path, port: u16, args: &[&str]) -> String {
+    let gateway = format!("ws://127.0.0.1:{port}");
+    let out = Command::new(PERCH)
+        .args(args)
+        .args(["--data-dir"])
+        .arg(host_dir)
+        .args(["--gateway", &gateway])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "perch {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// Polls `f` until it yields Some, or panics after `limit`.
@@ -156,7 +202,7 @@ async fn serve_pair_invoke_restart_revoke() {
     };
 
     let mut host = start_host(host_dir.path(), port).await;
-    let mut node = spawn(&[
+    let (mut node, node_out) = spawn_capturing(&[
         "node",
         "run",
         "--gateway",
@@ -170,16 +216,42 @@ async fn serve_pair_invoke_restart_revoke() {
     ]);
 
     // The node waits for approval; approve it through the CLI.
-    let request_id = eventually("a pending request", Duration::from_secs(20), || async {
-        let list = cli(host_dir.path(), port, &["devices", "list"])
-            .await
-            .ok()?;
-        let p = list["pending"].as_array()?.first()?.clone();
-        assert_eq!(p["displayName"], "E2E Node");
-        assert_eq!(p["role"], "node");
-        p["requestId"].as_str().map(String::from)
-    })
+    let (request_id, host_code) =
+        eventually("a pending request", Duration::from_secs(20), || async {
+            let list = cli(host_dir.path(), port, &["devices", "list"])
+                .await
+                .ok()?;
+            let p = list["pending"].as_array()?.first()?.clone();
+            assert_eq!(p["displayName"], "E2E Node");
+            assert_eq!(p["role"], "node");
+            Some((
+                p["requestId"].as_str()?.to_string(),
+                p["verificationCode"].as_str()?.to_string(),
+            ))
+        })
+        .await;
+    // The node prints the same code it computed from the host's proven key and its own.
+    let node_code = eventually(
+        "the node to print its verification code",
+        Duration::from_secs(10),
+        || async { printed_verification_code(&node_out) },
+    )
     .await;
+    assert_eq!(node_code, host_code);
+    assert!(
+        host_code.len() == 7
+            && host_code.as_bytes()[3] == b' '
+            && host_code
+                .replace(' ', "")
+                .bytes()
+                .all(|b| b.is_ascii_digit()),
+        "{host_code}"
+    );
+    let table = cli_text(host_dir.path(), port, &["devices", "list"]).await;
+    assert!(
+        table.contains(&host_code) && table.contains(&request_id),
+        "{table}"
+    );
     let approved = cli(host_dir.path(), port, &["devices", "approve", &request_id])
         .await
         .unwrap();
@@ -368,5 +440,87 @@ async fn malformed_config_names_the_line() {
     assert!(
         err.contains("perch.toml") && err.contains("line 2"),
         "{err}"
+    );
+}
+
+/// Runs `perch ui ...` against the host in `dir`; (success, stdout, stderr).
+async fn perch_ui(
+    dir: &Path,
+    gateway: &str,
+    extra: &[&str],
+    browser: Option<&Path>,
+) -> (bool, String, String) {
+    let mut cmd = Command::new(PERCH);
+    cmd.arg("ui")
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--gateway", gateway])
+        .env_remove("PERCH_OPERATOR_TOKEN");
+    match browser {
+        Some(b) => cmd.env("BROWSER", b),
+        None => cmd.env_remove("BROWSER"),
+    };
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perch_ui_opens_the_browser_and_never_prints_the_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let gateway = format!("ws://127.0.0.1:{port}");
+    let _host = start_host(dir.path(), port).await;
+    let token = std::fs::read_to_string(dir.path().join("operator.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let (ok, out, err) = perch_ui(dir.path(), &gateway, &["--print-url"], None).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        format!("http://127.0.0.1:{port}/ui/#token=<operator-token>\n")
+    );
+    assert!(!out.contains(&token) && !err.contains(&token));
+
+    // A stand-in browser records the URL it was handed.
+    let opened = dir.path().join("opened.txt");
+    let browser = dir.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, out, err) = perch_ui(dir.path(), &gateway, &[], Some(&browser)).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap(),
+        format!("http://127.0.0.1:{port}/ui/#token={token}")
+    );
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{port}/ui/")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&token) && !err.contains(&token),
+        "token printed"
+    );
+
+    // No host there: a clear error, still without the token.
+    let elsewhere = format!("ws://127.0.0.1:{}", free_port());
+    let (ok, out, err) = perch_ui(dir.path(), &elsewhere, &[], Some(&browser)).await;
+    assert!(!ok);
+    assert!(err.contains("does not answer"), "{err}");
+    assert!(
+        !out.contains(&token) && !err.contains(&token),
+        "token printed"
     );
 }

@@ -1,6 +1,7 @@
 //! `chat.send`: the host side of the agent. It resolves the tier's provider and credential,
 //! compiles the tools from the nodes connected right now, runs the kernel's agent loop over the
-//! store's transcript, and streams the turn to the operator that asked.
+//! store's transcript, streams the turn to the operator that asked, and announces its start
+//! and end to every operator (`agent.turn`).
 
 use std::sync::Arc;
 
@@ -22,7 +23,10 @@ use perch_kernel::provider::ModelProvider;
 use perch_kernel::provider::anthropic::{AnthropicConfig, AnthropicProvider};
 use perch_kernel::provider::openai::{OpenAiConfig, OpenAiProvider};
 use perch_kernel::vault::{Vault, VaultSources};
-use perch_protocol::chat::{CHAT_EVENT, ChatEvent, ChatResult, ChatSendParams};
+use perch_protocol::chat::{
+    AGENT_TURN_EVENT, AgentTurn, CHAT_EVENT, ChatEvent, ChatResult, ChatSendParams, TurnState,
+    turn_preview,
+};
 use perch_protocol::methods::InvokeParams;
 use perch_protocol::node_commands::{
     DEVICE_INFO, DEVICE_STATUS, LOCATION_GET, LocationFix, SYSTEM_NOTIFY,
@@ -373,9 +377,87 @@ pub async fn send(
             "invalid sessionKey",
         ));
     }
+    if p.message.trim().is_empty() {
+        return Err(ErrorShape::new(
+            ErrorCode::InvalidRequest,
+            "the message is empty",
+        ));
+    }
     let tier = p.tier.unwrap_or_else(|| "default".to_string());
-    let (provider, model) = provider_for(hub, &tier).await?;
     let turn_id = random_b64(9).map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?;
+    let turn = TurnGuard::start(hub, &turn_id, &session);
+    let result = run_turn(hub, caller, session, &tier, turn_id, &p.message).await;
+    turn.end(&result);
+    result
+}
+
+/// Announces a turn to every operator (`agent.turn`) and counts it in `status`; the end is
+/// announced exactly once, also when the caller cancels and the turn's future is dropped.
+struct TurnGuard {
+    hub: Arc<Hub>,
+    turn_id: String,
+    session_key: String,
+    ended: bool,
+}
+
+impl TurnGuard {
+    fn start(hub: &Arc<Hub>, turn_id: &str, session_key: &str) -> Self {
+        hub.count_turn(true);
+        let guard = Self {
+            hub: hub.clone(),
+            turn_id: turn_id.to_string(),
+            session_key: session_key.to_string(),
+            ended: false,
+        };
+        guard.announce(TurnState::Started);
+        guard
+    }
+
+    fn end(mut self, result: &Result<ChatResult, ErrorShape>) {
+        self.ended = true;
+        self.hub.count_turn(false);
+        self.announce(match result {
+            Ok(r) => TurnState::Finished {
+                preview: turn_preview(&r.text),
+            },
+            Err(e) => TurnState::Failed { error: e.clone() },
+        });
+    }
+
+    fn announce(&self, state: TurnState) {
+        self.hub.broadcast_operators(
+            AGENT_TURN_EVENT,
+            &AgentTurn {
+                turn_id: self.turn_id.clone(),
+                session_key: self.session_key.clone(),
+                state,
+                ts: now_ms(),
+            },
+        );
+    }
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.hub.count_turn(false);
+            self.announce(TurnState::Failed {
+                error: ErrorShape::new(ErrorCode::Cancelled, "the turn was cancelled"),
+            });
+        }
+    }
+}
+
+/// The turn itself: provider, tools, device context, the agent loop, streamed `chat` events.
+async fn run_turn(
+    hub: &Arc<Hub>,
+    caller: &Outbox,
+    session: String,
+    tier: &str,
+    turn_id: String,
+    message: &str,
+) -> Result<ChatResult, ErrorShape> {
+    let (provider, model) = provider_for(hub, tier).await?;
     let agent = Agent::new(
         provider,
         Arc::new(StoreTranscript(hub.store.clone())),
@@ -415,7 +497,7 @@ pub async fn send(
     });
     let context: Vec<String> = location_context(hub, &session).await.into_iter().collect();
     let result = agent
-        .run_turn(&session, &turn_id, &p.message, &context, &tools, &tx)
+        .run_turn(&session, &turn_id, message, &context, &tools, &tx)
         .await;
     drop(tx);
     let _ = forward.await;

@@ -60,6 +60,7 @@ struct GatewaySection {
     max_buffered_bytes: Option<u64>,
     invoke_timeout_ms: Option<u64>,
     mdns: Option<MdnsMode>,
+    ui_dir: Option<PathBuf>,
     #[serde(default)]
     nodes: NodesSection,
 }
@@ -78,6 +79,15 @@ pub enum MdnsMode {
 }
 
 impl MdnsMode {
+    /// The mode as written in perch.toml and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Minimal => "minimal",
+            Self::Full => "full",
+        }
+    }
+
     /// Parses the `--mdns` flag.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
@@ -161,6 +171,9 @@ pub struct GatewayConfig {
     pub queue_offline_invokes: bool,
     /// Most invokes waiting for one offline node; more fail at once.
     pub max_queued_invokes: usize,
+    /// Where the built web UI is (`[gateway] ui_dir`); `None` looks in the usual places
+    /// ([`crate::web::ui_dir`]).
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -178,6 +191,7 @@ impl GatewayConfig {
             mdns: MdnsMode::default(),
             queue_offline_invokes: true,
             max_queued_invokes: 16,
+            ui_dir: None,
         }
     }
 
@@ -208,11 +222,7 @@ impl GatewayConfig {
             self.bind = parse_bind(&bind).map_err(|m| invalid(format!("[gateway] bind: {m}")))?;
         }
         if let Some(name) = g.name {
-            let name = name.trim().to_string();
-            if name.is_empty() || name.len() > 63 {
-                return Err(invalid("[gateway] name must be 1 to 63 characters".into()));
-            }
-            self.name = name;
+            self.name = parse_name(&name).map_err(|m| invalid(format!("[gateway] name {m}")))?;
         }
         if let Some(t) = g.tick_interval_ms {
             // Two silent intervals close a peer; keeping that under presence's five minutes
@@ -247,6 +257,13 @@ impl GatewayConfig {
         if let Some(m) = g.mdns {
             self.mdns = m;
         }
+        if let Some(dir) = g.ui_dir {
+            // Relative to the data directory, like everything else in perch.toml.
+            self.ui_dir = Some(match path.parent() {
+                Some(base) if dir.is_relative() => base.join(dir),
+                _ => dir,
+            });
+        }
         if let Some(q) = g.nodes.queue_offline_invokes {
             self.queue_offline_invokes = q;
         }
@@ -261,6 +278,15 @@ impl GatewayConfig {
         self.commands = CommandPolicy::new(&g.nodes.allow_commands, &g.nodes.deny_commands);
         Ok(())
     }
+}
+
+/// Checks a host display name: trimmed, 1 to 63 bytes (it becomes an mDNS instance label).
+pub fn parse_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters".into());
+    }
+    Ok(name.to_string())
 }
 
 /// Parses `ADDR:PORT` (IPv6 as `[::1]:PORT`); `localhost:PORT` means loopback.
@@ -346,6 +372,42 @@ mod tests {
             apply("[models.default]\nprovider = \"openai\"\n[gateway]\ntick_interval_ms = 500\n")
                 .unwrap();
         assert_eq!(c.tick_interval_ms, 500);
+    }
+
+    #[test]
+    fn desktop_section_is_left_to_the_desktop() {
+        let c = apply(
+            "[desktop]\nlocation = { lat = 48.2, lon = 16.37, accuracy_m = 100 }\n[gateway]\nname = \"box\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.name, "box");
+    }
+
+    #[test]
+    fn ui_dir_is_relative_to_the_data_directory() {
+        let mut c = GatewayConfig::defaults(PathBuf::from("/d"));
+        c.apply_toml(Path::new("/d/perch.toml"), "[gateway]\nui_dir = \"web\"\n")
+            .unwrap();
+        assert_eq!(c.ui_dir, Some(PathBuf::from("/d/web")));
+        c.apply_toml(
+            Path::new("/d/perch.toml"),
+            "[gateway]\nui_dir = \"/srv/ui\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.ui_dir, Some(PathBuf::from("/srv/ui")));
+        assert_eq!(GatewayConfig::defaults(PathBuf::from("/d")).ui_dir, None);
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(parse_name("  box ").unwrap(), "box");
+        assert!(parse_name("   ").is_err());
+        assert!(parse_name(&"x".repeat(64)).is_err());
+        let err = apply("[gateway]\nname = \"\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("[gateway] name must be 1 to 63 characters"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -567,11 +567,13 @@ impl Conn {
                     };
                 if created {
                     tracing::info!(request_id = %rec.request_id, device = %device_id.short(), name = %display_name, "new pairing request");
+                    let verification_code = self.hub.verification_code(&dev);
                     self.hub.broadcast_operators(
                         events::DEVICE_PAIR_REQUESTED,
                         &PairRequested {
                             request_id: rec.request_id.clone(),
                             device_id: device_id.to_string(),
+                            verification_code,
                             public_key: dev,
                             display_name,
                             platform,

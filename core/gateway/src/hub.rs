@@ -36,6 +36,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Shown instead of a verification code for a key that does not decode: it matches no device.
+pub const UNVERIFIABLE_CODE: &str = "--- ---";
+
 /// Identifies one WebSocket connection for its lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -190,6 +193,8 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     /// In-flight node invokes.
     pub invokes: Invokes,
+    /// Chat turns running now.
+    active_turns: AtomicU64,
     next_conn: AtomicU64,
     conns: Mutex<HashMap<ConnId, ConnEntry>>,
     nodes: Mutex<HashMap<DeviceId, NodeSession>>,
@@ -217,6 +222,7 @@ impl Hub {
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             invokes: Invokes::default(),
+            active_turns: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
             nodes: Mutex::new(HashMap::new()),
@@ -224,6 +230,37 @@ impl Hub {
             presence: Mutex::new(PresenceTable::default()),
             arrivals: tokio::sync::broadcast::channel(256).0,
         })
+    }
+
+    /// The pairing verification code for a device key, as the device computes it from this
+    /// host's key. Keys reaching here were verified at connect; one that does not decode
+    /// anyway gets a code that matches nothing, so the user cannot confirm it.
+    pub fn verification_code(&self, device_public_key: &str) -> String {
+        match perch_protocol::verification::verification_code(
+            &self.host_key.public_key_b64(),
+            device_public_key,
+        ) {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot compute a verification code");
+                UNVERIFIABLE_CODE.to_string()
+            }
+        }
+    }
+
+    /// Chat turns running now, for `status`.
+    pub fn active_turns(&self) -> u64 {
+        self.active_turns.load(Ordering::Relaxed)
+    }
+
+    /// Counts a turn in (`true`) or out (`false`); only [`crate::chat`]'s turn guard calls it,
+    /// so every start has exactly one end.
+    pub(crate) fn count_turn(&self, running: bool) {
+        if running {
+            self.active_turns.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.active_turns.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// A fresh connection id.

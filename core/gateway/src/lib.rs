@@ -38,7 +38,9 @@ pub mod secrets;
 pub mod selector;
 pub mod server;
 pub mod sessions;
+pub mod settings;
 pub mod setup_code;
+pub mod web;
 
 pub use config::{ConfigError, GatewayConfig};
 pub use server::{GatewayError, RunningGateway, start};

@@ -96,6 +96,10 @@ pub async fn dispatch(
             to_value(&crate::location::audit(hub, p).await?)
         }
         methods::DEVICE_PAIR_SETUP_CODE => to_value(&crate::setup_code::mint(hub).await?),
+        perch_protocol::settings::SETTINGS_GET => to_value(&crate::settings::get(hub).await?),
+        perch_protocol::settings::SETTINGS_SET => {
+            to_value(&crate::settings::set(hub, params).await?)
+        }
         methods::NODE_LIST => to_value(&node_list(hub).await?),
         methods::NODE_DESCRIBE => {
             let p: NodeSelector = parse(params)?;
@@ -136,6 +140,7 @@ async fn status(hub: &Arc<Hub>) -> Result<StatusResult, ErrorShape> {
         pending_requests: pending.len() as u64,
         nodes_online: hub.count_role(Role::Node),
         operators_online: hub.count_role(Role::Operator),
+        active_turns: hub.active_turns(),
     })
 }
 
@@ -164,6 +169,7 @@ async fn pair_list(hub: &Arc<Hub>) -> Result<DevicePairList, ErrorShape> {
         pending: pending
             .into_iter()
             .map(|r| PendingRequest {
+                verification_code: hub.verification_code(&r.public_key),
                 request_id: r.request_id,
                 device_id: r.device_id.to_string(),
                 display_name: r.display_name,

@@ -1,4 +1,5 @@
-//! Binding the listener, the HTTP routes, and orderly start and shutdown.
+//! Binding the listener, the HTTP routes (the socket, health, the web UI), and orderly start
+//! and shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,8 +7,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use serde_json::json;
@@ -160,6 +162,9 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     let app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(health))
+        .route("/ui", get(crate::web::redirect_to_ui))
+        .route("/ui/", get(ui))
+        .route("/ui/{*path}", get(ui))
         .with_state(AppState {
             hub: hub.clone(),
             tracker: tracker.clone(),
@@ -199,12 +204,25 @@ struct AppState {
     tracker: TaskTracker,
 }
 
+/// `/`: the protocol socket for a WebSocket upgrade from no origin or the host's own; for a
+/// browser asking for a page, the web UI; for anything else, the JSON banner.
 async fn root(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
+    let foreign = ws
+        .is_ok()
+        .then(|| crate::web::foreign_origin(&headers))
+        .flatten();
+    if let Some(origin) = foreign {
+        return crate::web::forbidden_origin(&origin);
+    }
     match ws {
+        Err(_) if crate::web::wants_html(&headers) => {
+            Redirect::temporary(crate::web::UI_PATH).into_response()
+        }
         Ok(ws) => {
             let limit =
                 state.hub.config.max_payload as usize + perch_protocol::PRE_HANDSHAKE_MAX_FRAME;
@@ -227,6 +245,10 @@ async fn root(
         }))
         .into_response(),
     }
+}
+
+async fn ui(State(state): State<AppState>, req: Request) -> Response {
+    crate::web::serve_ui(&state.hub.config, req).await
 }
 
 async fn health(State(state): State<AppState>) -> Response {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use common::*;
 use perch_kernel::model::StopReason;
-use perch_kernel::testing::{FakeProvider, Script};
+use perch_kernel::testing::{FakeProvider, Reply, Script};
 use perch_protocol::DeviceIdentity;
 use perch_protocol::frame::Frame;
 
@@ -92,6 +92,7 @@ async fn a_turn_calls_a_node_tool_and_answers() {
 async fn an_unconfigured_tier_is_an_explicit_error() {
     let host = start_host(|_| {}).await;
     let mut op = operator(&host).await;
+    let mut watcher = operator(&host).await;
     let err = op
         .request("chat.send", json!({"message": "hi", "tier": "smart"}))
         .await
@@ -101,4 +102,130 @@ async fn an_unconfigured_tier_is_an_explicit_error() {
         err["message"].as_str().unwrap().contains("[models.smart]"),
         "{err}"
     );
+    // Other operators learn that the turn ended, and why.
+    let started = watcher.event("agent.turn").await;
+    assert_eq!(started["state"], "started");
+    let failed = watcher.event("agent.turn").await;
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["turnId"], started["turnId"]);
+    assert_eq!(failed["error"]["code"], "CREDENTIAL_MISSING");
+}
+
+/// Points the default tier at the fake provider (local, so no credential is needed).
+fn use_fake(host: &TestHost, fake: &FakeProvider) {
+    std::fs::write(
+        host.dir.path().join("perch.toml"),
+        format!(
+            "[models.default]\nprovider = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n",
+            fake.openai_base_url()
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn every_operator_hears_when_a_turn_starts_and_finishes() {
+    let fake = FakeProvider::start().await.unwrap();
+    let host = start_host(|_| {}).await;
+    use_fake(&host, &fake);
+    let long_answer = format!("Hello there. {}", "x".repeat(300));
+    fake.push(
+        Script::new()
+            .text(long_answer.clone())
+            .delay(std::time::Duration::from_millis(300)),
+    );
+    let mut caller = operator(&host).await;
+    let mut watcher = operator(&host).await;
+    caller
+        .send(json!({"type": "req", "id": "chat1", "method": "chat.send",
+                     "params": {"message": "Hi", "sessionKey": "work"}}))
+        .await;
+
+    let started = watcher.event("agent.turn").await;
+    assert_eq!(started["state"], "started");
+    assert_eq!(started["sessionKey"], "work");
+    assert!(started["ts"].as_i64().unwrap() > 0);
+    let turn_id = started["turnId"].as_str().unwrap().to_string();
+    let status = watcher.request("status", json!({})).await.unwrap();
+    assert_eq!(status["activeTurns"], 1);
+
+    let finished = watcher.event("agent.turn").await;
+    assert_eq!(finished["state"], "finished");
+    assert_eq!(finished["turnId"], turn_id.as_str());
+    let preview = finished["preview"].as_str().unwrap();
+    assert_eq!(preview.chars().count(), 160);
+    assert!(long_answer.starts_with(preview));
+    assert!(finished.get("error").is_none());
+
+    let result = caller.response("chat1").await.unwrap();
+    assert_eq!(result["turnId"], turn_id.as_str());
+    let status = watcher.request("status", json!({})).await.unwrap();
+    assert_eq!(status["activeTurns"], 0);
+}
+
+#[tokio::test]
+async fn a_provider_error_is_announced_as_failed() {
+    let fake = FakeProvider::start().await.unwrap();
+    let host = start_host(|_| {}).await;
+    use_fake(&host, &fake);
+    fake.push(Reply::status(
+        400,
+        r#"{"error":{"message":"bad model","type":"invalid_request_error"}}"#,
+    ));
+    let mut caller = operator(&host).await;
+    let mut watcher = operator(&host).await;
+    let err = caller
+        .request("chat.send", json!({"message": "Hi"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "MODEL_ERROR");
+    let started = watcher.event("agent.turn").await;
+    assert_eq!(started["state"], "started");
+    assert_eq!(started["sessionKey"], "main");
+    let failed = watcher.event("agent.turn").await;
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["turnId"], started["turnId"]);
+    assert_eq!(failed["error"]["code"], "MODEL_ERROR");
+    assert_eq!(failed["error"]["message"], err["message"]);
+    assert!(failed.get("preview").is_none());
+    let status = watcher.request("status", json!({})).await.unwrap();
+    assert_eq!(status["activeTurns"], 0);
+}
+
+#[tokio::test]
+async fn a_cancelled_turn_is_announced_as_failed() {
+    let fake = FakeProvider::start().await.unwrap();
+    let host = start_host(|_| {}).await;
+    use_fake(&host, &fake);
+    fake.push(Reply::Hang);
+    let mut caller = operator(&host).await;
+    let mut watcher = operator(&host).await;
+    caller
+        .send(json!({"type": "req", "id": "chat1", "method": "chat.send",
+                     "params": {"message": "Hi"}}))
+        .await;
+    let started = watcher.event("agent.turn").await;
+    assert_eq!(started["state"], "started");
+    caller.send(json!({"type": "cancel", "id": "chat1"})).await;
+    let err = caller.response("chat1").await.unwrap_err();
+    assert_eq!(err["code"], "CANCELLED");
+    let failed = watcher.event("agent.turn").await;
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["turnId"], started["turnId"]);
+    assert_eq!(failed["error"]["code"], "CANCELLED");
+    let status = watcher.request("status", json!({})).await.unwrap();
+    assert_eq!(status["activeTurns"], 0);
+}
+
+#[tokio::test]
+async fn an_empty_message_starts_no_turn() {
+    let host = start_host(|_| {}).await;
+    let mut op = operator(&host).await;
+    let err = op
+        .request("chat.send", json!({"message": "   "}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "INVALID_REQUEST");
+    let status = op.request("status", json!({})).await.unwrap();
+    assert_eq!(status["activeTurns"], 0);
 }

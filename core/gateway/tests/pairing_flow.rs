@@ -36,6 +36,7 @@ async fn retries_keep_the_same_request_id() {
         "platform",
         "role",
         "requestedAtMs",
+        "verificationCode",
     ] {
         assert!(!p[key].is_null(), "pending entry lacks {key}: {p}");
     }
@@ -57,6 +58,12 @@ async fn operators_hear_about_requests() {
     let ev = op.event("device.pair.requested").await;
     assert_eq!(ev["deviceId"], id.device_id().as_str());
     assert_eq!(ev["displayName"], "Test Node");
+    // The code the device computes from the key the host proved in its challenge and its own.
+    let expected =
+        perch_protocol::verification::verification_code(&n.host_key, &id.public_key_b64()).unwrap();
+    assert_eq!(ev["verificationCode"], expected.as_str());
+    let list = op.request("device.pair.list", json!({})).await.unwrap();
+    assert_eq!(list["pending"][0]["verificationCode"], expected.as_str());
 }
 
 #[tokio::test]

@@ -100,6 +100,7 @@ async fn the_challenge_proves_the_hosts_key() {
     let mut r = Raw {
         ws,
         nonce: String::new(),
+        host_key: String::new(),
         next: 0,
     };
     let ch = r.event("connect.challenge").await;

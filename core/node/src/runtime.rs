@@ -151,6 +151,10 @@ pub enum NodeState {
     AwaitingApproval {
         /// The id to pass to `perch devices approve`.
         request_id: String,
+        /// Six digits (`"048 213"`) the host shows beside the request, computed from both keys,
+        /// so the user can check they approve this device on the host they mean. `None` when
+        /// the host did not prove a key (an OpenClaw gateway).
+        verification_code: Option<String>,
     },
     /// Paired and serving invokes.
     Connected {
@@ -178,9 +182,17 @@ impl std::fmt::Display for NodeState {
         match self {
             NodeState::Idle => f.write_str("idle"),
             NodeState::Connecting => f.write_str("connecting"),
-            NodeState::AwaitingApproval { request_id } => {
-                write!(f, "awaiting approval (request {request_id})")
-            }
+            NodeState::AwaitingApproval {
+                request_id,
+                verification_code: Some(code),
+            } => write!(
+                f,
+                "awaiting approval (request {request_id}, verification code {code})"
+            ),
+            NodeState::AwaitingApproval {
+                request_id,
+                verification_code: None,
+            } => write!(f, "awaiting approval (request {request_id})"),
             NodeState::Connected { host_name, conn_id } => {
                 write!(f, "connected to {host_name} (connection {conn_id})")
             }
@@ -719,6 +731,17 @@ impl Node {
         Ok(Some((proof.host_id.clone(), fingerprint)))
     }
 
+    /// The pairing verification code from the key the host proved in this challenge and this
+    /// device's key; `None` without a proof.
+    fn verification_code(&self, challenge: &Challenge) -> Option<String> {
+        let proof = challenge.host.as_ref()?;
+        let host_key = perch_protocol::identity::decode_public_key(&proof.public_key).ok()?;
+        Some(perch_protocol::verification::verification_code_raw(
+            host_key.as_bytes(),
+            &self.identity.public_key_bytes(),
+        ))
+    }
+
     fn stored_token(&self, key: &str) -> Option<String> {
         match self.tokens.get(key, &self.device_id) {
             Ok(t) => t,
@@ -833,14 +856,17 @@ impl Node {
                     request_id,
                     wait_for_resolution,
                 } => {
+                    let verification_code = self.verification_code(&challenge);
                     tracing::info!(
                         request_id = %request_id,
                         device_id = %self.device_id,
+                        verification_code = verification_code.as_deref().unwrap_or("none"),
                         "this device is not paired yet; approve it on the host with \
                          `perch devices approve {request_id}`"
                     );
                     self.set_state(NodeState::AwaitingApproval {
                         request_id: request_id.clone(),
+                        verification_code,
                     });
                     // Waiting for a human is progress, not a failure.
                     attempts.progressed = true;
@@ -1618,10 +1644,19 @@ mod tests {
         );
         assert_eq!(
             NodeState::AwaitingApproval {
-                request_id: "r1".into()
+                request_id: "r1".into(),
+                verification_code: None,
             }
             .to_string(),
             "awaiting approval (request r1)"
+        );
+        assert_eq!(
+            NodeState::AwaitingApproval {
+                request_id: "r1".into(),
+                verification_code: Some("048 213".into()),
+            }
+            .to_string(),
+            "awaiting approval (request r1, verification code 048 213)"
         );
     }
 

@@ -192,3 +192,40 @@ async fn the_node_says_it_is_here_and_reports_fresh_input() {
     assert_eq!(next["payload"]["idleSeconds"], 0);
     task.abort();
 }
+
+#[tokio::test]
+async fn awaiting_approval_shows_the_verification_code_of_both_keys() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host_key = DeviceIdentity::from_seed(&[9; 32]);
+    let mut node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.challenge_signed("n1", &host_key).await;
+    let (id, params) = conn.recv_connect("n1").await;
+    conn.refuse(
+        id,
+        perch_protocol::ErrorShape::new(perch_protocol::ErrorCode::NotPaired, "pairing required")
+            .with_details(serde_json::json!({
+                "requestId": "req-7", "deviceId": node.device_id, "waitForResolution": true
+            })),
+    )
+    .await;
+    let state = node
+        .wait_state("AwaitingApproval", |s| {
+            matches!(s, perch_node::NodeState::AwaitingApproval { .. })
+        })
+        .await;
+    let device_key = params.device.expect("a node signs its connect").public_key;
+    let expected =
+        perch_protocol::verification::verification_code(&host_key.public_key_b64(), &device_key)
+            .unwrap();
+    assert_eq!(
+        state,
+        perch_node::NodeState::AwaitingApproval {
+            request_id: "req-7".into(),
+            verification_code: Some(expected),
+        }
+    );
+    node.request_stop();
+    let _ = node.join().await;
+}

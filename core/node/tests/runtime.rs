@@ -206,7 +206,9 @@ async fn not_paired_then_approved_on_the_same_socket() {
     assert_eq!(
         state,
         NodeState::AwaitingApproval {
-            request_id: "req-42".into()
+            request_id: "req-42".into(),
+            // The challenge carried no host proof, so there is no key to derive a code from.
+            verification_code: None,
         }
     );
     // Waiting is not a failure: no reconnect while the user decides.

@@ -2,10 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorShape;
+
 /// `chat.send`: run one turn (operator).
 pub const CHAT_SEND: &str = "chat.send";
 /// Event streaming a running turn to the operator that asked.
 pub const CHAT_EVENT: &str = "chat";
+/// Event telling every operator that a turn started or ended, whoever asked for it, so a
+/// menu-bar icon or a second window can show that the assistant is busy.
+pub const AGENT_TURN_EVENT: &str = "agent.turn";
+/// Most characters of the reply an `agent.turn` `finished` event carries.
+pub const TURN_PREVIEW_CHARS: usize = 160;
 
 /// Params of `chat.send`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,4 +68,92 @@ pub struct ChatResult {
     pub input_tokens: u64,
     /// Tokens written over the turn.
     pub output_tokens: u64,
+}
+
+/// Payload of an `agent.turn` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentTurn {
+    /// The turn, as in `chat` events and the `chat.send` result.
+    pub turn_id: String,
+    /// The session the turn runs in.
+    pub session_key: String,
+    /// Where the turn is.
+    #[serde(flatten)]
+    pub state: TurnState,
+    /// When, ms since the epoch.
+    pub ts: i64,
+}
+
+/// The state of a turn in an `agent.turn` event; on the wire the `state` field names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum TurnState {
+    /// The host began working on the turn.
+    Started,
+    /// The turn answered.
+    Finished {
+        /// The first characters of the answer ([`TURN_PREVIEW_CHARS`] at most).
+        preview: String,
+    },
+    /// The turn ended without an answer (the same error the caller got).
+    Failed {
+        /// Why.
+        error: ErrorShape,
+    },
+}
+
+/// The start of a reply, cut at [`TURN_PREVIEW_CHARS`] characters (never inside a character).
+pub fn turn_preview(text: &str) -> String {
+    text.trim().chars().take(TURN_PREVIEW_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use serde_json::json;
+
+    #[test]
+    fn agent_turn_states_have_the_documented_shapes() {
+        let ev = |state| AgentTurn {
+            turn_id: "t1".into(),
+            session_key: "main".into(),
+            state,
+            ts: 5,
+        };
+        let cases = [
+            (
+                ev(TurnState::Started),
+                json!({"turnId": "t1", "sessionKey": "main", "state": "started", "ts": 5}),
+            ),
+            (
+                ev(TurnState::Finished {
+                    preview: "Hi".into(),
+                }),
+                json!({"turnId": "t1", "sessionKey": "main", "state": "finished",
+                       "preview": "Hi", "ts": 5}),
+            ),
+            (
+                ev(TurnState::Failed {
+                    error: ErrorShape::new(ErrorCode::ModelError, "boom"),
+                }),
+                json!({"turnId": "t1", "sessionKey": "main", "state": "failed",
+                       "error": {"code": "MODEL_ERROR", "message": "boom"}, "ts": 5}),
+            ),
+        ];
+        for (value, wire) in cases {
+            assert_eq!(serde_json::to_value(&value).unwrap(), wire);
+            assert_eq!(serde_json::from_value::<AgentTurn>(wire).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn previews_are_cut_at_160_characters() {
+        assert_eq!(turn_preview("  short answer \n"), "short answer");
+        let long = "é".repeat(200);
+        let p = turn_preview(&long);
+        assert_eq!(p.chars().count(), 160);
+        assert!(long.starts_with(&p));
+    }
 }

@@ -34,6 +34,7 @@ pub const OPERATOR_EVENTS: &[&str] = &[
     NODE_STATUS,
     crate::presence::PRESENCE_EVENT,
     crate::chat::CHAT_EVENT,
+    crate::chat::AGENT_TURN_EVENT,
     CONNECTION_CLOSING,
     SHUTDOWN,
     PROTOCOL_ERROR,
@@ -76,6 +77,10 @@ pub struct PairRequested {
     /// Where it connects from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
+    /// The six digits the device shows too, so the user can tell it is the right device
+    /// ([`crate::verification`]); empty from hosts that predate it.
+    #[serde(default)]
+    pub verification_code: String,
     /// When, ms since the epoch.
     pub ts: i64,
 }
@@ -167,6 +172,28 @@ pub struct Shutdown {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pair_requested_carries_the_verification_code() {
+        let p = PairRequested {
+            request_id: "r".into(),
+            device_id: "d".into(),
+            public_key: "k".into(),
+            display_name: "n".into(),
+            platform: "linux".into(),
+            role: Role::Node,
+            remote_addr: None,
+            verification_code: "048 213".into(),
+            ts: 1,
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            json!({"requestId": "r", "deviceId": "d", "publicKey": "k", "displayName": "n",
+                   "platform": "linux", "role": "node", "verificationCode": "048 213", "ts": 1})
+        );
+        assert_eq!(serde_json::from_value::<PairRequested>(v).unwrap(), p);
+    }
 
     #[test]
     fn invoke_request_uses_params_json_key() {

@@ -20,7 +20,9 @@ pub mod methods;
 pub mod node_commands;
 pub mod presence;
 pub mod sessions;
+pub mod settings;
 pub mod setup_code;
+pub mod verification;
 
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::{Frame, FrameError};

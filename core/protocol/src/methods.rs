@@ -50,6 +50,8 @@ pub const OPERATOR_METHODS: &[&str] = &[
     crate::location::LOCATION_SHARE,
     crate::location::LOCATION_STATUS,
     crate::location::LOCATION_AUDIT,
+    crate::settings::SETTINGS_GET,
+    crate::settings::SETTINGS_SET,
     NODE_LIST,
     NODE_DESCRIBE,
     NODE_INVOKE,
@@ -97,6 +99,10 @@ pub struct StatusResult {
     pub nodes_online: u64,
     /// Operator connections now.
     pub operators_online: u64,
+    /// Chat turns running now (each also announced by `agent.turn` events); 0 from hosts
+    /// that predate it.
+    #[serde(default)]
+    pub active_turns: u64,
 }
 
 /// A device the user approved.
@@ -141,6 +147,10 @@ pub struct PendingRequest {
     /// Remote address of the requesting connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
+    /// The six digits the device shows too ([`crate::verification`]); empty from hosts that
+    /// predate it.
+    #[serde(default)]
+    pub verification_code: String,
 }
 
 /// Result of `device.pair.list`.
@@ -410,11 +420,12 @@ mod tests {
             role: Role::Node,
             requested_at_ms: 1,
             remote_addr: None,
+            verification_code: "048 213".into(),
         };
         assert_eq!(
             serde_json::to_value(&p).unwrap(),
             json!({"requestId": "r", "deviceId": "d", "displayName": "n", "platform": "linux",
-                   "role": "node", "requestedAtMs": 1})
+                   "role": "node", "requestedAtMs": 1, "verificationCode": "048 213"})
         );
     }
 

@@ -40,6 +40,8 @@ pub async fn start_host(tweak: impl FnOnce(&mut GatewayConfig)) -> TestHost {
 pub struct Raw {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub nonce: String,
+    /// The host's public key as its first challenge proved it.
+    pub host_key: String,
     pub next: u64,
 }
 
@@ -55,10 +57,12 @@ impl Raw {
         let mut r = Raw {
             ws,
             nonce: String::new(),
+            host_key: String::new(),
             next: 0,
         };
         let ev = r.event("connect.challenge").await;
         r.nonce = ev["nonce"].as_str().unwrap().to_string();
+        r.host_key = ev["host"]["publicKey"].as_str().unwrap().to_string();
         r
     }
 

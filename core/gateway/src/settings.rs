@@ -1,0 +1,1162 @@
+//! The settings a person changes from a settings screen, read from and written to
+//! `perch.toml`: the host's name, address and mDNS mode, the model tiers (and whether each has
+//! a credential, never the credential), and the desktop's `[desktop]` section.
+//!
+//! [`read`] and [`update`] work on the file alone, without a running host, so the desktop app
+//! can repair a host that cannot start. [`update`] edits the file in place with `toml_edit`
+//! (comments, order and keys it does not know stay as they are), checks every value before it
+//! writes, and replaces the file atomically (temporary file, then rename; mode 0600). A file
+//! that is not valid TOML is never overwritten unless the caller asks for it
+//! (`resetCorrupt`), and then the old file is kept beside it first.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike};
+
+use perch_kernel::credentials::{CredentialSource, ModelsConfig, ProviderKind, SecretSources};
+use perch_kernel::vault::{Vault, VaultSources};
+use perch_protocol::settings::{
+    CredentialInfo, CredentialSourceKind, DesktopLocation, DesktopSettings, ModelTiers,
+    RunningSettings, Settings, SettingsPatch, SettingsProblem, TierInfo, TierPatch,
+    find_secret_key,
+};
+use perch_protocol::{ErrorCode, ErrorShape};
+
+use crate::config::{CONFIG_FILE, ConfigError, GatewayConfig, MdnsMode, parse_bind, parse_name};
+use crate::hub::Hub;
+
+/// The `[desktop]` section's name in perch.toml.
+pub const DESKTOP_SECTION: &str = "desktop";
+
+/// Longest model name or base URL accepted, in characters.
+const MAX_TEXT: usize = 2048;
+
+/// One writer at a time in this process, so two changes cannot lose each other's keys.
+static WRITE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Why settings could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// perch.toml exists but could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// perch.toml is not valid TOML, so nothing in it can be trusted or edited.
+    #[error(
+        "{path} is not valid TOML ({message}); fix it by hand, or set settings again with resetCorrupt to move it aside and start from an empty file"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The line of the error, when known.
+        line: Option<usize>,
+        /// What is wrong and where.
+        message: String,
+    },
+    /// A value in the patch is not acceptable; nothing was written.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as named on the wire (`bind`, `models.fast.baseUrl`, ...).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The new file could not be written; the old one is unchanged.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl SettingsError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// What an operator sees: `INVALID_REQUEST` naming the field for a bad patch, `UNAVAILABLE`
+    /// (with `details.reason`) when the file cannot be read, parsed or written.
+    pub fn to_shape(&self) -> ErrorShape {
+        match self {
+            Self::Invalid { field, message } => ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("invalid settings: {field}: {message}"),
+            )
+            .with_details(json!({"field": field})),
+            Self::Corrupt { path, line, .. } => {
+                ErrorShape::new(ErrorCode::Unavailable, self.to_string())
+                    .with_details(json!({
+                        "reason": "config-corrupt",
+                        "configPath": path.display().to_string(),
+                        "line": line,
+                    }))
+                    .with_retryable(false)
+            }
+            Self::Read { path, .. } | Self::Write { path, .. } => {
+                tracing::warn!(error = %self, "settings file unusable");
+                ErrorShape::new(ErrorCode::Unavailable, self.to_string())
+                    .with_details(json!({
+                        "reason": "config-io",
+                        "configPath": path.display().to_string(),
+                    }))
+                    .with_retryable(true)
+            }
+        }
+    }
+}
+
+/// `settings.get`: the file's settings beside those the running host uses.
+pub async fn get(hub: &Arc<Hub>) -> Result<Settings, ErrorShape> {
+    let dir = hub.config.data_dir.clone();
+    let settings = tokio::task::spawn_blocking(move || read(&dir))
+        .await
+        .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| e.to_shape())?;
+    Ok(with_running(settings, running(hub)))
+}
+
+/// `settings.set`: checks and writes a patch, then answers like `settings.get`.
+pub async fn set(hub: &Arc<Hub>, params: Option<Value>) -> Result<Settings, ErrorShape> {
+    let patch = parse_patch(params.unwrap_or_else(|| json!({}))).map_err(|e| e.to_shape())?;
+    let dir = hub.config.data_dir.clone();
+    let settings = tokio::task::spawn_blocking(move || update(&dir, patch))
+        .await
+        .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| e.to_shape())?;
+    Ok(with_running(settings, running(hub)))
+}
+
+/// What this host started with.
+fn running(hub: &Hub) -> RunningSettings {
+    RunningSettings {
+        name: hub.config.name.clone(),
+        bind: hub.config.bind.to_string(),
+        mdns: hub.config.mdns.as_str().to_string(),
+    }
+}
+
+/// The settings in `DATA_DIR/perch.toml`, with credentials looked up where a host would (the
+/// environment of this process, then the secret store). Blocking: the secret store may ask the
+/// OS keyring.
+pub fn read(data_dir: &Path) -> Result<Settings, SettingsError> {
+    read_with(data_dir, &VaultSources(Vault::new(data_dir)))
+}
+
+/// [`read`], with the places credentials are looked up in given (tests, embedders).
+pub fn read_with(data_dir: &Path, sources: &dyn SecretSources) -> Result<Settings, SettingsError> {
+    let path = data_dir.join(CONFIG_FILE);
+    let text = read_text(&path)?;
+    let doc = parse(&path, &text)?;
+    Ok(settings_from(data_dir, &path, &text, &doc, sources))
+}
+
+/// Adds what the running host uses, and whether the file asks for something else.
+pub fn with_running(mut settings: Settings, running: RunningSettings) -> Settings {
+    settings.restart_required = settings.name != running.name
+        || !same_bind(&settings.bind, &running.bind)
+        || settings.mdns != running.mdns;
+    settings.running = Some(running);
+    settings
+}
+
+/// Two bind strings name the same address (`localhost:1` and `127.0.0.1:1` do).
+fn same_bind(a: &str, b: &str) -> bool {
+    match (parse_bind(a), parse_bind(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Parses `settings.set` params, naming the field that is wrong. Keys that look like secrets
+/// are refused before anything else.
+pub fn parse_patch(params: Value) -> Result<SettingsPatch, SettingsError> {
+    if !params.is_object() {
+        // serde would read an array as the fields in order; a patch names what it changes.
+        return Err(SettingsError::invalid(
+            "params",
+            "must be an object such as {\"name\": \"Studio\"}",
+        ));
+    }
+    if let Some(field) = find_secret_key(&params) {
+        return Err(SettingsError::invalid(
+            field,
+            "secrets are not settings; store credentials with `perch auth set PROVIDER` (the OS keyring)",
+        ));
+    }
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { "params".into() } else { field };
+        SettingsError::invalid(field, e.inner().to_string())
+    })
+}
+
+/// Applies a patch to `DATA_DIR/perch.toml` and returns the settings now in the file. Every
+/// value is checked first; on any error nothing is written. Blocking.
+pub fn update(data_dir: &Path, patch: SettingsPatch) -> Result<Settings, SettingsError> {
+    update_with(data_dir, patch, &VaultSources(Vault::new(data_dir)))
+}
+
+/// [`update`], with the places credentials are looked up in given.
+pub fn update_with(
+    data_dir: &Path,
+    patch: SettingsPatch,
+    sources: &dyn SecretSources,
+) -> Result<Settings, SettingsError> {
+    let _one_writer = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = data_dir.join(CONFIG_FILE);
+    let text = read_text(&path)?;
+    let (mut doc, corrupt) = match parse(&path, &text) {
+        Ok(doc) => (doc, false),
+        Err(e) if patch.reset_corrupt => {
+            tracing::warn!(error = %e, "perch.toml is not valid TOML; moving it aside as asked");
+            (DocumentMut::new(), true)
+        }
+        Err(e) => return Err(e),
+    };
+    apply(&mut doc, &patch)?;
+    std::fs::create_dir_all(data_dir).map_err(|source| SettingsError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    if corrupt {
+        let aside = data_dir.join(format!("{CONFIG_FILE}.corrupt-{}", crate::hub::now_ms()));
+        std::fs::rename(&path, &aside).map_err(|source| SettingsError::Write {
+            path: aside.clone(),
+            source,
+        })?;
+        tracing::warn!(kept = %aside.display(), "the corrupt perch.toml was kept aside");
+    }
+    let new_text = doc.to_string();
+    write_atomically(&path, new_text.as_bytes())?;
+    tracing::info!(path = %path.display(), "settings changed");
+    Ok(settings_from(data_dir, &path, &new_text, &doc, sources))
+}
+
+fn read_text(path: &Path) -> Result<String, SettingsError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<DocumentMut, SettingsError> {
+    text.parse::<DocumentMut>().map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let msg = e.message().trim().to_string();
+        SettingsError::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            message: match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            },
+        }
+    })
+}
+
+/// Writes `path` by way of a temporary file in the same directory, so a crash leaves either
+/// the old file or the new one, never half of one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SettingsError> {
+    let tmp = path.with_extension(format!("toml.tmp-{}", std::process::id()));
+    let io = |source| SettingsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let written = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        // An existing temporary file keeps its old mode; make sure.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
+}
+
+/// The settings as the file has them, defaults where it is silent.
+fn settings_from(
+    data_dir: &Path,
+    path: &Path,
+    text: &str,
+    doc: &DocumentMut,
+    sources: &dyn SecretSources,
+) -> Settings {
+    let mut problems = Vec::new();
+    let mut problem = |section: &str, message: String| {
+        problems.push(SettingsProblem {
+            section: section.into(),
+            message,
+        })
+    };
+    let defaults = GatewayConfig::defaults(data_dir.to_path_buf());
+    let gateway = doc.get("gateway").and_then(Item::as_table_like);
+    let raw = |key: &str| {
+        gateway
+            .and_then(|g| g.get(key))
+            .and_then(Item::as_str)
+            .map(str::to_string)
+    };
+    let mut checked = defaults.clone();
+    let (name, bind, mdns) = match checked.apply_toml(path, text) {
+        Ok(()) => (
+            checked.name.clone(),
+            raw("bind").unwrap_or_else(|| checked.bind.to_string()),
+            checked.mdns.as_str().to_string(),
+        ),
+        Err(e) => {
+            problem("gateway", config_message(e));
+            (
+                raw("name").unwrap_or_else(|| defaults.name.clone()),
+                raw("bind").unwrap_or_else(|| defaults.bind.to_string()),
+                raw("mdns").unwrap_or_else(|| defaults.mdns.as_str().to_string()),
+            )
+        }
+    };
+    let models = match ModelsConfig::from_toml(text) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            problem("models", e.to_string());
+            None
+        }
+    };
+    let tier = |name: &str| tier_info(data_dir, doc, models.as_ref(), name, sources);
+    let models_out = ModelTiers {
+        fast: tier("fast"),
+        default: tier("default"),
+        smart: tier("smart"),
+    };
+    let location = match desktop_location(doc) {
+        Ok(l) => l,
+        Err(message) => {
+            problem(DESKTOP_SECTION, message);
+            None
+        }
+    };
+    Settings {
+        config_path: path.display().to_string(),
+        name,
+        bind,
+        mdns,
+        running: None,
+        restart_required: false,
+        models: models_out,
+        desktop: DesktopSettings { location },
+        problems,
+    }
+}
+
+/// A config error's message without the file name (the settings carry the path already) and
+/// without the quoted line, which could hold a value that belongs in the secret store.
+fn config_message(e: ConfigError) -> String {
+    match e {
+        ConfigError::Parse { message, .. } | ConfigError::Invalid { message, .. } => message
+            .split(" (in `")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn tier_info(
+    data_dir: &Path,
+    doc: &DocumentMut,
+    models: Option<&ModelsConfig>,
+    tier: &str,
+    sources: &dyn SecretSources,
+) -> Option<TierInfo> {
+    let table = doc
+        .get("models")
+        .and_then(Item::as_table_like)
+        .and_then(|m| m.get(tier))
+        .and_then(Item::as_table_like)?;
+    let text = |key: &str| table.get(key).and_then(Item::as_str).map(str::to_string);
+    let credential = match models.and_then(|m| m.tiers.contains_key(tier).then_some(m)) {
+        Some(m) => match m.resolve(tier, sources) {
+            Ok(r) => CredentialInfo {
+                configured: true,
+                source: source_kind(data_dir, &r.source, sources),
+            },
+            Err(_) => CredentialInfo {
+                configured: false,
+                source: None,
+            },
+        },
+        None => CredentialInfo {
+            configured: false,
+            source: None,
+        },
+    };
+    Some(TierInfo {
+        provider: text("provider").unwrap_or_default(),
+        model: text("model").unwrap_or_default(),
+        base_url: text("base_url"),
+        credential,
+    })
+}
+
+/// Where a credential came from, in the settings' terms. The secret store answers from the OS
+/// keyring or, where none answers, from its 0600 file; the file is named when it holds the
+/// value found.
+fn source_kind(
+    data_dir: &Path,
+    source: &CredentialSource,
+    sources: &dyn SecretSources,
+) -> Option<CredentialSourceKind> {
+    match source {
+        CredentialSource::Config => Some(CredentialSourceKind::Config),
+        CredentialSource::Env(_) => Some(CredentialSourceKind::Env),
+        CredentialSource::Keyring(account) => {
+            let in_file = Vault::file_only(data_dir).get(account);
+            if in_file.is_some() && in_file == sources.keyring(account) {
+                Some(CredentialSourceKind::File)
+            } else {
+                Some(CredentialSourceKind::Keyring)
+            }
+        }
+        CredentialSource::NoneNeeded => None,
+    }
+}
+
+/// `[desktop] location = { lat, lon, accuracy_m }`, checked like a patch would be.
+fn desktop_location(doc: &DocumentMut) -> Result<Option<DesktopLocation>, String> {
+    let Some(desktop) = doc.get(DESKTOP_SECTION) else {
+        return Ok(None);
+    };
+    let Some(desktop) = desktop.as_table_like() else {
+        return Err("[desktop] must be a table".into());
+    };
+    let Some(loc) = desktop.get("location") else {
+        return Ok(None);
+    };
+    let Some(loc) = loc.as_table_like() else {
+        return Err(
+            "[desktop] location must be a table like { lat = 48.2, lon = 16.37, accuracy_m = 100 }"
+                .into(),
+        );
+    };
+    if let Some((key, _)) = loc
+        .iter()
+        .find(|(k, _)| !matches!(*k, "lat" | "lon" | "accuracy_m"))
+    {
+        return Err(format!(
+            "[desktop] location has an unknown key {key:?} (known: lat, lon, accuracy_m)"
+        ));
+    }
+    let number = |key: &str| -> Result<Option<f64>, String> {
+        match loc.get(key) {
+            None => Ok(None),
+            Some(item) => item
+                .as_float()
+                .or_else(|| item.as_integer().map(|i| i as f64))
+                .map(Some)
+                .ok_or_else(|| format!("[desktop] location {key} must be a number")),
+        }
+    };
+    let (Some(lat), Some(lon)) = (number("lat")?, number("lon")?) else {
+        return Err("[desktop] location needs lat and lon".into());
+    };
+    let location = DesktopLocation {
+        lat,
+        lon,
+        accuracy_m: number("accuracy_m")?
+            .unwrap_or(perch_protocol::settings::DEFAULT_LOCATION_ACCURACY_M),
+    };
+    location
+        .validate()
+        .map_err(|(field, message)| format!("[desktop] location {field}: {message}"))?;
+    Ok(Some(location))
+}
+
+/// Checks every value of the patch and writes it into the document.
+fn apply(doc: &mut DocumentMut, patch: &SettingsPatch) -> Result<(), SettingsError> {
+    let root: &mut dyn TableLike = doc.as_table_mut();
+    if let Some(name) = &patch.name {
+        let name = parse_name(name).map_err(|m| SettingsError::invalid("name", m))?;
+        set_in_place(child_table(root, "gateway", "name")?, "name", name.into());
+    }
+    if let Some(bind) = &patch.bind {
+        let addr = parse_bind(bind).map_err(|m| SettingsError::invalid("bind", m))?;
+        set_in_place(
+            child_table(root, "gateway", "bind")?,
+            "bind",
+            addr.to_string().into(),
+        );
+    }
+    if let Some(mdns) = &patch.mdns {
+        let mode = MdnsMode::parse(mdns).map_err(|m| SettingsError::invalid("mdns", m))?;
+        set_in_place(
+            child_table(root, "gateway", "mdns")?,
+            "mdns",
+            mode.as_str().into(),
+        );
+    }
+    if let Some(models) = &patch.models {
+        for (tier, p) in [
+            ("fast", &models.fast),
+            ("default", &models.default),
+            ("smart", &models.smart),
+        ] {
+            if let Some(p) = p {
+                apply_tier(&mut *root, tier, p)?;
+            }
+        }
+    }
+    if let Some(desktop) = &patch.desktop
+        && let Some(location) = &desktop.location
+    {
+        let section = child_table(root, DESKTOP_SECTION, "desktop")?;
+        match location {
+            None => {
+                section.remove("location");
+            }
+            Some(loc) => {
+                loc.validate().map_err(|(field, message)| {
+                    SettingsError::invalid(format!("desktop.location.{field}"), message)
+                })?;
+                let mut t = InlineTable::new();
+                t.insert("lat", loc.lat.into());
+                t.insert("lon", loc.lon.into());
+                t.insert("accuracy_m", loc.accuracy_m.into());
+                set_in_place(section, "location", t.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_tier(root: &mut dyn TableLike, tier: &str, p: &TierPatch) -> Result<(), SettingsError> {
+    let field = |key: &str| format!("models.{tier}.{key}");
+    let provider = p
+        .provider
+        .as_deref()
+        .map(|s| {
+            serde_json::from_value::<ProviderKind>(Value::String(s.trim().to_ascii_lowercase()))
+                .map(|k| k.as_str())
+                .map_err(|_| {
+                    SettingsError::invalid(
+                        field("provider"),
+                        format!("{s:?} is not openai or anthropic"),
+                    )
+                })
+        })
+        .transpose()?;
+    let model = p
+        .model
+        .as_deref()
+        .map(|m| {
+            let m = m.trim();
+            if m.is_empty() || m.chars().count() > MAX_TEXT || m.chars().any(char::is_control) {
+                Err(SettingsError::invalid(
+                    field("model"),
+                    "must be a model name without control characters",
+                ))
+            } else {
+                Ok(m.to_string())
+            }
+        })
+        .transpose()?;
+    let base_url = match &p.base_url {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(u)) => Some(Some(
+            check_base_url(u).map_err(|m| SettingsError::invalid(field("baseUrl"), m))?,
+        )),
+    };
+    let models = child_table(root, "models", "models")?;
+    let table = child_table(models, tier, &format!("models.{tier}"))?;
+    if let Some(provider) = provider {
+        set_in_place(table, "provider", provider.into());
+    }
+    if let Some(model) = model {
+        set_in_place(table, "model", model.into());
+    }
+    match base_url {
+        None => {}
+        Some(None) => {
+            table.remove("base_url");
+        }
+        Some(Some(u)) => set_in_place(table, "base_url", u.into()),
+    }
+    for key in ["provider", "model"] {
+        if table.get(key).and_then(Item::as_str).is_none() {
+            return Err(SettingsError::invalid(
+                field(key),
+                format!("required: tier {tier} has no {key} yet"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An `http://` or `https://` URL with a host, without spaces.
+fn check_base_url(u: &str) -> Result<String, String> {
+    let u = u.trim();
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or_else(|| format!("{u:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{u:?} has no host"));
+    }
+    if u.chars().count() > MAX_TEXT || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{u:?} is not a URL"));
+    }
+    Ok(u.to_string())
+}
+
+/// The table under `key`, made (without a header of its own until it has values) when absent.
+fn child_table<'a>(
+    parent: &'a mut dyn TableLike,
+    key: &str,
+    field: &str,
+) -> Result<&'a mut dyn TableLike, SettingsError> {
+    if parent.get(key).is_none() {
+        let mut t = Table::new();
+        t.set_implicit(true);
+        parent.insert(key, Item::Table(t));
+    }
+    parent
+        .get_mut(key)
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| {
+            SettingsError::invalid(
+                field,
+                format!("perch.toml has {key:?} but not as a table; fix the file by hand"),
+            )
+        })
+}
+
+/// Sets a value in place: the key, the comment above it and the comment after the value stay.
+fn set_in_place(table: &mut dyn TableLike, key: &str, value: toml_edit::Value) {
+    let mut value = value;
+    match table.get_mut(key) {
+        Some(item) => {
+            if let Some(old) = item.as_value() {
+                *value.decor_mut() = old.decor().clone();
+            }
+            *item = Item::Value(value);
+        }
+        None => {
+            table.insert(key, Item::Value(value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Fake {
+        env: HashMap<String, String>,
+        keyring: HashMap<String, String>,
+    }
+
+    impl SecretSources for Fake {
+        fn env(&self, name: &str) -> Option<String> {
+            self.env.get(name).cloned()
+        }
+        fn keyring(&self, account: &str) -> Option<String> {
+            self.keyring.get(account).cloned()
+        }
+    }
+
+    fn patch(v: Value) -> SettingsPatch {
+        parse_patch(v).unwrap()
+    }
+
+    fn write(dir: &Path, text: &str) {
+        std::fs::write(dir.join(CONFIG_FILE), text).unwrap();
+    }
+
+    fn file(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap()
+    }
+
+    fn invalid_field(e: SettingsError) -> String {
+        match e {
+            SettingsError::Invalid { field, .. } => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_file_reads_as_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = read_with(dir.path(), &Fake::default()).unwrap();
+        assert_eq!(s.bind, "127.0.0.1:18789");
+        assert_eq!(s.mdns, "minimal");
+        assert!(!s.name.is_empty());
+        assert_eq!(s.running, None);
+        assert!(!s.restart_required);
+        assert_eq!(s.models, ModelTiers::default());
+        assert_eq!(s.desktop.location, None);
+        assert!(s.problems.is_empty());
+        assert!(s.config_path.ends_with("perch.toml"));
+    }
+
+    #[test]
+    fn update_keeps_comments_order_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = "\
+# My host. Hands off the comments!
+[gateway]
+# where it listens
+bind = \"127.0.0.1:9000\" # loopback only
+name = \"old\"
+tick_interval_ms = 500
+
+[models.default]
+provider = \"openai\" # the cheap one
+model = \"gpt-x\"
+
+[extensions.weather]
+city = \"Vienna\"
+";
+        write(dir.path(), original);
+        let s = update_with(
+            dir.path(),
+            patch(
+                json!({"bind": "0.0.0.0:9100", "models": {"default": {"model": "gpt-y"}},
+                         "desktop": {"location": {"lat": 48.2, "lon": 16.37}}}),
+            ),
+            &Fake::default(),
+        )
+        .unwrap();
+        let text = file(dir.path());
+        assert_eq!(
+            text,
+            "\
+# My host. Hands off the comments!
+[gateway]
+# where it listens
+bind = \"0.0.0.0:9100\" # loopback only
+name = \"old\"
+tick_interval_ms = 500
+
+[models.default]
+provider = \"openai\" # the cheap one
+model = \"gpt-y\"
+
+[extensions.weather]
+city = \"Vienna\"
+
+[desktop]
+location = { lat = 48.2, lon = 16.37, accuracy_m = 100.0 }
+"
+        );
+        assert_eq!(s.bind, "0.0.0.0:9100");
+        assert_eq!(s.name, "old");
+        assert_eq!(s.models.default.as_ref().unwrap().model, "gpt-y");
+        assert_eq!(
+            s.desktop.location,
+            Some(DesktopLocation {
+                lat: 48.2,
+                lon: 16.37,
+                accuracy_m: 100.0
+            })
+        );
+        // The result is a file the host accepts.
+        GatewayConfig::load(dir.path()).unwrap();
+        ModelsConfig::from_toml(&text).unwrap();
+    }
+
+    #[test]
+    fn new_sections_get_headers_without_empty_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        update_with(
+            dir.path(),
+            patch(json!({"name": " Studio ", "mdns": "FULL",
+                         "models": {"fast": {"provider": "anthropic", "model": "claude-x",
+                                             "baseUrl": "https://api.example.com"}}})),
+            &Fake::default(),
+        )
+        .unwrap();
+        let text = file(dir.path());
+        assert_eq!(
+            text,
+            "[gateway]\nname = \"Studio\"\nmdns = \"full\"\n\n[models.fast]\nprovider = \"anthropic\"\nmodel = \"claude-x\"\nbase_url = \"https://api.example.com\"\n"
+        );
+        let s = update_with(
+            dir.path(),
+            patch(json!({"models": {"fast": {"baseUrl": null}}, "desktop": {"location": null}})),
+            &Fake::default(),
+        )
+        .unwrap();
+        assert_eq!(s.models.fast.unwrap().base_url, None);
+        assert!(!file(dir.path()).contains("base_url"));
+    }
+
+    #[test]
+    fn the_file_is_private_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "[gateway]\nname = \"a\"\n");
+        update_with(dir.path(), patch(json!({"name": "b"})), &Fake::default()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(CONFIG_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names, vec![CONFIG_FILE.to_string()], "no temporary left");
+    }
+
+    #[test]
+    fn a_missing_data_directory_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("new");
+        update_with(&sub, patch(json!({"mdns": "off"})), &Fake::default()).unwrap();
+        assert_eq!(file(&sub), "[gateway]\nmdns = \"off\"\n");
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_naming_its_field_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = "[gateway]\nname = \"keep\"\n";
+        write(dir.path(), before);
+        let cases = [
+            (json!({"name": ""}), "name"),
+            (json!({"name": "x".repeat(64)}), "name"),
+            (json!({"bind": "nope"}), "bind"),
+            (json!({"bind": "1.2.3.4:99999"}), "bind"),
+            (json!({"mdns": "loud"}), "mdns"),
+            (
+                json!({"models": {"fast": {"provider": "acme", "model": "m"}}}),
+                "models.fast.provider",
+            ),
+            (
+                json!({"models": {"fast": {"provider": "openai", "model": " "}}}),
+                "models.fast.model",
+            ),
+            (
+                json!({"models": {"smart": {"provider": "openai", "model": "m",
+                                            "baseUrl": "ftp://x"}}}),
+                "models.smart.baseUrl",
+            ),
+            (
+                json!({"models": {"smart": {"provider": "openai", "model": "m",
+                                            "baseUrl": "https://a b"}}}),
+                "models.smart.baseUrl",
+            ),
+            (
+                json!({"models": {"default": {"model": "m"}}}),
+                "models.default.provider",
+            ),
+            (
+                json!({"models": {"default": {"provider": "openai"}}}),
+                "models.default.model",
+            ),
+            (
+                json!({"desktop": {"location": {"lat": 91, "lon": 0}}}),
+                "desktop.location.lat",
+            ),
+            (
+                json!({"desktop": {"location": {"lat": 0, "lon": -181}}}),
+                "desktop.location.lon",
+            ),
+            (
+                json!({"desktop": {"location": {"lat": 0, "lon": 0, "accuracyM": -1}}}),
+                "desktop.location.accuracyM",
+            ),
+        ];
+        for (p, field) in cases {
+            let e = update_with(dir.path(), patch(p.clone()), &Fake::default()).unwrap_err();
+            let shape = e.to_shape();
+            assert_eq!(shape.code, ErrorCode::InvalidRequest, "{p}");
+            assert_eq!(shape.details.as_ref().unwrap()["field"], field, "{p}");
+            assert!(shape.message.contains(field), "{}", shape.message);
+            assert_eq!(file(dir.path()), before, "{p} changed the file");
+        }
+    }
+
+    #[test]
+    fn malformed_patches_name_the_field() {
+        let cases = [
+            (json!({"name": 5}), "name"),
+            (
+                json!({"models": {"fast": {"model": true}}}),
+                "models.fast.model",
+            ),
+            (json!({"models": {"huge": {}}}), "models.huge"),
+            (json!({"nmae": "x"}), "nmae"),
+            (
+                json!({"desktop": {"location": {"lat": "north", "lon": 1}}}),
+                "desktop.location.lat",
+            ),
+            (json!(["name"]), "params"),
+            (json!("name"), "params"),
+        ];
+        for (p, field) in cases {
+            let e = parse_patch(p.clone()).unwrap_err();
+            assert_eq!(invalid_field(e), field, "{p}");
+        }
+    }
+
+    #[test]
+    fn secret_fields_are_refused_pointing_to_perch_auth_set() {
+        for p in [
+            json!({"models": {"fast": {"provider": "openai", "model": "m", "apiKey": "sk-1"}}}),
+            json!({"api_key": "sk-1"}),
+            json!({"token": "t"}),
+        ] {
+            let e = parse_patch(p.clone()).unwrap_err();
+            let shape = e.to_shape();
+            assert_eq!(shape.code, ErrorCode::InvalidRequest);
+            assert!(
+                shape.message.contains("perch auth set"),
+                "{}",
+                shape.message
+            );
+            assert!(!shape.message.contains("sk-1"), "the secret is echoed");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_with_its_line_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = "# fine\n[gateway]\nbind = 127.0.0.1:9000\n";
+        write(dir.path(), bad);
+        let e = read_with(dir.path(), &Fake::default()).unwrap_err();
+        assert!(
+            matches!(&e, SettingsError::Corrupt { line: Some(3), .. }),
+            "{e:?}"
+        );
+        let shape = e.to_shape();
+        assert_eq!(shape.code, ErrorCode::Unavailable);
+        assert_eq!(shape.details.as_ref().unwrap()["reason"], "config-corrupt");
+        assert_eq!(shape.details.as_ref().unwrap()["line"], 3);
+        assert!(shape.message.contains("line 3"), "{}", shape.message);
+        let e = update_with(dir.path(), patch(json!({"name": "x"})), &Fake::default()).unwrap_err();
+        assert!(matches!(e, SettingsError::Corrupt { .. }), "{e:?}");
+        assert_eq!(
+            file(dir.path()),
+            bad,
+            "never overwritten without resetCorrupt"
+        );
+    }
+
+    #[test]
+    fn reset_corrupt_moves_the_bad_file_aside_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = "[gateway\nname = \"x\"\n";
+        write(dir.path(), bad);
+        let s = update_with(
+            dir.path(),
+            patch(json!({"bind": "127.0.0.1:9200", "resetCorrupt": true})),
+            &Fake::default(),
+        )
+        .unwrap();
+        assert_eq!(s.bind, "127.0.0.1:9200");
+        assert_eq!(file(dir.path()), "[gateway]\nbind = \"127.0.0.1:9200\"\n");
+        let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("perch.toml.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), bad);
+        // On a valid file the flag changes nothing but the patch.
+        update_with(
+            dir.path(),
+            patch(json!({"mdns": "off", "resetCorrupt": true})),
+            &Fake::default(),
+        )
+        .unwrap();
+        assert!(file(dir.path()).contains("bind = \"127.0.0.1:9200\""));
+    }
+
+    #[test]
+    fn a_file_that_parses_but_a_host_would_refuse_can_be_fixed_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "[gateway]\nbind = \"nope\" # typo\n[desktop]\nlocation = { lat = 100, lon = 0 }\n",
+        );
+        let s = read_with(dir.path(), &Fake::default()).unwrap();
+        assert_eq!(s.bind, "nope");
+        let sections: Vec<&str> = s.problems.iter().map(|p| p.section.as_str()).collect();
+        assert_eq!(sections, vec!["gateway", "desktop"], "{:?}", s.problems);
+        assert!(s.problems[0].message.contains("bind"), "{:?}", s.problems);
+        let s = update_with(
+            dir.path(),
+            patch(json!({"bind": "127.0.0.1:9300"})),
+            &Fake::default(),
+        )
+        .unwrap();
+        assert_eq!(s.bind, "127.0.0.1:9300");
+        assert_eq!(s.problems.len(), 1, "only the desktop problem is left");
+        assert!(file(dir.path()).contains("bind = \"127.0.0.1:9300\" # typo"));
+        GatewayConfig::load(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn problems_never_quote_the_offending_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "[gateway]\napi_key = \"sk-pasted-here\"\n");
+        let s = read_with(dir.path(), &Fake::default()).unwrap();
+        assert_eq!(s.problems.len(), 1);
+        assert!(s.problems[0].message.contains("line 2"), "{:?}", s.problems);
+        assert!(
+            s.problems[0].message.contains("api_key"),
+            "{:?}",
+            s.problems
+        );
+        assert!(
+            !serde_json::to_string(&s)
+                .unwrap()
+                .contains("sk-pasted-here"),
+            "{:?}",
+            s.problems
+        );
+    }
+
+    #[test]
+    fn a_section_of_the_wrong_kind_is_refused_not_clobbered() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "gateway = 5\n");
+        let e = update_with(dir.path(), patch(json!({"name": "x"})), &Fake::default()).unwrap_err();
+        assert_eq!(invalid_field(e), "name");
+        assert_eq!(file(dir.path()), "gateway = 5\n");
+    }
+
+    #[test]
+    fn credentials_say_where_they_are_never_what() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "[models.fast]\nprovider = \"openai\"\nmodel = \"a\"\napi_key = \"sk-in-file\"\n\
+             [models.default]\nprovider = \"anthropic\"\nmodel = \"b\"\n\
+             [models.smart]\nprovider = \"openai\"\nmodel = \"c\"\n",
+        );
+        let mut sources = Fake::default();
+        sources
+            .env
+            .insert("ANTHROPIC_API_KEY".into(), "sk-env".into());
+        let s = read_with(dir.path(), &sources).unwrap();
+        let source = |t: &Option<TierInfo>| t.as_ref().unwrap().credential.clone();
+        assert_eq!(
+            source(&s.models.fast),
+            CredentialInfo {
+                configured: true,
+                source: Some(CredentialSourceKind::Config)
+            }
+        );
+        assert_eq!(
+            source(&s.models.default).source,
+            Some(CredentialSourceKind::Env)
+        );
+        assert_eq!(
+            source(&s.models.smart),
+            CredentialInfo {
+                configured: false,
+                source: None
+            }
+        );
+        let wire = serde_json::to_string(&s).unwrap();
+        assert!(
+            !wire.contains("sk-in-file") && !wire.contains("sk-env"),
+            "{wire}"
+        );
+
+        // The keyring, and the secret store's 0600 file where no keyring answers.
+        sources
+            .keyring
+            .insert("openai:api_key".into(), "sk-kr".into());
+        let s = read_with(dir.path(), &sources).unwrap();
+        assert_eq!(
+            source(&s.models.smart).source,
+            Some(CredentialSourceKind::Keyring)
+        );
+        Vault::file_only(dir.path())
+            .set(
+                "openai:api_key",
+                &perch_kernel::credentials::Secret::new("sk-kr"),
+            )
+            .unwrap();
+        let s = read_with(dir.path(), &sources).unwrap();
+        assert_eq!(
+            source(&s.models.smart).source,
+            Some(CredentialSourceKind::File)
+        );
+    }
+
+    #[test]
+    fn a_local_server_needs_no_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "[models.fast]\nprovider = \"openai\"\nmodel = \"llama\"\nbase_url = \"http://localhost:11434/v1\"\n",
+        );
+        let s = read_with(dir.path(), &Fake::default()).unwrap();
+        let fast = s.models.fast.unwrap();
+        assert_eq!(fast.base_url.as_deref(), Some("http://localhost:11434/v1"));
+        assert_eq!(
+            fast.credential,
+            CredentialInfo {
+                configured: true,
+                source: None
+            }
+        );
+    }
+
+    #[test]
+    fn restart_is_required_when_the_file_differs_from_the_running_host() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "[gateway]\nname = \"box\"\nbind = \"localhost:9000\"\n",
+        );
+        let s = read_with(dir.path(), &Fake::default()).unwrap();
+        let running = |name: &str, bind: &str| RunningSettings {
+            name: name.into(),
+            bind: bind.into(),
+            mdns: "minimal".into(),
+        };
+        let same = with_running(s.clone(), running("box", "127.0.0.1:9000"));
+        assert!(!same.restart_required);
+        assert_eq!(same.running.as_ref().unwrap().name, "box");
+        assert!(with_running(s.clone(), running("other", "127.0.0.1:9000")).restart_required);
+        assert!(with_running(s, running("box", "127.0.0.1:9001")).restart_required);
+    }
+}

@@ -1,0 +1,627 @@
+//! The host supervisor: finds the data directory and settings, attaches to a Perch host that
+//! already answers on the configured address or starts one in this process, watches it, and
+//! turns every failure into [`HostState::Error`] with a reason instead of ending the app.
+//!
+//! Retry rules: an explicit [`HostSupervisor::retry`] always tries "attach, else start". The
+//! automatic retries in the background (capped backoff) do the same, except after a host this
+//! app attached to went away: then they only try to attach again, so a user restarting their
+//! own `perch serve` does not find the port taken by the app. Pressing Retry starts the host
+//! inside the app in that case.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use perch_client::Backoff;
+use perch_gateway::{GatewayConfig, GatewayError, RunningGateway};
+
+/// How long a graceful stop of the in-process host may take before the app moves on.
+const STOP_GRACE: Duration = Duration::from_secs(8);
+/// Consecutive failed health probes before a running host counts as gone.
+const PROBE_FAILURES: u32 = 2;
+
+/// Why no data directory could be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// No flag, no `PERCH_DATA_DIR`, and the platform has no home directory.
+    #[error("no home directory to keep Perch's data in; pass --data-dir or set PERCH_DATA_DIR")]
+    NoHome,
+}
+
+/// The data directory as the CLI picks it: the flag, else `PERCH_DATA_DIR`, else the
+/// platform's data directory for `perch`.
+pub fn resolve_data_dir(flag: Option<PathBuf>) -> Result<PathBuf, DataDirError> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    if let Some(d) = std::env::var_os("PERCH_DATA_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    directories::ProjectDirs::from("", "", "perch")
+        .map(|p| p.data_dir().to_path_buf())
+        .ok_or(DataDirError::NoHome)
+}
+
+/// What the supervisor needs: where the data is and how patient to be.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HostOptions {
+    /// The data directory (database, operator token, perch.toml).
+    pub data_dir: PathBuf,
+    /// Listen address overriding `[gateway] bind` (`--bind`, for tests and odd setups).
+    pub bind: Option<SocketAddr>,
+    /// How often a running host is checked.
+    pub probe_interval: Duration,
+    /// How long one health probe may take.
+    pub probe_timeout: Duration,
+    /// First automatic retry delay after a failure.
+    pub retry_base: Duration,
+    /// Longest automatic retry delay.
+    pub retry_cap: Duration,
+}
+
+impl HostOptions {
+    /// Options with the defaults: probe every 2 s (1 s limit), retry from 1 s up to 30 s.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            bind: None,
+            probe_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(1),
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whose host this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostMode {
+    /// Started by this app, in this process; it stops when the app quits.
+    Embedded,
+    /// Already running (`perch serve`, another app instance); the app only uses it.
+    Attached,
+}
+
+/// What the tray and the shell page show about the host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum HostState {
+    /// Loading settings, probing, or starting.
+    Starting,
+    /// A host answers.
+    #[serde(rename_all = "camelCase")]
+    Running {
+        /// Where it listens (the address actually bound).
+        addr: SocketAddr,
+        /// Started here or found running.
+        mode: HostMode,
+        /// Its host id.
+        host_id: String,
+    },
+    /// No host: why, and what the user can do about it.
+    #[serde(rename_all = "camelCase")]
+    Error {
+        /// One line for the tray ("cannot listen on 127.0.0.1:18789: address in use").
+        reason: String,
+        /// What to do, for the shell page.
+        hint: Option<String>,
+    },
+    /// The app is quitting.
+    Stopped,
+}
+
+/// What happened to the host; the input of [`HostState::next`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostEvent {
+    /// An attempt starts; `explicit` when the user asked (Retry) or at launch.
+    Attempt {
+        /// Asked for, rather than a background retry.
+        explicit: bool,
+    },
+    /// A host answers.
+    Up {
+        /// Its address.
+        addr: SocketAddr,
+        /// Whose it is.
+        mode: HostMode,
+        /// Its id.
+        host_id: String,
+    },
+    /// The attempt failed, or the running host went away.
+    Failed {
+        /// One line.
+        reason: String,
+        /// What to do.
+        hint: Option<String>,
+    },
+    /// The app is quitting.
+    Stop,
+}
+
+impl HostState {
+    /// The transition function. `Stopped` is final; a background retry keeps showing the
+    /// error it is trying to fix (no flicker through `Starting` every few seconds), while an
+    /// explicit attempt shows `Starting`.
+    pub fn next(&self, event: HostEvent) -> HostState {
+        match (self, event) {
+            (HostState::Stopped, _) | (_, HostEvent::Stop) => HostState::Stopped,
+            (HostState::Error { .. }, HostEvent::Attempt { explicit: false }) => self.clone(),
+            (_, HostEvent::Attempt { .. }) => HostState::Starting,
+            (
+                _,
+                HostEvent::Up {
+                    addr,
+                    mode,
+                    host_id,
+                },
+            ) => HostState::Running {
+                addr,
+                mode,
+                host_id,
+            },
+            (_, HostEvent::Failed { reason, hint }) => HostState::Error { reason, hint },
+        }
+    }
+
+    /// The address of a running host.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            HostState::Running { addr, .. } => Some(*addr),
+            _ => None,
+        }
+    }
+}
+
+/// Attach to what answers, or also start one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    AttachOrStart,
+    AttachOnly,
+}
+
+/// What a health probe found at an address.
+#[derive(Debug, Clone, PartialEq)]
+enum Probe {
+    /// A Perch host, with its id.
+    Perch(String),
+    /// Nothing listens (connection refused): free to start one.
+    Nothing(String),
+    /// Something answered, but not as a Perch host (or not in time).
+    Other(String),
+}
+
+/// A host that answers, and the gateway when it runs in this process.
+struct Up {
+    addr: SocketAddr,
+    mode: HostMode,
+    host_id: String,
+    gateway: Option<RunningGateway>,
+}
+
+/// How a running host's watch ended.
+enum Watched {
+    Stop,
+    Lost(String),
+}
+
+/// Keeps one host available to the app, or says why it cannot.
+#[derive(Clone)]
+pub struct HostSupervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: HostOptions,
+    state: watch::Sender<HostState>,
+    wake: Notify,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl HostSupervisor {
+    /// Starts supervising at once (attach or start); must be called inside a tokio runtime.
+    pub fn start(options: HostOptions) -> HostSupervisor {
+        let (state, _) = watch::channel(HostState::Starting);
+        let inner = Arc::new(Inner {
+            options,
+            state,
+            wake: Notify::new(),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(supervise(inner.clone()));
+        if let Ok(mut slot) = inner.task.lock() {
+            *slot = Some(task);
+        }
+        HostSupervisor { inner }
+    }
+
+    /// A live view of the host state.
+    pub fn state(&self) -> watch::Receiver<HostState> {
+        self.inner.state.subscribe()
+    }
+
+    /// The host state now.
+    pub fn current(&self) -> HostState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// The data directory in use.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.options.data_dir
+    }
+
+    /// Tries again now (attach, else start) when there is no host; does nothing while one
+    /// runs.
+    pub fn retry(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Stops supervising and, if the host runs in this process, shuts it down gracefully.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::warn!(error = %e, "host supervisor ended abnormally");
+        }
+    }
+}
+
+async fn supervise(inner: Arc<Inner>) {
+    let step = |event: HostEvent| {
+        inner.state.send_modify(|s| *s = s.next(event));
+    };
+    let options = &inner.options;
+    let mut backoff = Backoff::new(options.retry_base, options.retry_cap);
+    let mut plan = Plan::AttachOrStart;
+    let mut explicit = true;
+    loop {
+        step(HostEvent::Attempt { explicit });
+        let attempt = tokio::select! {
+            a = attempt(options, plan) => a,
+            _ = inner.stop.cancelled() => break,
+        };
+        match attempt {
+            Ok(mut up) => {
+                backoff.reset();
+                tracing::info!(addr = %up.addr, mode = ?up.mode, host_id = %up.host_id, "host available");
+                step(HostEvent::Up {
+                    addr: up.addr,
+                    mode: up.mode,
+                    host_id: up.host_id.clone(),
+                });
+                let watched = watch_running(&inner, &up).await;
+                if let Some(gw) = up.gateway.take() {
+                    stop_gateway(gw).await;
+                }
+                match watched {
+                    Watched::Stop => break,
+                    Watched::Lost(reason) => {
+                        tracing::warn!(%reason, "host lost");
+                        plan = match up.mode {
+                            HostMode::Attached => Plan::AttachOnly,
+                            HostMode::Embedded => Plan::AttachOrStart,
+                        };
+                        let hint = match up.mode {
+                            HostMode::Attached => Some(
+                                "Perch keeps looking for that host. Press Retry to start the host inside Perch instead."
+                                    .to_string(),
+                            ),
+                            HostMode::Embedded => None,
+                        };
+                        step(HostEvent::Failed { reason, hint });
+                    }
+                }
+            }
+            Err((reason, hint)) => {
+                tracing::warn!(%reason, "no host");
+                step(HostEvent::Failed { reason, hint });
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => explicit = false,
+            _ = inner.wake.notified() => {
+                explicit = true;
+                plan = Plan::AttachOrStart;
+            }
+            _ = inner.stop.cancelled() => break,
+        }
+    }
+    step(HostEvent::Stop);
+}
+
+/// Watches a running host until it stops answering or the app quits. A Retry while it runs
+/// is consumed here, so it does not trigger a restart later.
+async fn watch_running(inner: &Inner, up: &Up) -> Watched {
+    let options = &inner.options;
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(options.probe_interval) => {}
+            _ = inner.wake.notified() => continue,
+            _ = inner.stop.cancelled() => return Watched::Stop,
+        }
+        match probe(up.addr, options.probe_timeout).await {
+            Probe::Perch(id) if id == up.host_id => failures = 0,
+            Probe::Perch(id) => {
+                return Watched::Lost(format!(
+                    "another Perch host ({id}) now answers at {}",
+                    up.addr
+                ));
+            }
+            Probe::Nothing(why) | Probe::Other(why) => {
+                failures += 1;
+                if failures >= PROBE_FAILURES {
+                    return Watched::Lost(format!(
+                        "the Perch host at {} stopped answering: {why}",
+                        up.addr
+                    ));
+                }
+            }
+        }
+    }
+}
+
+async fn stop_gateway(gw: RunningGateway) {
+    if tokio::time::timeout(STOP_GRACE, gw.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the in-process host did not stop in time");
+    }
+}
+
+/// One attempt: settings, then attach or start.
+async fn attempt(options: &HostOptions, plan: Plan) -> Result<Up, (String, Option<String>)> {
+    let mut config = GatewayConfig::load(&options.data_dir).map_err(|e| {
+        (
+            e.to_string(),
+            Some("Fix perch.toml in Settings (or by hand) and press Retry.".to_string()),
+        )
+    })?;
+    if let Some(bind) = options.bind {
+        config.bind = bind;
+    }
+    // Port 0 means "any free port": nothing can be listening there yet.
+    if config.bind.port() != 0 {
+        let target = dial_addr(config.bind);
+        match probe(target, options.probe_timeout).await {
+            Probe::Perch(host_id) => {
+                return Ok(Up {
+                    addr: target,
+                    mode: HostMode::Attached,
+                    host_id,
+                    gateway: None,
+                });
+            }
+            Probe::Nothing(why) if plan == Plan::AttachOnly => {
+                return Err((
+                    format!("the Perch host at {target} stopped answering: {why}"),
+                    Some(
+                        "Perch keeps looking for that host. Press Retry to start the host inside Perch instead."
+                            .into(),
+                    ),
+                ));
+            }
+            Probe::Other(why) if plan == Plan::AttachOnly => {
+                return Err((format!("no Perch host answers at {target}: {why}"), None));
+            }
+            // Nothing there, or something else: starting says exactly what is wrong.
+            Probe::Nothing(_) | Probe::Other(_) => {}
+        }
+    }
+    match perch_gateway::start(config).await {
+        Ok(gw) => Ok(Up {
+            // Bound to every interface: this machine reaches it on loopback.
+            addr: dial_addr(gw.addr),
+            mode: HostMode::Embedded,
+            host_id: gw.hub().host_id.clone(),
+            gateway: Some(gw),
+        }),
+        Err(e) => Err(describe_start_error(&e)),
+    }
+}
+
+/// One line for the tray and a hint for the shell page.
+fn describe_start_error(e: &GatewayError) -> (String, Option<String>) {
+    if let GatewayError::Bind { addr, source, .. } = e {
+        let (what, hint) = match source.kind() {
+            std::io::ErrorKind::AddrInUse => (
+                "address in use".to_string(),
+                "Another program uses this port. Stop it, or choose another bind address in Settings and press Retry.",
+            ),
+            std::io::ErrorKind::PermissionDenied => (
+                "permission denied".to_string(),
+                "Ports below 1024 need privileges. Choose another port in Settings.",
+            ),
+            std::io::ErrorKind::AddrNotAvailable => (
+                "this machine has no such address".to_string(),
+                "Choose an address of this machine (127.0.0.1 for this machine only) in Settings.",
+            ),
+            _ => (
+                source.to_string(),
+                "Choose another bind address in Settings and press Retry.",
+            ),
+        };
+        return (
+            format!("cannot listen on {addr}: {what}"),
+            Some(hint.to_string()),
+        );
+    }
+    (
+        e.to_string(),
+        Some("Check that the data directory is writable, then press Retry.".into()),
+    )
+}
+
+/// Where to reach a host bound to `bind` from this machine (an unspecified address means
+/// "every interface", so loopback reaches it).
+pub fn dial_addr(bind: SocketAddr) -> SocketAddr {
+    let mut addr = bind;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// Asks `http://ADDR/healthz` whether a Perch host answers.
+async fn probe(addr: SocketAddr, timeout: Duration) -> Probe {
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return Probe::Other(format!("cannot make an HTTP client: {e}")),
+    };
+    let resp = match client.get(format!("http://{addr}/healthz")).send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Probe::Nothing(root_cause(&e)),
+        Err(e) if e.is_timeout() => {
+            return Probe::Other(format!("no answer within {} ms", timeout.as_millis()));
+        }
+        Err(e) => return Probe::Other(root_cause(&e)),
+    };
+    let body: serde_json::Value = match resp.json().await {
+        Ok(v) => v,
+        Err(_) => return Probe::Other("something other than a Perch host answers".into()),
+    };
+    match (body.get("ok"), body.get("hostId").and_then(|h| h.as_str())) {
+        (Some(serde_json::Value::Bool(true)), Some(id)) => Probe::Perch(id.to_string()),
+        _ => Probe::Other("something other than a Perch host answers".into()),
+    }
+}
+
+/// The innermost error message (for example "Connection refused (os error 111)").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let text = cur.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        // "Connection refused" reads better mid-sentence in lower case.
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running() -> HostState {
+        HostState::Running {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            mode: HostMode::Embedded,
+            host_id: "h".into(),
+        }
+    }
+
+    fn failed(reason: &str) -> HostEvent {
+        HostEvent::Failed {
+            reason: reason.into(),
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn background_retries_keep_the_error_shown() {
+        let err = HostState::Starting.next(failed("port taken"));
+        assert_eq!(
+            err.next(HostEvent::Attempt { explicit: false }),
+            err,
+            "no flicker"
+        );
+        assert_eq!(
+            err.next(HostEvent::Attempt { explicit: true }),
+            HostState::Starting
+        );
+    }
+
+    #[test]
+    fn stopped_is_final() {
+        let s = running().next(HostEvent::Stop);
+        assert_eq!(s, HostState::Stopped);
+        assert_eq!(s.next(HostEvent::Attempt { explicit: true }), s);
+        assert_eq!(s.next(failed("x")), s);
+    }
+
+    #[test]
+    fn up_and_lost() {
+        let up = HostState::Starting.next(HostEvent::Up {
+            addr: "127.0.0.1:5".parse().unwrap(),
+            mode: HostMode::Attached,
+            host_id: "abc".into(),
+        });
+        assert_eq!(up.addr(), Some("127.0.0.1:5".parse().unwrap()));
+        let lost = up.next(failed("gone"));
+        assert!(matches!(lost, HostState::Error { ref reason, .. } if reason == "gone"));
+        assert_eq!(lost.addr(), None);
+    }
+
+    #[test]
+    fn state_serializes_for_the_shell_page() {
+        let v = serde_json::to_value(HostState::Error {
+            reason: "r".into(),
+            hint: Some("h".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"state": "error", "reason": "r", "hint": "h"})
+        );
+        let v = serde_json::to_value(running()).unwrap();
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["hostId"], "h");
+        assert_eq!(v["mode"], "embedded");
+    }
+
+    #[test]
+    fn unspecified_binds_are_dialed_on_loopback() {
+        assert_eq!(
+            dial_addr("0.0.0.0:18789".parse().unwrap()).to_string(),
+            "127.0.0.1:18789"
+        );
+        assert_eq!(dial_addr("[::]:9".parse().unwrap()).to_string(), "[::1]:9");
+        assert_eq!(
+            dial_addr("192.168.1.2:9".parse().unwrap()).to_string(),
+            "192.168.1.2:9"
+        );
+    }
+
+    #[test]
+    fn data_dir_flag_wins() {
+        assert_eq!(
+            resolve_data_dir(Some(PathBuf::from("/x"))).unwrap(),
+            PathBuf::from("/x")
+        );
+    }
+
+    #[test]
+    fn bind_errors_read_as_one_line() {
+        let e = GatewayError::Bind {
+            addr: "127.0.0.1:18789".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+            hint: " (long)",
+        };
+        let (reason, hint) = describe_start_error(&e);
+        assert_eq!(reason, "cannot listen on 127.0.0.1:18789: address in use");
+        assert!(hint.unwrap().contains("Settings"));
+    }
+}

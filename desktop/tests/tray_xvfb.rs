@@ -1,0 +1,369 @@
+//! The menu-bar app end to end, on a real X server: Xvfb with Debian's `trayer` as the tray
+//! host, the real `perch-desktop` (embedding its host), and a real `perch node run` asking to
+//! pair. The test screenshots the tray icon and the open menu (kept under
+//! `$CARGO_TARGET_DIR/test-artifacts/desktop/`), approves the request from the menu with the
+//! keyboard, and checks with `perch nodes list` that the node is online.
+//!
+//! It needs `Xvfb`, `trayer`, `xdotool` and ImageMagick's `import` (scripts/setup.sh test
+//! installs them) and the `perch` binary next to this test's target directory (built by
+//! `cargo test --workspace`, or `cargo build -p perch-cli`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DESKTOP: &str = env!("CARGO_BIN_EXE_perch-desktop");
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `perch` CLI built in the same target directory as this test.
+fn perch_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/tray_xvfb-HASH -> target/debug/perch
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("perch");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p perch-cli` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+fn artifacts_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = target.join("test-artifacts").join("desktop");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A display number nobody uses.
+fn free_display() -> u32 {
+    let base = 90 + std::process::id() % 400;
+    (base..base + 100)
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+        })
+        .expect("a free X display number")
+}
+
+fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+struct Screen {
+    display: String,
+    _xvfb: Proc,
+    _tray: Proc,
+}
+
+impl Screen {
+    fn start() -> Screen {
+        let n = free_display();
+        let display = format!(":{n}");
+        let xvfb = Proc(
+            Command::new("Xvfb")
+                .args([&display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start Xvfb"),
+        );
+        eventually("Xvfb to accept clients", Duration::from_secs(10), || {
+            Path::new(&format!("/tmp/.X11-unix/X{n}"))
+                .exists()
+                .then_some(())
+        });
+        // `--widthtype request`: the panel is exactly as wide as its icons, so its geometry
+        // tells where our icon is.
+        let tray = Proc(
+            Command::new("trayer")
+                .args([
+                    "--edge",
+                    "top",
+                    "--align",
+                    "right",
+                    "--widthtype",
+                    "request",
+                    "--height",
+                    "32",
+                    "--SetDockType",
+                    "true",
+                    "--transparent",
+                    "false",
+                ])
+                .env("DISPLAY", &display)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start trayer"),
+        );
+        let screen = Screen {
+            display,
+            _xvfb: xvfb,
+            _tray: tray,
+        };
+        eventually("trayer's panel", Duration::from_secs(10), || {
+            screen.tray_panel()
+        });
+        screen
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("DISPLAY", &self.display);
+        c
+    }
+
+    /// trayer's panel: (x, y, width, height).
+    fn tray_panel(&self) -> Option<(i32, i32, i32, i32)> {
+        let out = self
+            .cmd("xdotool")
+            .args(["search", "--classname", "panel"])
+            .output()
+            .ok()?;
+        let id = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .to_string();
+        let out = self
+            .cmd("xdotool")
+            .args(["getwindowgeometry", "--shell", &id])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |k: &str| -> Option<i32> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        Some((field("X")?, field("Y")?, field("WIDTH")?, field("HEIGHT")?))
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let ok = self
+            .cmd("import")
+            .args(["-window", "root"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "screenshot {} failed", path.display());
+    }
+}
+
+/// How many pixels of `rgb` (e.g. "#E59400") the rectangle of a screenshot holds.
+fn count_colour(shot: &Path, (x, y, w, h): (i32, i32, i32, i32), rgb: &str) -> usize {
+    let out = Command::new("convert")
+        .arg(shot)
+        .args([
+            "-crop",
+            &format!("{w}x{h}+{x}+{y}"),
+            "-format",
+            "%c",
+            "histogram:info:-",
+        ])
+        .output()
+        .expect("run ImageMagick convert");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(rgb))
+        .and_then(|l| l.trim().split(':').next()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The tray colours of desktop/src/icon.rs: idle teal, attention amber.
+const IDLE: &str = "#1F6F78";
+const ATTENTION: &str = "#E59400";
+
+fn cli(perch: &Path, data_dir: &Path, port: u16, args: &[&str]) -> Option<Value> {
+    let out = Command::new(perch)
+        .args(args)
+        .args(["--json", "--data-dir"])
+        .arg(data_dir)
+        .args(["--gateway", &format!("ws://127.0.0.1:{port}")])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
+fn tray_menu_approves_a_real_node() {
+    for tool in ["Xvfb", "trayer", "xdotool", "import", "convert"] {
+        assert!(
+            have(tool),
+            "{tool} is missing: run `bash scripts/setup.sh test` (it installs xvfb, trayer, xdotool, imagemagick)"
+        );
+    }
+    let perch = perch_bin();
+    let artifacts = artifacts_dir();
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let screen = Screen::start();
+    let (_, _, empty_width, _) = screen.tray_panel().expect("panel");
+
+    let _app = Proc(
+        screen
+            .cmd(DESKTOP)
+            .args(["--data-dir"])
+            .arg(host_dir.path())
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .env("NO_AT_BRIDGE", "1")
+            .env("PERCH_NO_KEYRING", "1")
+            .env("PERCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start perch-desktop"),
+    );
+    eventually(
+        "the embedded host to answer",
+        Duration::from_secs(60),
+        || cli(&perch, host_dir.path(), port, &["status"]),
+    );
+    // The icon is embedded when the panel grows.
+    let (px, py, pw, ph) = eventually("the tray icon", Duration::from_secs(30), || {
+        screen.tray_panel().filter(|p| p.2 > empty_width)
+    });
+
+    let node_log = node_dir.path().join("node.out");
+    let _node = Proc(
+        Command::new(&perch)
+            .args(["node", "run", "--data-dir"])
+            .arg(node_dir.path())
+            .args([
+                "--gateway",
+                &format!("ws://127.0.0.1:{port}"),
+                "--name",
+                "tray-e2e-phone",
+            ])
+            .env("PERCH_LOG", "info")
+            .env("PERCH_NO_KEYRING", "1")
+            .stdout(std::fs::File::create(&node_log).expect("node log"))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start perch node run"),
+    );
+    let pending = eventually("the pairing request", Duration::from_secs(30), || {
+        let v = cli(&perch, host_dir.path(), port, &["devices", "list"])?;
+        v["pending"].as_array()?.first().cloned()
+    });
+    let code = pending["verificationCode"]
+        .as_str()
+        .expect("code")
+        .to_string();
+    let printed = eventually(
+        "the node to print its code",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&node_log).ok()?;
+            text.contains("verification code").then_some(text)
+        },
+    );
+    assert!(
+        printed.contains(&code),
+        "the node printed {printed:?}, the host shows {code}"
+    );
+
+    // Give the menu a moment to be rebuilt with the request, then screenshot the icon
+    // (attention state) and open the menu on it.
+    std::thread::sleep(Duration::from_millis(800));
+    let icon_shot = artifacts.join("tray-icon.png");
+    screen.screenshot(&icon_shot);
+    let icon_rect = (px + empty_width, py, pw - empty_width, ph);
+    assert!(
+        count_colour(&icon_shot, icon_rect, ATTENTION) > 100,
+        "the tray icon should be in its attention colour with a request waiting ({})",
+        icon_shot.display()
+    );
+    let (cx, cy) = (px + pw - (pw - empty_width) / 2, py + ph / 2);
+    let clicked = screen
+        .cmd("xdotool")
+        .args(["mousemove", &cx.to_string(), &cy.to_string(), "click", "1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(clicked, "xdotool could not click the tray icon");
+    std::thread::sleep(Duration::from_millis(1200));
+    screen.screenshot(&artifacts.join("tray-menu-pending.png"));
+
+    // The first enabled item of the menu is "Approve <name>".
+    let keyed = screen
+        .cmd("xdotool")
+        .args(["key", "--delay", "150", "Down", "Return"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(keyed, "xdotool could not press keys");
+
+    let node = eventually("the node to be online", Duration::from_secs(40), || {
+        let list = cli(&perch, host_dir.path(), port, &["nodes", "list"])?;
+        list.as_array()?
+            .iter()
+            .find(|n| n["displayName"] == "tray-e2e-phone" && n["online"] == true)
+            .cloned()
+    });
+    let devices = cli(&perch, host_dir.path(), port, &["devices", "list"]).expect("devices");
+    assert_eq!(
+        devices["pending"].as_array().map(Vec::len),
+        Some(0),
+        "{devices}"
+    );
+    assert!(
+        node["commands"].as_array().is_some_and(|c| !c.is_empty()),
+        "{node}"
+    );
+    let after = artifacts.join("tray-after-approve.png");
+    eventually(
+        "the tray icon to turn idle",
+        Duration::from_secs(10),
+        || {
+            screen.screenshot(&after);
+            (count_colour(&after, icon_rect, IDLE) > 100).then_some(())
+        },
+    );
+    assert_eq!(count_colour(&after, icon_rect, ATTENTION), 0);
+}

@@ -1,0 +1,468 @@
+import type { ComponentChildren } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import type { ErrorShape } from '../protocol/frames';
+import { toErrorShape } from '../protocol/client';
+import {
+  type FormErrors,
+  MDNS_MODES,
+  PRECISIONS,
+  PROVIDERS,
+  type Settings,
+  type SettingsForm,
+  type SharingRow,
+  TIERS,
+  type TierName,
+  buildPatch,
+  describeCredential,
+  formFromSettings,
+  parseSettings,
+  parseSharing,
+  validateForm,
+} from '../state/settings';
+import { ErrorBox, Help, NotAvailable, Waiting, isUnknownMethod } from '../app/components';
+import { useConn, useHello, useTitle } from '../app/hooks';
+
+const MDNS_HELP: Record<string, string> = {
+  off: 'Not advertised; nodes need the address or a setup code.',
+  minimal: 'Advertises the port and the host key fingerprint only.',
+  full: 'Also advertises the host name and version.',
+};
+
+export function SettingsPage() {
+  useTitle('Settings');
+  const { state: conn } = useConn();
+  const hello = useHello();
+  if (!hello) {
+    return (
+      <section>
+        <h1>Settings</h1>
+        <Waiting state={conn} />
+      </section>
+    );
+  }
+  return (
+    <>
+      <h1>Settings</h1>
+      <HostSettings />
+      <LocationSharing />
+    </>
+  );
+}
+
+function Field(props: { id: string; label: string; error?: string | undefined; help?: string; children: ComponentChildren }) {
+  return (
+    <div class={`field ${props.error ? 'has-error' : ''}`}>
+      <label for={props.id}>{props.label}</label>
+      {props.children}
+      {props.help && !props.error && (
+        <p class="hint" id={`${props.id}-help`}>
+          <Help text={props.help} />
+        </p>
+      )}
+      {props.error && (
+        <p class="field-error" id={`${props.id}-error`}>
+          {props.error}
+        </p>
+      )}
+    </div>
+  );
+}
+
+function describedBy(id: string, errors: FormErrors, key: string, hasHelp = true): string | undefined {
+  if (errors[key]) return `${id}-error`;
+  return hasHelp ? `${id}-help` : undefined;
+}
+
+function HostSettings() {
+  const { client } = useConn();
+  const hello = useHello();
+  const [settings, setSettings] = useState<Settings | null>(null);
+  const [form, setForm] = useState<SettingsForm | null>(null);
+  const [loadError, setLoadError] = useState<ErrorShape | null>(null);
+  const [saveError, setSaveError] = useState<ErrorShape | null>(null);
+  const [errors, setErrors] = useState<FormErrors>({});
+  const [saving, setSaving] = useState(false);
+  const [saved, setSaved] = useState(false);
+
+  const adopt = (v: unknown) => {
+    const s = parseSettings(v);
+    if (!s) {
+      setLoadError({ code: 'INVALID_RESPONSE', message: 'the host sent settings this page cannot read' });
+      return;
+    }
+    setSettings(s);
+    setForm(formFromSettings(s));
+  };
+
+  useEffect(() => {
+    if (!hello) return;
+    setLoadError(null);
+    client.call('settings.get').then(adopt, (e: unknown) => setLoadError(toErrorShape(e)));
+  }, [hello, client]);
+
+  if (loadError && isUnknownMethod(loadError)) {
+    return (
+      <section class="card" aria-labelledby="host-title">
+        <h2 id="host-title">Host</h2>
+        <NotAvailable what="Changing settings here" />
+        <p class="hint">
+          Until then, edit <code>perch.toml</code> in the host's data directory (<code>perch doctor</code> shows where) and
+          restart the host.
+        </p>
+      </section>
+    );
+  }
+  if (loadError) {
+    return (
+      <section class="card" aria-labelledby="host-title">
+        <h2 id="host-title">Host</h2>
+        <ErrorBox error={loadError} />
+      </section>
+    );
+  }
+  if (!settings || !form) {
+    return (
+      <section class="card" aria-labelledby="host-title">
+        <h2 id="host-title">Host</h2>
+        <p class="muted">Loading…</p>
+      </section>
+    );
+  }
+
+  const update = (f: (draft: SettingsForm) => void) => {
+    const next: SettingsForm = structuredClone(form);
+    f(next);
+    setForm(next);
+    setSaved(false);
+    if (Object.keys(errors).length) setErrors(validateForm(next, settings));
+  };
+
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const errs = validateForm(form, settings);
+    setErrors(errs);
+    setSaveError(null);
+    setSaved(false);
+    if (Object.keys(errs).length) {
+      const first = Object.keys(errs)[0];
+      if (first) document.getElementById(`f-${first.replace(/\./g, '-')}`)?.focus();
+      return;
+    }
+    const patch = buildPatch(settings, form);
+    if (!patch) {
+      setSaved(true);
+      return;
+    }
+    setSaving(true);
+    client.call('settings.set', patch).then(
+      (v) => {
+        setSaving(false);
+        setSaved(true);
+        adopt(v);
+      },
+      (err: unknown) => {
+        setSaving(false);
+        setSaveError(toErrorShape(err));
+      },
+    );
+  };
+
+  const id = (key: string) => `f-${key.replace(/\./g, '-')}`;
+
+  return (
+    <form class="card settings" onSubmit={submit} novalidate aria-labelledby="host-title">
+      <h2 id="host-title">Host</h2>
+      {settings.restartRequired && (
+        <div class="banner warn" role="status" data-testid="restart-required">
+          <strong>Restart required.</strong> The settings file differs from what the running host uses
+          {settings.running ? ` (it listens on ${settings.running.bind}, mDNS ${settings.running.mdns})` : ''}. Restart the
+          host to apply the changes.
+        </div>
+      )}
+      {settings.problems.length > 0 && (
+        <div class="banner warn" role="alert" data-testid="settings-problems">
+          <strong>perch.toml has problems a host would refuse:</strong>
+          <ul>
+            {settings.problems.map((p, i) => (
+              <li key={i}>
+                [{p.section}] {p.message}
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+      {settings.configPath && (
+        <p class="hint">
+          Stored in <code>{settings.configPath}</code>.
+        </p>
+      )}
+
+      <Field id={id('name')} label="Name" error={errors.name} help="Shown to devices and in discovery.">
+        <input
+          id={id('name')}
+          value={form.name}
+          maxLength={63}
+          onInput={(e) => update((d) => (d.name = (e.currentTarget as HTMLInputElement).value))}
+          aria-invalid={errors.name ? 'true' : undefined}
+          aria-describedby={describedBy(id('name'), errors, 'name')}
+        />
+      </Field>
+
+      <Field
+        id={id('bind')}
+        label="Listen address"
+        error={errors.bind}
+        help="ADDRESS:PORT. `127.0.0.1:18789` is this machine only; `0.0.0.0:18789` lets devices on your network connect."
+      >
+        <input
+          id={id('bind')}
+          value={form.bind}
+          spellcheck={false}
+          onInput={(e) => update((d) => (d.bind = (e.currentTarget as HTMLInputElement).value))}
+          aria-invalid={errors.bind ? 'true' : undefined}
+          aria-describedby={describedBy(id('bind'), errors, 'bind')}
+        />
+      </Field>
+
+      <fieldset class={`field ${errors.mdns ? 'has-error' : ''}`}>
+        <legend>Discovery on the local network (mDNS)</legend>
+        {MDNS_MODES.map((m) => (
+          <label key={m} class="radio">
+            <input
+              type="radio"
+              name="mdns"
+              id={m === form.mdns ? id('mdns') : undefined}
+              value={m}
+              checked={form.mdns === m}
+              onChange={() => update((d) => (d.mdns = m))}
+            />{' '}
+            <strong>{m}</strong> <span class="hint">{MDNS_HELP[m]}</span>
+          </label>
+        ))}
+        {errors.mdns && <p class="field-error">{errors.mdns}</p>}
+      </fieldset>
+
+      <fieldset class="field">
+        <legend>This computer's location</legend>
+        <label class="checkbox">
+          <input
+            type="checkbox"
+            checked={form.useLocation}
+            onChange={(e) => update((d) => (d.useLocation = (e.currentTarget as HTMLInputElement).checked))}
+          />{' '}
+          Use a fixed location (for a desktop without GPS)
+        </label>
+        {form.useLocation && (
+          <div class="grid3">
+            <Field id={id('lat')} label="Latitude" error={errors.lat}>
+              <input
+                id={id('lat')}
+                inputMode="decimal"
+                value={form.lat}
+                onInput={(e) => update((d) => (d.lat = (e.currentTarget as HTMLInputElement).value))}
+                aria-invalid={errors.lat ? 'true' : undefined}
+                aria-describedby={describedBy(id('lat'), errors, 'lat', false)}
+              />
+            </Field>
+            <Field id={id('lon')} label="Longitude" error={errors.lon}>
+              <input
+                id={id('lon')}
+                inputMode="decimal"
+                value={form.lon}
+                onInput={(e) => update((d) => (d.lon = (e.currentTarget as HTMLInputElement).value))}
+                aria-invalid={errors.lon ? 'true' : undefined}
+                aria-describedby={describedBy(id('lon'), errors, 'lon', false)}
+              />
+            </Field>
+            <Field id={id('accuracyM')} label="Accuracy (m, optional)" error={errors.accuracyM}>
+              <input
+                id={id('accuracyM')}
+                inputMode="decimal"
+                value={form.accuracyM}
+                onInput={(e) => update((d) => (d.accuracyM = (e.currentTarget as HTMLInputElement).value))}
+                aria-invalid={errors.accuracyM ? 'true' : undefined}
+                aria-describedby={describedBy(id('accuracyM'), errors, 'accuracyM', false)}
+              />
+            </Field>
+          </div>
+        )}
+      </fieldset>
+
+      <h3>Models</h3>
+      <p class="hint">
+        <Help text="Keys are never shown or sent here. Store one on the host with `perch auth set`; `perch auth status` lists what is configured." />
+      </p>
+      {TIERS.map((t) => (
+        <TierFields key={t} tier={t} settings={settings} form={form} errors={errors} update={update} />
+      ))}
+
+      {saveError && <ErrorBox error={saveError} />}
+      {saved && !saveError && (
+        <p class="ok" role="status">
+          Saved.
+        </p>
+      )}
+      <div class="actions">
+        <button type="submit" class="primary" disabled={saving}>
+          {saving ? 'Saving…' : 'Save'}
+        </button>
+        <button
+          type="button"
+          disabled={saving}
+          onClick={() => {
+            setForm(formFromSettings(settings));
+            setErrors({});
+            setSaveError(null);
+          }}
+        >
+          Undo changes
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function TierFields(props: {
+  tier: TierName;
+  settings: Settings;
+  form: SettingsForm;
+  errors: FormErrors;
+  update: (f: (d: SettingsForm) => void) => void;
+}) {
+  const { tier, settings, form, errors, update } = props;
+  const cur = settings.models[tier];
+  const f = form.models[tier];
+  const key = (k: string) => `models.${tier}.${k}`;
+  const id = (k: string) => `f-models-${tier}-${k}`;
+  return (
+    <fieldset class="field tier">
+      <legend>
+        {tier}{' '}
+        <span class={`badge ${cur?.credential.configured ? 'ok' : ''}`}>
+          {cur ? describeCredential(cur.credential) : 'Not configured'}
+        </span>
+      </legend>
+      <div class="grid3">
+        <Field id={id('provider')} label="Provider" error={errors[key('provider')]}>
+          <select
+            id={id('provider')}
+            value={f.provider}
+            onChange={(e) => update((d) => (d.models[tier].provider = (e.currentTarget as HTMLSelectElement).value))}
+            aria-invalid={errors[key('provider')] ? 'true' : undefined}
+          >
+            <option value="">—</option>
+            {PROVIDERS.map((p) => (
+              <option key={p} value={p}>
+                {p}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field id={id('model')} label="Model" error={errors[key('model')]}>
+          <input
+            id={id('model')}
+            value={f.model}
+            spellcheck={false}
+            onInput={(e) => update((d) => (d.models[tier].model = (e.currentTarget as HTMLInputElement).value))}
+            aria-invalid={errors[key('model')] ? 'true' : undefined}
+            aria-describedby={describedBy(id('model'), errors, key('model'), false)}
+          />
+        </Field>
+        <Field id={id('baseUrl')} label="Base URL (optional)" error={errors[key('baseUrl')]}>
+          <input
+            id={id('baseUrl')}
+            type="url"
+            value={f.baseUrl}
+            spellcheck={false}
+            placeholder="provider default"
+            onInput={(e) => update((d) => (d.models[tier].baseUrl = (e.currentTarget as HTMLInputElement).value))}
+            aria-invalid={errors[key('baseUrl')] ? 'true' : undefined}
+            aria-describedby={describedBy(id('baseUrl'), errors, key('baseUrl'), false)}
+          />
+        </Field>
+      </div>
+    </fieldset>
+  );
+}
+
+function LocationSharing() {
+  const { client } = useConn();
+  const hello = useHello();
+  const [rows, setRows] = useState<SharingRow[] | null>(null);
+  const [error, setError] = useState<ErrorShape | null>(null);
+  const [busy, setBusy] = useState<string | null>(null);
+
+  useEffect(() => {
+    if (!hello) return;
+    setError(null);
+    client.call('location.status').then(
+      (v) => setRows(parseSharing(v)),
+      (e: unknown) => setError(toErrorShape(e)),
+    );
+  }, [hello, client]);
+
+  const share = (nodeId: string, precision: string) => {
+    const before = rows;
+    // Show the choice at once; put it back if the host refuses it.
+    setRows((rs) => (rs ?? []).map((r) => (r.nodeId === nodeId ? { ...r, precision } : r)));
+    setBusy(nodeId);
+    setError(null);
+    client.call('location.share', { nodeId, precision }).then(
+      (v) => {
+        setBusy(null);
+        const [updated] = parseSharing([v]);
+        if (updated) setRows((rs) => (rs ?? []).map((r) => (r.nodeId === updated.nodeId ? updated : r)));
+      },
+      (e: unknown) => {
+        setBusy(null);
+        setRows(before);
+        setError(toErrorShape(e));
+      },
+    );
+  };
+
+  return (
+    <section class="card" aria-labelledby="sharing-title">
+      <h2 id="sharing-title">Location sharing with the assistant</h2>
+      {error && isUnknownMethod(error) ? (
+        <NotAvailable what="Location sharing" />
+      ) : (
+        <>
+          <p class="hint">
+            Per device: <strong>off</strong> shares nothing; <strong>city</strong> tells the assistant the nearest city or
+            your named place, never coordinates; <strong>exact</strong> sends coordinates to the model provider.
+          </p>
+          {error && <ErrorBox error={error} />}
+          {rows === null && !error && <p class="muted">Loading…</p>}
+          {rows !== null && rows.length === 0 && <p class="muted">No paired devices.</p>}
+          {rows !== null && rows.length > 0 && (
+            <ul class="rows compact">
+              {rows.map((r) => (
+                <li key={r.nodeId} class="row">
+                  <div class="row-main">
+                    <strong id={`share-${r.nodeId}`}>{r.displayName}</strong>
+                  </div>
+                  <div class="row-actions" role="radiogroup" aria-labelledby={`share-${r.nodeId}`}>
+                    {PRECISIONS.map((p) => (
+                      <label key={p} class="radio inline">
+                        <input
+                          type="radio"
+                          name={`share-${r.nodeId}`}
+                          value={p}
+                          checked={r.precision === p}
+                          disabled={busy === r.nodeId}
+                          onChange={() => share(r.nodeId, p)}
+                        />{' '}
+                        {p}
+                      </label>
+                    ))}
+                  </div>
+                </li>
+              ))}
+            </ul>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
