@@ -12,8 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use perch_protocol::frame::EventFrame;
 
-use crate::backoff;
 use crate::connection::{Command, Shared, run};
+
+/// First reconnect delay: an operator UI should come back quickly after a host restart.
+const RECONNECT_BASE: Duration = Duration::from_millis(250);
+/// Longest reconnect delay: short enough that the tray never looks stale for long.
+const RECONNECT_CAP: Duration = Duration::from_secs(10);
 use crate::error::ClientError;
 use crate::state::ConnectionState;
 
@@ -67,7 +71,8 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A config for `url` with the operator token, presenting as `perch-client` in `ui` mode,
-    /// with a 10 s handshake limit and 250 ms to 10 s backoff.
+    /// with a 10 s handshake limit and 250 ms to 10 s backoff (the shared scheme of
+    /// `perch_protocol::backoff`).
     pub fn new(url: impl Into<String>, token: OperatorToken) -> Self {
         Self {
             url: url.into(),
@@ -76,8 +81,8 @@ impl ClientConfig {
             mode: "ui".into(),
             display_name: None,
             connect_timeout: Duration::from_secs(10),
-            backoff_base: backoff::DEFAULT_BASE,
-            backoff_cap: backoff::DEFAULT_CAP,
+            backoff_base: RECONNECT_BASE,
+            backoff_cap: RECONNECT_CAP,
             event_capacity: 256,
         }
     }

@@ -24,10 +24,10 @@ use perch_protocol::handshake::{
 };
 use perch_protocol::{DEFAULT_TICK_INTERVAL_MS, ErrorShape, Frame, PROTOCOL_VERSION};
 
-use crate::backoff::Backoff;
 use crate::client::ClientConfig;
 use crate::error::ClientError;
 use crate::state::{ConnEvent, ConnectionState};
+use perch_protocol::backoff::Backoff;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<Value, ClientError>>;

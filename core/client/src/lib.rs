@@ -21,13 +21,12 @@
 
 #![warn(missing_docs)]
 
-pub mod backoff;
 mod client;
 mod connection;
 pub mod error;
 pub mod state;
 
-pub use backoff::Backoff;
 pub use client::{Client, ClientConfig, OperatorToken};
 pub use error::ClientError;
+pub use perch_protocol::backoff::Backoff;
 pub use state::{ConnEvent, ConnectionState};

@@ -27,7 +27,6 @@
 
 #![warn(missing_docs)]
 
-pub mod backoff;
 pub mod capability;
 #[cfg(feature = "desktop")]
 pub mod desktop;
@@ -36,11 +35,11 @@ pub mod discovery;
 pub mod identity_store;
 pub mod runtime;
 
-pub use backoff::Backoff;
 pub use capability::{
     Capabilities, CapabilityHandler, CommandError, DuplicateCommand, parse_params,
 };
 pub use identity_store::{HostPins, IdentityStore, PinnedHost, StoreError, TokenStore};
+pub use perch_protocol::backoff::{self, Backoff};
 pub use runtime::{
     ActivitySource, BootstrapToken, ExpectedHost, Node, NodeConfig, NodeError, NodeState,
     normalize_gateway_url, run,

@@ -9,6 +9,7 @@
 //!
 //! **Architecture Invariant:** depends on no other Perch crate.
 
+pub mod backoff;
 pub mod chat;
 pub mod error;
 pub mod events;

@@ -1,4 +1,6 @@
-//! Reconnect delays: exponential backoff with jitter, as a pure type the runtime drives.
+//! Reconnect delays for every Perch client (the node runtime, the operator client, the
+//! desktop app's host supervisor): exponential backoff with jitter, as a pure type its caller
+//! drives.
 //!
 //! The n-th delay (counting from 0) is drawn uniformly from `[ceiling/2, ceiling]`, where
 //! `ceiling = min(cap, base × 2ⁿ)`, and never falls below `base` ("equal jitter"): the
@@ -7,9 +9,9 @@
 
 use std::time::Duration;
 
-/// Default first delay.
+/// Default first delay (the node runtime's).
 pub const DEFAULT_BASE: Duration = Duration::from_millis(500);
-/// Default longest delay.
+/// Default longest delay (the node runtime's).
 pub const DEFAULT_CAP: Duration = Duration::from_secs(30);
 
 /// Exponential backoff state; call [`Backoff::next_delay`] after each failure and
@@ -83,8 +85,18 @@ impl Backoff {
 
     /// The next delay with random jitter, and advances the step.
     pub fn next_delay(&mut self) -> Duration {
-        let unit: f64 = rand::random();
-        self.next_delay_with(unit)
+        self.next_delay_with(jitter_unit())
+    }
+}
+
+/// A uniform sample in `[0, 1)` from the OS's random source; the middle of the range if that
+/// fails, which only loses the spread, never the delay.
+fn jitter_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        // 53 random bits: every value is exactly representable as an f64.
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
     }
 }
 
