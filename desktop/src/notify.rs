@@ -2,12 +2,10 @@
 //! best-effort sender (no notification service → a debug log line, nothing else).
 //!
 //! "In use", for a node going offline: it was the active device in presence (the one the user
-//! touched last) or it reported user activity within the last five minutes. The brief also
-//! names "served an invoke within the last five minutes", but the host tells operators
-//! nothing about invokes other operators or the assistant make (`chat` tool events go only to
-//! the operator that asked), so that part cannot be observed from here; recent activity
-//! stands in for it. This app's own node is never reported: it goes offline when the app
-//! quits.
+//! touched last), it reported user activity within the last five minutes, or it answered a
+//! command (for anyone: an operator or the assistant) within the last five minutes or left
+//! with one still running (`lastInvokeMs` in the host's `node.status`). This app's own node is
+//! never reported: it goes offline when the app quits.
 
 use serde::Serialize;
 
@@ -57,14 +55,15 @@ pub fn decide(obs: &Observation, ctx: &NotifyContext) -> Option<Notice> {
             display_name,
             was_active,
             last_activity_ms,
+            last_invoke_ms,
             at_ms,
         } => {
             if ctx.self_node_id.as_deref() == Some(node_id.as_str()) {
                 return None;
             }
             let now = ctx.now_ms.max(*at_ms);
-            let recent = last_activity_ms.is_some_and(|t| now - t <= IN_USE_WINDOW_MS);
-            (*was_active || recent).then(|| Notice {
+            let within = |t: &Option<i64>| t.is_some_and(|t| now - t <= IN_USE_WINDOW_MS);
+            (*was_active || within(last_activity_ms) || within(last_invoke_ms)).then(|| Notice {
                 summary: format!("{display_name} went offline"),
                 body: format!(
                     "{display_name} was in use and disconnected from Perch. Requests for it wait until it is back."
@@ -122,8 +121,24 @@ mod tests {
             display_name: "Ana's iPhone".into(),
             was_active,
             last_activity_ms: activity,
+            last_invoke_ms: None,
             at_ms: NOW,
         }
+    }
+
+    #[test]
+    fn a_node_that_served_a_command_lately_is_in_use() {
+        let served = |at: Option<i64>| Observation::NodeOffline {
+            node_id: "p".into(),
+            display_name: "Kitchen".into(),
+            was_active: false,
+            last_activity_ms: None,
+            last_invoke_ms: at,
+            at_ms: NOW,
+        };
+        assert!(decide(&served(Some(NOW - 1_000)), &ctx()).is_some());
+        assert!(decide(&served(Some(NOW - IN_USE_WINDOW_MS - 1)), &ctx()).is_none());
+        assert!(decide(&served(None), &ctx()).is_none());
     }
 
     #[test]

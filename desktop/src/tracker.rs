@@ -97,6 +97,8 @@ pub enum Observation {
         was_active: bool,
         /// When the user last touched it, ms since the epoch, if it ever reported activity.
         last_activity_ms: Option<i64>,
+        /// When it last answered a command (or left with one running), per the host.
+        last_invoke_ms: Option<i64>,
         /// When it went offline (host clock).
         at_ms: i64,
     },
@@ -358,6 +360,7 @@ fn apply_event(
                 observe(Observation::NodeOffline {
                     was_active: presence.active_device().as_deref() == Some(s.node_id.as_str()),
                     last_activity_ms: presence.last_activity.get(&s.node_id).copied(),
+                    last_invoke_ms: s.last_invoke_ms,
                     node_id: s.node_id,
                     display_name: s.display_name,
                     at_ms: s.ts,
@@ -506,7 +509,8 @@ mod tests {
         );
         let offline = frame(
             events::NODE_STATUS,
-            serde_json::json!({"nodeId": "phone", "displayName": "Phone", "online": false, "ts": 7}),
+            serde_json::json!({"nodeId": "phone", "displayName": "Phone", "online": false,
+                               "lastInvokeMs": 5, "ts": 7}),
         );
         apply_event(&offline, &mut presence, &mut turns, &tx, &obs_tx);
         assert_eq!(
@@ -516,6 +520,7 @@ mod tests {
                 display_name: "Phone".into(),
                 was_active: true,
                 last_activity_ms: Some(100),
+                last_invoke_ms: Some(5),
                 at_ms: 7
             }
         );

@@ -394,6 +394,7 @@ impl Hub {
             node_id: session.node_id.to_string(),
             display_name: session.display_name.clone(),
             online: true,
+            last_invoke_ms: self.invokes.last_served(&session.node_id),
             ts: now_ms(),
         };
         let previous = lock(&self.nodes).insert(session.node_id.clone(), session.clone());
@@ -464,6 +465,7 @@ impl Hub {
                     node_id: s.node_id.to_string(),
                     display_name: s.display_name,
                     online: false,
+                    last_invoke_ms: self.invokes.last_served(&s.node_id),
                     ts: now_ms(),
                 },
             );

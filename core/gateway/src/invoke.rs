@@ -12,7 +12,7 @@ use perch_protocol::events::{self, InvokeCancel, InvokeRequest};
 use perch_protocol::methods::{InvokeParams, InvokeResult, InvokeResultParams};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
 
-use crate::hub::{ConnId, Hub, NodeSession, lock};
+use crate::hub::{ConnId, Hub, NodeSession, lock, now_ms};
 use crate::secrets::random_b64;
 use perch_protocol::handshake::Role;
 use perch_store::{DeviceRecord, DeviceStatus};
@@ -52,6 +52,8 @@ pub struct Invokes {
     pending: Mutex<HashMap<String, Pending>>,
     queued: Mutex<HashMap<DeviceId, usize>>,
     idem: Mutex<HashMap<(DeviceId, String), IdemEntry>>,
+    /// When each node last answered a command or left with one running, ms since the epoch.
+    served: Mutex<HashMap<DeviceId, i64>>,
 }
 
 impl Invokes {
@@ -66,6 +68,10 @@ impl Invokes {
                 .collect();
             ids.into_iter().filter_map(|k| p.remove(&k)).collect()
         };
+        if !drained.is_empty() {
+            // It was busy for someone when it left: that is the most "in use" a node gets.
+            lock(&self.served).insert(node_id.clone(), now_ms());
+        }
         for p in drained {
             let _ = p.tx.send(Err(ErrorShape::new(
                 ErrorCode::NodeNotConnected,
@@ -74,6 +80,11 @@ impl Invokes {
             .with_details(json!({"nodeId": p.node_id, "command": p.command}))
             .with_retryable(true)));
         }
+    }
+
+    /// When the node last answered a command or left with one running, ms since the epoch.
+    pub fn last_served(&self, node_id: &DeviceId) -> Option<i64> {
+        lock(&self.served).get(node_id).copied()
     }
 
     /// Number of invokes waiting for a node.
@@ -122,6 +133,7 @@ impl Invokes {
                 )
             }))
         };
+        lock(&self.served).insert(from.clone(), now_ms());
         let _ = pending.tx.send(outcome);
         Ok(())
     }

@@ -143,6 +143,10 @@ pub struct NodeStatus {
     pub display_name: String,
     /// Connected now.
     pub online: bool,
+    /// When the node last answered a command, or was still working on one as it left, ms
+    /// since the epoch: lets a client tell a device in use from an idle one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_invoke_ms: Option<i64>,
     /// When, ms since the epoch.
     pub ts: i64,
 }
