@@ -51,6 +51,8 @@ pub enum MenuAction {
     Reject(String),
     /// Open a window.
     Open(Page),
+    /// Try the host again now (shown in the error state).
+    Retry,
     /// Turn launch at login on or off (macOS).
     ToggleLaunchAtLogin,
     /// Quit the app (stopping an in-process host).
@@ -64,6 +66,7 @@ impl MenuAction {
             MenuAction::Approve(r) => format!("approve:{r}"),
             MenuAction::Reject(r) => format!("reject:{r}"),
             MenuAction::Open(p) => format!("open:{}", p.name()),
+            MenuAction::Retry => "retry".into(),
             MenuAction::ToggleLaunchAtLogin => "login".into(),
             MenuAction::Quit => "quit".into(),
         }
@@ -81,6 +84,7 @@ impl MenuAction {
             return Page::parse(p).ok().map(MenuAction::Open);
         }
         match id {
+            "retry" => Some(MenuAction::Retry),
             "login" => Some(MenuAction::ToggleLaunchAtLogin),
             "quit" => Some(MenuAction::Quit),
             _ => None,
@@ -105,6 +109,13 @@ pub fn ago(now_ms: i64, then_ms: i64) -> String {
 /// The menu for a view. `launch_at_login` is `Some` only where the app manages it (macOS).
 pub fn menu_model(view: &AppView, now_ms: i64, launch_at_login: Option<bool>) -> Vec<Row> {
     let mut rows = vec![Row::Info(menu_label(&view.status, MENU_LABEL_CHARS))];
+    if matches!(view.tray, TrayState::Error { .. }) {
+        // Fixing usually happens in Settings; Retry is for when the cause went away.
+        rows.push(Row::Action {
+            action: MenuAction::Retry,
+            label: "Retry Now".into(),
+        });
+    }
     for p in &view.pending {
         rows.push(Row::Info(menu_label(
             &format!(
@@ -330,6 +341,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, desktop: &Desktop, id: &str) {
                 tracing::warn!(error = %e, page = page.name(), "cannot open window");
             }
         }
+        MenuAction::Retry => desktop.retry(),
         MenuAction::ToggleLaunchAtLogin => crate::macos::toggle_launch_at_login(),
         MenuAction::Quit => crate::quit(app, desktop),
     }
@@ -490,12 +502,39 @@ mod tests {
     }
 
     #[test]
+    fn the_error_state_offers_retry_right_under_the_status() {
+        let mut v = view(vec![], vec![]);
+        assert!(
+            !menu_model(&v, NOW, None).iter().any(|r| matches!(
+                r,
+                Row::Action {
+                    action: MenuAction::Retry,
+                    ..
+                }
+            )),
+            "no Retry while the host runs"
+        );
+        v.tray = TrayState::Error {
+            reason: "address in use".into(),
+        };
+        let rows = menu_model(&v, NOW, None);
+        assert_eq!(
+            rows[1],
+            Row::Action {
+                action: MenuAction::Retry,
+                label: "Retry Now".into()
+            }
+        );
+    }
+
+    #[test]
     fn menu_ids_round_trip() {
         for a in [
             MenuAction::Approve("abc".into()),
             MenuAction::Reject("x:y".into()),
             MenuAction::Open(Page::Chat),
             MenuAction::Open(Page::Canvas),
+            MenuAction::Retry,
             MenuAction::ToggleLaunchAtLogin,
             MenuAction::Quit,
         ] {
