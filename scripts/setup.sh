@@ -28,9 +28,10 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# What the desktop app (Tauri: WebKitGTK, the tray) needs to build and run on Debian.
+# What the desktop app needs to build and run on Debian: WebKitGTK and the tray for Tauri;
+# libdbus and the X11 screen-saver extension for the idle time that tells presence you are here.
 DESKTOP_PKGS=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev
-  libsoup-3.0-dev libxdo-dev libssl-dev pkg-config build-essential file)
+  libsoup-3.0-dev libxdo-dev libssl-dev pkg-config build-essential file libdbus-1-dev libxss-dev)
 # What the tests add: a private session bus (dbus-run-session), network namespaces (iproute2),
 # python-zeroconf as a non-Perch mDNS client (python3-pip), an X server with a tray host and the
 # tools to click and screenshot it (xvfb, trayer, xdotool, imagemagick, dbus-x11), and Debian's

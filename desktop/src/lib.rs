@@ -15,6 +15,7 @@
 //! | `commands.rs` | the Tauri commands of the shell page |
 //! | `notify.rs` | which notifications to show (pure) and showing them |
 //! | `node_mode.rs` | this computer as a node (setup-code enrolment, desktop capabilities) |
+//! | `activity.rs` | this computer's idle time for presence (who is at which device) |
 //! | `macos.rs` | menu-bar-only activation and Open at Login (unverified) |
 //!
 //! **Architecture Invariant:** the app never crashes over the host: a taken port, a corrupt
@@ -35,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod app;
 pub mod commands;
 pub mod host;

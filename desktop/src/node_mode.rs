@@ -241,6 +241,11 @@ async fn run(
         Ok(n) => n,
         Err(e) => return fail(format!("cannot start this computer's node: {e}")),
     };
+    // Idle time tells the host when the user is at this computer (the active device).
+    let node = match crate::activity::DesktopActivity::start() {
+        Some(activity) => node.with_activity(activity),
+        None => node,
+    };
     let mut states = node.subscribe();
     let report = {
         let tx = tx.clone();

@@ -8,23 +8,17 @@
 //! installs them) and the `perch` binary next to this test's target directory (built by
 //! `cargo test --workspace`, or `cargo build -p perch-cli`).
 
+mod screen;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use screen::{Proc, Screen, count_colour, eventually, free_port};
+
 const DESKTOP: &str = env!("CARGO_BIN_EXE_perch-desktop");
-
-/// A child process killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The `perch` CLI built in the same target directory as this test.
 fn perch_bin() -> PathBuf {
@@ -55,164 +49,6 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A display number nobody uses.
-fn free_display() -> u32 {
-    let base = 90 + std::process::id() % 400;
-    (base..base + 100)
-        .find(|n| {
-            !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        })
-        .expect("a free X display number")
-}
-
-fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(150));
-    }
-}
-
-struct Screen {
-    display: String,
-    _xvfb: Proc,
-    _tray: Proc,
-}
-
-impl Screen {
-    fn start() -> Screen {
-        let n = free_display();
-        let display = format!(":{n}");
-        let xvfb = Proc(
-            Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start Xvfb"),
-        );
-        eventually("Xvfb to accept clients", Duration::from_secs(10), || {
-            Path::new(&format!("/tmp/.X11-unix/X{n}"))
-                .exists()
-                .then_some(())
-        });
-        // `--widthtype request`: the panel is exactly as wide as its icons, so its geometry
-        // tells where our icon is.
-        let tray = Proc(
-            Command::new("trayer")
-                .args([
-                    "--edge",
-                    "top",
-                    "--align",
-                    "right",
-                    "--widthtype",
-                    "request",
-                    "--height",
-                    "32",
-                    "--SetDockType",
-                    "true",
-                    "--transparent",
-                    "false",
-                ])
-                .env("DISPLAY", &display)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start trayer"),
-        );
-        let screen = Screen {
-            display,
-            _xvfb: xvfb,
-            _tray: tray,
-        };
-        eventually("trayer's panel", Duration::from_secs(10), || {
-            screen.tray_panel()
-        });
-        screen
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env("DISPLAY", &self.display);
-        c
-    }
-
-    /// trayer's panel: (x, y, width, height).
-    fn tray_panel(&self) -> Option<(i32, i32, i32, i32)> {
-        let out = self
-            .cmd("xdotool")
-            .args(["search", "--classname", "panel"])
-            .output()
-            .ok()?;
-        let id = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()?
-            .trim()
-            .to_string();
-        let out = self
-            .cmd("xdotool")
-            .args(["getwindowgeometry", "--shell", &id])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let field = |k: &str| -> Option<i32> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .and_then(|v| v.trim().parse().ok())
-        };
-        Some((field("X")?, field("Y")?, field("WIDTH")?, field("HEIGHT")?))
-    }
-
-    fn screenshot(&self, path: &Path) {
-        let ok = self
-            .cmd("import")
-            .args(["-window", "root"])
-            .arg(path)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "screenshot {} failed", path.display());
-    }
-}
-
-/// How many pixels of `rgb` (e.g. "#E59400") the rectangle of a screenshot holds.
-fn count_colour(shot: &Path, (x, y, w, h): (i32, i32, i32, i32), rgb: &str) -> usize {
-    let out = Command::new("convert")
-        .arg(shot)
-        .args([
-            "-crop",
-            &format!("{w}x{h}+{x}+{y}"),
-            "-format",
-            "%c",
-            "histogram:info:-",
-        ])
-        .output()
-        .expect("run ImageMagick convert");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.contains(rgb))
-        .and_then(|l| l.trim().split(':').next()?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// The tray colours of desktop/src/icon.rs: idle teal, attention amber.
 const IDLE: &str = "#1F6F78";
 const ATTENTION: &str = "#E59400";
@@ -233,18 +69,21 @@ fn cli(perch: &Path, data_dir: &Path, port: u16, args: &[&str]) -> Option<Value>
 
 #[test]
 fn tray_menu_approves_a_real_node() {
-    for tool in ["Xvfb", "trayer", "xdotool", "import", "convert"] {
-        assert!(
-            have(tool),
-            "{tool} is missing: run `bash scripts/setup.sh test` (it installs xvfb, trayer, xdotool, imagemagick)"
-        );
+    if let Err(e) = screen::require_tools(&screen::TOOLS) {
+        panic!("{e}");
     }
     let perch = perch_bin();
     let artifacts = artifacts_dir();
     let host_dir = tempfile::tempdir().expect("tempdir");
+    // No mDNS advertisement from a test host on the machine's network.
+    std::fs::write(
+        host_dir.path().join("perch.toml"),
+        "[gateway]\nmdns = \"off\"\n",
+    )
+    .expect("write perch.toml");
     let node_dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let screen = Screen::start();
+    let screen = Screen::start().unwrap_or_else(|e| panic!("{e}"));
     let (_, _, empty_width, _) = screen.tray_panel().expect("panel");
 
     let _app = Proc(
@@ -314,30 +153,26 @@ fn tray_menu_approves_a_real_node() {
     // (attention state) and open the menu on it.
     std::thread::sleep(Duration::from_millis(800));
     let icon_shot = artifacts.join("tray-icon.png");
-    screen.screenshot(&icon_shot);
-    let icon_rect = (px + empty_width, py, pw - empty_width, ph);
+    screen
+        .screenshot(&icon_shot)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let icon_rect = screen::icon_rect((px, py, pw, ph), empty_width);
     assert!(
         count_colour(&icon_shot, icon_rect, ATTENTION) > 100,
         "the tray icon should be in its attention colour with a request waiting ({})",
         icon_shot.display()
     );
     let (cx, cy) = (px + pw - (pw - empty_width) / 2, py + ph / 2);
-    let clicked = screen
-        .cmd("xdotool")
-        .args(["mousemove", &cx.to_string(), &cy.to_string(), "click", "1"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(clicked, "xdotool could not click the tray icon");
+    screen.click(cx, cy).unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(1200));
-    screen.screenshot(&artifacts.join("tray-menu-pending.png"));
+    screen
+        .screenshot(&artifacts.join("tray-menu-pending.png"))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // The first enabled item of the menu is "Approve <name>".
-    let keyed = screen
-        .cmd("xdotool")
-        .args(["key", "--delay", "150", "Down", "Return"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(keyed, "xdotool could not press keys");
+    screen
+        .keys(&["Down", "Return"])
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let node = eventually("the node to be online", Duration::from_secs(40), || {
         let list = cli(&perch, host_dir.path(), port, &["nodes", "list"])?;
@@ -361,7 +196,7 @@ fn tray_menu_approves_a_real_node() {
         "the tray icon to turn idle",
         Duration::from_secs(10),
         || {
-            screen.screenshot(&after);
+            screen.screenshot(&after).ok()?;
             (count_colour(&after, icon_rect, IDLE) > 100).then_some(())
         },
     );
