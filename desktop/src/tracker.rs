@@ -155,18 +155,8 @@ impl Presence {
     /// entries with a device and reported activity count. The last answer sticks until
     /// another device takes over, so a device that left is still known as the active one.
     fn recompute(&mut self) {
-        let active = self
-            .entries
-            .values()
-            .filter(|e| e.device_id.is_some() && e.last_activity_ms.is_some())
-            .max_by(|a, b| {
-                (a.last_activity_ms, a.last_seen_ms, &a.key).cmp(&(
-                    b.last_activity_ms,
-                    b.last_seen_ms,
-                    &b.key,
-                ))
-            })
-            .and_then(|e| e.device_id.clone());
+        let active =
+            perch_protocol::presence::active_device(self.entries.values()).map(str::to_string);
         if active.is_some() {
             self.last_active_device = active;
         }

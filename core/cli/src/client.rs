@@ -10,12 +10,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+use perch_protocol::ErrorShape;
 use perch_protocol::frame::{Frame, Request, RequestId};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams, HelloOk,
-    Role,
+    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, HelloOk,
 };
-use perch_protocol::{ErrorShape, PROTOCOL_VERSION};
 
 /// How long to wait for the host to greet us.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,10 +67,8 @@ impl OperatorClient {
                     .map_err(|e| CallError::Transport(anyhow!("bad challenge from host: {e}")))?;
             }
         };
-        let params = ConnectParams {
-            min_protocol: PROTOCOL_VERSION,
-            max_protocol: PROTOCOL_VERSION,
-            client: ClientInfo {
+        let params = ConnectParams::operator(
+            ClientInfo {
                 id: "perch-cli".into(),
                 display_name: None,
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -81,20 +78,8 @@ impl OperatorClient {
                 mode: "cli".into(),
                 instance_id: None,
             },
-            role: Role::Operator,
-            scopes: vec![],
-            caps: vec![],
-            commands: vec![],
-            permissions: Default::default(),
-            device: None,
-            auth: Some(ConnectAuth {
-                token: Some(token.to_string()),
-                ..Default::default()
-            }),
-            locale: None,
-            user_agent: Some(format!("perch-cli/{}", env!("CARGO_PKG_VERSION"))),
-            extra: Default::default(),
-        };
+            token,
+        );
         let v = serde_json::to_value(&params).map_err(|e| CallError::Transport(e.into()))?;
         let mut next_id = 0;
         let payload = call_on(

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use perch_protocol::events::{CONNECTION_CLOSING, ConnectionClosing, SHUTDOWN, TICK};
 use perch_protocol::frame::{Cancel, EventFrame, RequestId};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, ClientInfo, ConnectAuth, ConnectParams, HelloOk, Role,
+    CHALLENGE_EVENT, CONNECT_METHOD, ClientInfo, ConnectParams, HelloOk,
 };
-use perch_protocol::{DEFAULT_TICK_INTERVAL_MS, ErrorShape, Frame, PROTOCOL_VERSION};
+use perch_protocol::{DEFAULT_TICK_INTERVAL_MS, ErrorShape, Frame};
 
 use crate::client::ClientConfig;
 use crate::error::ClientError;
@@ -203,10 +203,8 @@ async fn connect(config: &ClientConfig) -> Result<(Ws, HelloOk), End> {
             _ => {}
         }
     }
-    let params = ConnectParams {
-        min_protocol: PROTOCOL_VERSION,
-        max_protocol: PROTOCOL_VERSION,
-        client: ClientInfo {
+    let params = ConnectParams::operator(
+        ClientInfo {
             id: config.client_id.clone(),
             display_name: config.display_name.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -216,24 +214,8 @@ async fn connect(config: &ClientConfig) -> Result<(Ws, HelloOk), End> {
             mode: config.mode.clone(),
             instance_id: None,
         },
-        role: Role::Operator,
-        scopes: vec![],
-        caps: vec![],
-        commands: vec![],
-        permissions: Default::default(),
-        device: None,
-        auth: Some(ConnectAuth {
-            token: Some(config.token.expose().to_string()),
-            ..Default::default()
-        }),
-        locale: None,
-        user_agent: Some(format!(
-            "{}/{}",
-            config.client_id,
-            env!("CARGO_PKG_VERSION")
-        )),
-        extra: Default::default(),
-    };
+        config.token.expose(),
+    );
     let params = serde_json::to_value(&params)
         .map_err(|e| End::Lost(format!("cannot encode connect: {e}")))?;
     let id = RequestId::new("connect");

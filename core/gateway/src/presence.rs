@@ -164,17 +164,8 @@ impl PresenceTable {
 
     /// The device the user touched most recently: latest activity, then latest seen.
     pub fn active_device(&self) -> Option<String> {
-        self.slots
-            .values()
-            .filter(|s| s.entry.device_id.is_some() && s.entry.last_activity_ms.is_some())
-            .max_by_key(|s| {
-                (
-                    s.entry.last_activity_ms,
-                    s.entry.last_seen_ms,
-                    s.entry.key.clone(),
-                )
-            })
-            .and_then(|s| s.entry.device_id.clone())
+        perch_protocol::presence::active_device(self.slots.values().map(|s| &s.entry))
+            .map(str::to_string)
     }
 
     /// Entries, most recent activity (then last seen) first.

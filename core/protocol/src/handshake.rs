@@ -234,6 +234,30 @@ pub struct ConnectParams {
 }
 
 impl ConnectParams {
+    /// An operator's `connect` at this protocol version: the operator token and no device
+    /// proof, the one shape every operator client (CLI, desktop app) sends.
+    pub fn operator(client: ClientInfo, token: &str) -> Self {
+        let user_agent = format!("{}/{}", client.id, client.version);
+        Self {
+            min_protocol: crate::PROTOCOL_VERSION,
+            max_protocol: crate::PROTOCOL_VERSION,
+            client,
+            role: Role::Operator,
+            scopes: vec![],
+            caps: vec![],
+            commands: vec![],
+            permissions: Default::default(),
+            device: None,
+            auth: Some(ConnectAuth {
+                token: Some(token.to_string()),
+                ..Default::default()
+            }),
+            locale: None,
+            user_agent: Some(user_agent),
+            extra: Default::default(),
+        }
+    }
+
     /// The exact string the device signs for these params (OpenClaw's v3 payload), built from
     /// the device proof's id, time and nonce and the token actually sent. `None` without a
     /// device proof.
@@ -388,6 +412,28 @@ pub enum HelloOkTag {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn operator_params_carry_the_token_and_no_device() {
+        let client = ClientInfo {
+            id: "perch-cli".into(),
+            display_name: None,
+            version: "1.2.3".into(),
+            platform: "linux".into(),
+            device_family: None,
+            model_identifier: None,
+            mode: "cli".into(),
+            instance_id: None,
+        };
+        let p = ConnectParams::operator(client, "tok");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["role"], "operator");
+        assert_eq!(v["auth"]["token"], "tok");
+        assert_eq!(v["minProtocol"], crate::PROTOCOL_VERSION);
+        assert_eq!(v["userAgent"], "perch-cli/1.2.3");
+        assert!(v.get("device").is_none());
+        assert_eq!(p.signed_payload(), None);
+    }
 
     #[test]
     fn connect_params_accept_reference_shape() {

@@ -47,6 +47,23 @@ pub struct PresenceEntry {
     pub remote_addr: Option<String>,
 }
 
+/// The device the user touched most recently, the host's and every client's one rule: newest
+/// activity, then newest last-seen, then the greater key; only entries with a device id and
+/// reported activity count.
+pub fn active_device<'a>(entries: impl IntoIterator<Item = &'a PresenceEntry>) -> Option<&'a str> {
+    entries
+        .into_iter()
+        .filter(|e| e.device_id.is_some() && e.last_activity_ms.is_some())
+        .max_by(|a, b| {
+            (a.last_activity_ms, a.last_seen_ms, &a.key).cmp(&(
+                b.last_activity_ms,
+                b.last_seen_ms,
+                &b.key,
+            ))
+        })
+        .and_then(|e| e.device_id.as_deref())
+}
+
 /// What changed, as carried by a `presence` event (the frame's `stateVersion.presence` orders
 /// them; a gap means the client should fetch `system-presence` again).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +146,44 @@ pub struct AlivePayload {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn entry(key: &str, device: bool, activity: Option<i64>, seen: i64) -> PresenceEntry {
+        PresenceEntry {
+            key: key.into(),
+            device_id: device.then(|| key.to_string()),
+            display_name: key.into(),
+            platform: "linux".into(),
+            role: Role::Node,
+            mode: "node".into(),
+            connected_since_ms: 0,
+            last_seen_ms: seen,
+            last_activity_ms: activity,
+            remote_addr: None,
+        }
+    }
+
+    #[test]
+    fn the_active_device_is_the_one_touched_last() {
+        assert_eq!(active_device(&[]), None);
+        let quiet = [
+            entry("a", true, None, 9),
+            entry("conn:1", false, Some(9), 9),
+        ];
+        assert_eq!(active_device(&quiet), None, "no device reported activity");
+        let es = [
+            entry("a", true, Some(5), 1),
+            entry("b", true, Some(7), 1),
+            entry("c", true, Some(7), 2),
+            entry("d", true, Some(6), 9),
+        ];
+        assert_eq!(
+            active_device(&es),
+            Some("c"),
+            "newest activity, then newest seen"
+        );
+        let tie = [entry("x", true, Some(7), 2), entry("y", true, Some(7), 2)];
+        assert_eq!(active_device(&tie), Some("y"), "then the greater key");
+    }
 
     #[test]
     fn change_is_tagged() {
