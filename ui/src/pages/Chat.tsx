@@ -257,7 +257,7 @@ export function ChatPage() {
           id="message"
           ref={inputRef}
           rows={3}
-          placeholder={hello ? 'Ask the assistant… (Enter sends, Shift+Enter for a new line)' : 'Waiting for the host…'}
+          placeholder={hello ? 'Ask the assistant…' : 'Waiting for the host…'}
           value={draft}
           onInput={(e) => setDraft((e.currentTarget as HTMLTextAreaElement).value)}
           onKeyDown={onKeyDown}
