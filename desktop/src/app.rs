@@ -79,6 +79,8 @@ pub struct AppView {
     pub bind_override: Option<String>,
     /// This computer as a node.
     pub this_computer: NodeModeState,
+    /// perch.toml differs from what the running host uses (a restart applies it).
+    pub restart_required: bool,
 }
 
 /// Builds the view from its parts (pure).
@@ -92,14 +94,15 @@ pub fn compose(
 ) -> AppView {
     // Lists from a connection that is not live would be stale; show none.
     let live = host.addr().is_some() && *link == Link::Connected && snapshot.loaded;
-    let (pending, devices, turns) = if live {
+    let (pending, devices, turns, restart_required) = if live {
         (
             snapshot.pending.clone(),
             snapshot.devices.clone(),
             snapshot.active_turns,
+            snapshot.restart_required,
         )
     } else {
-        (vec![], vec![], 0)
+        (vec![], vec![], 0, false)
     };
     let Derived { tray, status } = derive(&Inputs {
         host,
@@ -119,6 +122,7 @@ pub fn compose(
         data_dir: options.data_dir.display().to_string(),
         bind_override: options.bind.map(|b| b.to_string()),
         this_computer: node.clone(),
+        restart_required,
     }
 }
 
@@ -334,6 +338,12 @@ impl Desktop {
         } else {
             self.inner.host.retry();
         }
+    }
+
+    /// Restarts the host running in this app so a changed perch.toml applies; an attached
+    /// host is left alone (it is not ours to stop).
+    pub fn restart_host(&self) {
+        self.inner.host.restart();
     }
 
     /// The settings in perch.toml (with what the running host uses, when one answers).

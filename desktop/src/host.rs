@@ -210,6 +210,8 @@ struct Up {
 enum Watched {
     Stop,
     Lost(String),
+    /// The user asked to restart the host in this process (to apply perch.toml).
+    Restart,
 }
 
 /// Keeps one host available to the app, or says why it cannot.
@@ -222,6 +224,8 @@ struct Inner {
     options: HostOptions,
     state: watch::Sender<HostState>,
     wake: Notify,
+    /// Set with a wake when the user asks for a restart of the in-process host.
+    restart: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -234,6 +238,7 @@ impl HostSupervisor {
             options,
             state,
             wake: Notify::new(),
+            restart: std::sync::atomic::AtomicBool::new(false),
             stop: CancellationToken::new(),
             task: Mutex::new(None),
         });
@@ -262,6 +267,16 @@ impl HostSupervisor {
     /// Tries again now (attach, else start) when there is no host; does nothing while one
     /// runs.
     pub fn retry(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Restarts the host running in this process, so it picks up a changed perch.toml (bind
+    /// address, mDNS, name). Does nothing for an attached host, which is not ours to stop;
+    /// with no host it is a Retry.
+    pub fn restart(&self) {
+        self.inner
+            .restart
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.wake.notify_one();
     }
 
@@ -306,6 +321,12 @@ async fn supervise(inner: Arc<Inner>) {
                 }
                 match watched {
                     Watched::Stop => break,
+                    Watched::Restart => {
+                        tracing::info!("restarting the host to apply its settings");
+                        explicit = true;
+                        plan = Plan::AttachOrStart;
+                        continue;
+                    }
                     Watched::Lost(reason) => {
                         tracing::warn!(%reason, "host lost");
                         plan = match up.mode {
@@ -332,6 +353,8 @@ async fn supervise(inner: Arc<Inner>) {
         tokio::select! {
             _ = tokio::time::sleep(delay) => explicit = false,
             _ = inner.wake.notified() => {
+                // With no host, a restart is just a Retry.
+                inner.restart.store(false, std::sync::atomic::Ordering::SeqCst);
                 explicit = true;
                 plan = Plan::AttachOrStart;
             }
@@ -349,7 +372,13 @@ async fn watch_running(inner: &Inner, up: &Up) -> Watched {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(options.probe_interval) => {}
-            _ = inner.wake.notified() => continue,
+            _ = inner.wake.notified() => {
+                let restart = inner.restart.swap(false, std::sync::atomic::Ordering::SeqCst);
+                if restart && up.mode == HostMode::Embedded {
+                    return Watched::Restart;
+                }
+                continue;
+            }
             _ = inner.stop.cancelled() => return Watched::Stop,
         }
         match probe(up.addr, options.probe_timeout).await {
@@ -391,7 +420,7 @@ async fn attempt(options: &HostOptions, plan: Plan) -> Result<Up, (String, Optio
         )
     })?;
     if let Some(bind) = options.bind {
-        config.bind = bind;
+        config.override_bind(bind);
     }
     // Port 0 means "any free port": nothing can be listening there yet.
     if config.bind.port() != 0 {

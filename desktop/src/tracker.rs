@@ -17,6 +17,7 @@ use perch_protocol::events::{self, NodeStatus, PairRequested};
 use perch_protocol::frame::EventFrame;
 use perch_protocol::methods::{self, DevicePairList, NodeSummary, StatusResult};
 use perch_protocol::presence::{PRESENCE_EVENT, PresenceChange, PresenceEntry};
+use perch_protocol::settings::{SETTINGS_CHANGED_EVENT, SETTINGS_GET, Settings};
 
 /// Limit for the reads a refresh makes.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,6 +72,8 @@ pub struct Snapshot {
     pub active_turns: u32,
     /// The device the user touched last, from presence.
     pub active_device_id: Option<String>,
+    /// perch.toml differs from what the host runs with (`settings.get`, `settings.changed`).
+    pub restart_required: bool,
 }
 
 /// Something that happened, for the notification decision ([`crate::notify::decide`]).
@@ -232,7 +235,7 @@ async fn follow(
                     break;
                 }
                 match read_all(&client).await {
-                    Ok((list, nodes, status)) => {
+                    Ok((list, nodes, status, settings)) => {
                         tx.send_modify(|s| {
                             s.loaded = true;
                             s.pending = pending_from(&list);
@@ -241,6 +244,7 @@ async fn follow(
                                 .unwrap_or(u32::MAX)
                                 .max(u32::try_from(turns.len()).unwrap_or(u32::MAX));
                             s.active_device_id = presence.active_device();
+                            s.restart_required = settings.is_some_and(|s| s.restart_required);
                         });
                         dirty = false;
                     }
@@ -281,15 +285,31 @@ async fn follow(
     }
 }
 
-async fn read_all(
-    client: &Client,
-) -> Result<(DevicePairList, Vec<NodeSummary>, StatusResult), ClientError> {
-    let (list, nodes, status) = tokio::join!(
+/// What a refresh reads; settings are optional (an older host lacks them, and a corrupt
+/// perch.toml makes them fail) and never hold the rest back.
+type Reads = (
+    DevicePairList,
+    Vec<NodeSummary>,
+    StatusResult,
+    Option<Settings>,
+);
+
+async fn read_all(client: &Client) -> Result<Reads, ClientError> {
+    let (list, nodes, status, settings) = tokio::join!(
         client.call_as::<DevicePairList>(methods::DEVICE_PAIR_LIST, None, READ_TIMEOUT),
         client.call_as::<Vec<NodeSummary>>(methods::NODE_LIST, None, READ_TIMEOUT),
         client.call_as::<StatusResult>(methods::STATUS, None, READ_TIMEOUT),
+        client.call_as::<Settings>(SETTINGS_GET, None, READ_TIMEOUT),
     );
-    Ok((list?, nodes?, status?))
+    let settings = match settings {
+        Ok(s) => Some(s),
+        Err(ClientError::Host(e)) => {
+            tracing::debug!(code = %e.code, "no settings from the host");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((list?, nodes?, status?, settings))
 }
 
 fn pending_from(list: &DevicePairList) -> Vec<PendingPairing> {
@@ -343,6 +363,8 @@ fn apply_event(
             Some(true)
         }
         events::DEVICE_PAIR_RESOLVED => Some(true),
+        // Whether a restart is required is read again with the rest.
+        SETTINGS_CHANGED_EVENT => Some(true),
         events::NODE_STATUS => {
             if let Ok(s) = serde_json::from_value::<NodeStatus>(payload)
                 && !s.online

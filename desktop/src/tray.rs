@@ -12,6 +12,7 @@ use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Runtime};
 
 use crate::app::{AppView, Desktop};
+use crate::host::{HostMode, HostState};
 use crate::icon::{self, TRAY_ICON_SIZE};
 use crate::state::{MENU_LABEL_CHARS, TrayState, menu_label};
 use crate::windows::{self, Page};
@@ -53,6 +54,8 @@ pub enum MenuAction {
     Open(Page),
     /// Try the host again now (shown in the error state).
     Retry,
+    /// Restart the in-app host so a changed perch.toml applies.
+    RestartHost,
     /// Turn launch at login on or off (macOS).
     ToggleLaunchAtLogin,
     /// Quit the app (stopping an in-process host).
@@ -67,6 +70,7 @@ impl MenuAction {
             MenuAction::Reject(r) => format!("reject:{r}"),
             MenuAction::Open(p) => format!("open:{}", p.name()),
             MenuAction::Retry => "retry".into(),
+            MenuAction::RestartHost => "restart".into(),
             MenuAction::ToggleLaunchAtLogin => "login".into(),
             MenuAction::Quit => "quit".into(),
         }
@@ -85,6 +89,7 @@ impl MenuAction {
         }
         match id {
             "retry" => Some(MenuAction::Retry),
+            "restart" => Some(MenuAction::RestartHost),
             "login" => Some(MenuAction::ToggleLaunchAtLogin),
             "quit" => Some(MenuAction::Quit),
             _ => None,
@@ -114,6 +119,20 @@ pub fn menu_model(view: &AppView, now_ms: i64, launch_at_login: Option<bool>) ->
         rows.push(Row::Action {
             action: MenuAction::Retry,
             label: "Retry Now".into(),
+        });
+    }
+    if view.restart_required
+        && matches!(
+            view.host,
+            HostState::Running {
+                mode: HostMode::Embedded,
+                ..
+            }
+        )
+    {
+        rows.push(Row::Action {
+            action: MenuAction::RestartHost,
+            label: "Restart Host to Apply Settings".into(),
         });
     }
     for p in &view.pending {
@@ -342,6 +361,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, desktop: &Desktop, id: &str) {
             }
         }
         MenuAction::Retry => desktop.retry(),
+        MenuAction::RestartHost => desktop.restart_host(),
         MenuAction::ToggleLaunchAtLogin => crate::macos::toggle_launch_at_login(),
         MenuAction::Quit => crate::quit(app, desktop),
     }
@@ -381,6 +401,7 @@ mod tests {
                 connected: true,
                 detail: "connected".into(),
             },
+            restart_required: false,
         }
     }
 
@@ -528,6 +549,41 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_restart_is_offered_only_for_the_host_in_this_app() {
+        let restart = |rows: &[Row]| {
+            rows.iter().any(|r| {
+                matches!(
+                    r,
+                    Row::Action {
+                        action: MenuAction::RestartHost,
+                        ..
+                    }
+                )
+            })
+        };
+        let mut v = view(vec![], vec![]);
+        assert!(!restart(&menu_model(&v, NOW, None)), "nothing to apply");
+        v.restart_required = true;
+        let rows = menu_model(&v, NOW, None);
+        assert_eq!(
+            rows[1],
+            Row::Action {
+                action: MenuAction::RestartHost,
+                label: "Restart Host to Apply Settings".into()
+            }
+        );
+        v.host = HostState::Running {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            mode: HostMode::Attached,
+            host_id: "h".into(),
+        };
+        assert!(
+            !restart(&menu_model(&v, NOW, None)),
+            "an attached host is not ours to restart"
+        );
+    }
+
+    #[test]
     fn menu_ids_round_trip() {
         for a in [
             MenuAction::Approve("abc".into()),
@@ -535,6 +591,7 @@ mod tests {
             MenuAction::Open(Page::Chat),
             MenuAction::Open(Page::Canvas),
             MenuAction::Retry,
+            MenuAction::RestartHost,
             MenuAction::ToggleLaunchAtLogin,
             MenuAction::Quit,
         ] {

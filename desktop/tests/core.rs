@@ -83,3 +83,42 @@ async fn a_chat_turn_is_working_then_a_notice_then_idle() {
     caller.shutdown().await;
     desktop.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_setting_is_applied_by_restarting_the_host_in_the_app() {
+    let dir = data_dir("");
+    let desktop = Desktop::start(desktop_options(dir.path(), "127.0.0.1:0", false));
+    let view = desktop.view();
+    let idle = until("idle", || {
+        let v = view.borrow().clone();
+        (v.tray == TrayState::Idle).then_some(v)
+    })
+    .await;
+    assert!(
+        !idle.restart_required,
+        "the --bind override is not a difference a restart would fix"
+    );
+
+    desktop
+        .save_settings(perch_protocol::settings::SettingsPatch {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    until("the tray to offer a restart", || {
+        view.borrow().restart_required.then_some(())
+    })
+    .await;
+
+    desktop.restart_host();
+    until("the restarted host", || {
+        let v = view.borrow().clone();
+        (v.tray == TrayState::Idle && !v.restart_required).then_some(v)
+    })
+    .await;
+    let running = desktop.settings().await.unwrap().running.unwrap();
+    assert_eq!(running.name, "Renamed");
+    assert_eq!(running.overridden, vec!["bind".to_string()]);
+    desktop.shutdown().await;
+}

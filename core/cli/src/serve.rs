@@ -16,10 +16,10 @@ pub async fn serve(
     let dir = crate::paths::data_dir(data_dir)?;
     let mut cfg = GatewayConfig::load(&dir)?;
     if let Some(b) = bind {
-        cfg.bind = parse_bind(&b).map_err(|m| anyhow::anyhow!("--bind: {m}"))?;
+        cfg.override_bind(parse_bind(&b).map_err(|m| anyhow::anyhow!("--bind: {m}"))?);
     }
     if let Some(m) = mdns {
-        cfg.mdns = MdnsMode::parse(&m).map_err(|m| anyhow::anyhow!("--mdns: {m}"))?;
+        cfg.override_mdns(MdnsMode::parse(&m).map_err(|m| anyhow::anyhow!("--mdns: {m}"))?);
     }
     tracing::info!(data_dir = %dir.display(), "starting Perch host");
     let gw = perch_gateway::start(cfg).await?;

@@ -174,6 +174,32 @@ pub struct GatewayConfig {
     /// Where the built web UI is (`[gateway] ui_dir`); `None` looks in the usual places
     /// ([`crate::web::ui_dir`]).
     pub ui_dir: Option<PathBuf>,
+    /// Which settings came from the command line instead of `perch.toml`.
+    pub overrides: Overrides,
+}
+
+/// Settings given on the command line (`--bind`, `--mdns`): while they stand, the file's
+/// values for them do not apply, so changing those in the file asks for no restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--bind` was given.
+    pub bind: bool,
+    /// `--mdns` was given.
+    pub mdns: bool,
+}
+
+impl GatewayConfig {
+    /// Listens on `addr` whatever perch.toml says (a `--bind` flag).
+    pub fn override_bind(&mut self, addr: SocketAddr) {
+        self.bind = addr;
+        self.overrides.bind = true;
+    }
+
+    /// Advertises as `mode` whatever perch.toml says (a `--mdns` flag).
+    pub fn override_mdns(&mut self, mode: MdnsMode) {
+        self.mdns = mode;
+        self.overrides.mdns = true;
+    }
 }
 
 impl GatewayConfig {
@@ -192,6 +218,7 @@ impl GatewayConfig {
             queue_offline_invokes: true,
             max_queued_invokes: 16,
             ui_dir: None,
+            overrides: Overrides::default(),
         }
     }
 

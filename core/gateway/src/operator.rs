@@ -98,7 +98,9 @@ pub async fn dispatch(
         methods::DEVICE_PAIR_SETUP_CODE => to_value(&crate::setup_code::mint(hub).await?),
         perch_protocol::settings::SETTINGS_GET => to_value(&crate::settings::get(hub).await?),
         perch_protocol::settings::SETTINGS_SET => {
-            to_value(&crate::settings::set(hub, params).await?)
+            let settings = crate::settings::set(hub, params).await?;
+            hub.broadcast_operators(perch_protocol::settings::SETTINGS_CHANGED_EVENT, &settings);
+            to_value(&settings)
         }
         methods::NODE_LIST => to_value(&node_list(hub).await?),
         methods::NODE_DESCRIBE => {

@@ -144,6 +144,14 @@ fn running(hub: &Hub) -> RunningSettings {
         name: hub.config.name.clone(),
         bind: hub.config.bind.to_string(),
         mdns: hub.config.mdns.as_str().to_string(),
+        overridden: [
+            ("bind", hub.config.overrides.bind),
+            ("mdns", hub.config.overrides.mdns),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(key, _)| key.to_string())
+        .collect(),
     }
 }
 
@@ -164,9 +172,10 @@ pub fn read_with(data_dir: &Path, sources: &dyn SecretSources) -> Result<Setting
 
 /// Adds what the running host uses, and whether the file asks for something else.
 pub fn with_running(mut settings: Settings, running: RunningSettings) -> Settings {
+    let fixed = |key: &str| running.overridden.iter().any(|k| k == key);
     settings.restart_required = settings.name != running.name
-        || !same_bind(&settings.bind, &running.bind)
-        || settings.mdns != running.mdns;
+        || (!fixed("bind") && !same_bind(&settings.bind, &running.bind))
+        || (!fixed("mdns") && settings.mdns != running.mdns);
     settings.running = Some(running);
     settings
 }
@@ -1152,11 +1161,29 @@ location = { lat = 48.2, lon = 16.37, accuracy_m = 100.0 }
             name: name.into(),
             bind: bind.into(),
             mdns: "minimal".into(),
+            overridden: vec![],
         };
         let same = with_running(s.clone(), running("box", "127.0.0.1:9000"));
         assert!(!same.restart_required);
         assert_eq!(same.running.as_ref().unwrap().name, "box");
         assert!(with_running(s.clone(), running("other", "127.0.0.1:9000")).restart_required);
-        assert!(with_running(s, running("box", "127.0.0.1:9001")).restart_required);
+        assert!(with_running(s.clone(), running("box", "127.0.0.1:9001")).restart_required);
+        // A --bind flag keeps the file's address from applying: no restart would change it.
+        let flagged = RunningSettings {
+            overridden: vec!["bind".into()],
+            ..running("box", "127.0.0.1:9001")
+        };
+        assert!(!with_running(s.clone(), flagged.clone()).restart_required);
+        assert!(
+            with_running(
+                s,
+                RunningSettings {
+                    name: "other".into(),
+                    ..flagged
+                }
+            )
+            .restart_required,
+            "the name has no flag"
+        );
     }
 }

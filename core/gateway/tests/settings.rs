@@ -58,6 +58,7 @@ async fn set_writes_the_file_in_place_and_asks_for_a_restart() {
     let host = start_host(|_| {}).await;
     std::fs::write(host.dir.path().join("perch.toml"), matching_file(&host)).unwrap();
     let mut op = operator(&host).await;
+    let mut other = operator(&host).await;
     let running_name = host.gw.hub().config.name.clone();
     let s = op
         .request(
@@ -80,9 +81,10 @@ async fn set_writes_the_file_in_place_and_asks_for_a_restart() {
     let text = std::fs::read_to_string(host.dir.path().join("perch.toml")).unwrap();
     assert!(text.starts_with("# kept\n[gateway]\n"), "{text}");
     assert!(text.contains("name = \"Studio\""), "{text}");
-    // A later get agrees.
+    // A later get agrees, and every other operator heard of the change.
     let again = op.request("settings.get", json!({})).await.unwrap();
     assert_eq!(again, s);
+    assert_eq!(other.event("settings.changed").await, s);
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ pub const OPERATOR_EVENTS: &[&str] = &[
     NODE_STATUS,
     crate::presence::PRESENCE_EVENT,
     crate::chat::CHAT_EVENT,
+    crate::settings::SETTINGS_CHANGED_EVENT,
     crate::chat::AGENT_TURN_EVENT,
     CONNECTION_CLOSING,
     SHUTDOWN,

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub const SETTINGS_GET: &str = "settings.get";
 /// `settings.set`: change some settings in `perch.toml` (operator).
 pub const SETTINGS_SET: &str = "settings.set";
+/// Event to every operator after a `settings.set`, carrying the new [`Settings`]: other
+/// windows refresh, and the menu-bar app offers a restart when one is required.
+pub const SETTINGS_CHANGED_EVENT: &str = "settings.changed";
 
 /// Accuracy assumed for a configured location that does not give one, meters; the same
 /// default as `perch node run --location`.
@@ -51,6 +54,10 @@ pub struct RunningSettings {
     pub bind: String,
     /// mDNS mode in use.
     pub mdns: String,
+    /// Keys set on the command line (`bind`, `mdns`) rather than from the file: the file's
+    /// value for them does not apply while the flag stands, so it asks for no restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<String>,
 }
 
 /// The three model tiers; `null` for a tier that is not configured.
