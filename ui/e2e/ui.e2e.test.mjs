@@ -289,9 +289,18 @@ describe('the web UI against a real host', () => {
     assert.equal(await page.getByTestId('restart-required').count(), 0, 'nothing was sent');
     await bind.fill(`127.0.0.1:${port}`);
 
+    // A second window with the settings open follows the save live (settings.changed).
+    const other = await openPage(`/ui/settings#token=${encodeURIComponent(token)}`);
+    const otherName = other.getByLabel('Name', { exact: true });
+    await otherName.waitFor({ timeout: 15_000 });
+    assert.equal(await otherName.inputValue(), 'e2e-host');
+
     await page.getByLabel('Name', { exact: true }).fill('e2e-host renamed');
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByTestId('restart-required').waitFor({ timeout: 10_000 });
+    await other.getByTestId('restart-required').waitFor({ timeout: 10_000 });
+    assert.equal(await otherName.inputValue(), 'e2e-host renamed', 'the other window shows the saved name');
+    await other.close();
     const toml = readFileSync(join(hostData, 'perch.toml'), 'utf8');
     assert.match(toml, /name = "e2e-host renamed"/);
     assert.match(toml, /^# e2e host$/m, 'the comment in perch.toml survives');

@@ -20,7 +20,7 @@ import {
   validateForm,
 } from '../state/settings';
 import { ErrorBox, Help, NotAvailable, Waiting, isUnknownMethod } from '../app/components';
-import { useConn, useHello, useTitle } from '../app/hooks';
+import { useConn, useEvent, useHello, useTitle } from '../app/hooks';
 
 const MDNS_HELP: Record<string, string> = {
   off: 'Not advertised; nodes need the address or a setup code.',
@@ -99,6 +99,15 @@ function HostSettings() {
     setLoadError(null);
     client.call('settings.get').then(adopt, (e: unknown) => setLoadError(toErrorShape(e)));
   }, [hello, client]);
+
+  // Another window (or the menu-bar app) saved: show it, unless this form has unsaved edits.
+  useEvent('settings.changed', (payload) => {
+    const s = parseSettings(payload);
+    if (!s) return;
+    const untouched = !form || !settings || JSON.stringify(form) === JSON.stringify(formFromSettings(settings));
+    setSettings(s);
+    if (untouched) setForm(formFromSettings(s));
+  });
 
   if (loadError && isUnknownMethod(loadError)) {
     return (
