@@ -8,6 +8,9 @@
 //! to the runtime, so pairing needs no approval (the app is already the operator). A key the
 //! host has paired reconnects with its token, and no code is minted. A key the host revoked
 //! stays out until the user removes it (`perch devices remove`).
+//!
+//! A change of `[desktop] location` (announced by the host as `settings.changed`) reconnects
+//! the node, so `location.get` is offered or withdrawn at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use perch_node::{
 };
 use perch_protocol::SetupCode;
 use perch_protocol::methods::{self, DevicePairList, SetupCodeResult};
+use perch_protocol::settings::SETTINGS_CHANGED_EVENT;
 
 /// The node's directory inside the host's data directory.
 pub const NODE_DIR: &str = "desktop-node";
@@ -227,52 +231,97 @@ async fn run(
         }
         Err(reason) => return fail(reason),
     };
-    let location = configured_location(data_dir.clone()).await;
-    let name = gethostname::gethostname().to_string_lossy().to_string();
-    let mut config = NodeConfig::new(gateway_url, name, dir);
-    if let Some(code) = bootstrap {
-        config.expected_host = Some(ExpectedHost {
-            host_id: code.host_id(),
-            fingerprint: code.fingerprint_hex(),
-        });
-        config.bootstrap_token = Some(BootstrapToken(code.bootstrap_token.clone()));
-    }
-    let node = match Node::new(config, capabilities(location)) {
-        Ok(n) => n,
-        Err(e) => return fail(format!("cannot start this computer's node: {e}")),
-    };
     // Idle time tells the host when the user is at this computer (the active device).
-    let node = match crate::activity::DesktopActivity::start() {
-        Some(activity) => node.with_activity(activity),
-        None => node,
-    };
-    let mut states = node.subscribe();
-    let report = {
-        let tx = tx.clone();
-        let device_id = device_id.clone();
-        async move {
-            loop {
-                let s = states.borrow_and_update().clone();
-                tx.send_replace(NodeModeState::Running {
-                    device_id: device_id.clone(),
-                    enrolment,
-                    connected: matches!(s, NodeState::Connected { .. }),
-                    detail: s.to_string(),
-                });
-                if states.changed().await.is_err() {
+    let activity = crate::activity::DesktopActivity::start();
+    let mut bootstrap = bootstrap;
+    loop {
+        let location = configured_location(data_dir.clone()).await;
+        let name = gethostname::gethostname().to_string_lossy().to_string();
+        let mut config = NodeConfig::new(gateway_url.clone(), name, dir.clone());
+        // The code is single use: after the first run the node holds a token for this host.
+        if let Some(code) = bootstrap.take() {
+            config.expected_host = Some(ExpectedHost {
+                host_id: code.host_id(),
+                fingerprint: code.fingerprint_hex(),
+            });
+            config.bootstrap_token = Some(BootstrapToken(code.bootstrap_token.clone()));
+        }
+        let node = match Node::new(config, capabilities(location)) {
+            Ok(n) => n,
+            Err(e) => return fail(format!("cannot start this computer's node: {e}")),
+        };
+        let node = match &activity {
+            Some(a) => node.with_activity(a.clone()),
+            None => node,
+        };
+        let mut states = node.subscribe();
+        let report = {
+            let tx = tx.clone();
+            let device_id = device_id.clone();
+            async move {
+                loop {
+                    let s = states.borrow_and_update().clone();
+                    tx.send_replace(NodeModeState::Running {
+                        device_id: device_id.clone(),
+                        enrolment,
+                        connected: matches!(s, NodeState::Connected { .. }),
+                        detail: s.to_string(),
+                    });
+                    if states.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let reporter = tokio::spawn(report);
+        let this_run = stop.child_token();
+        let running = node.run(this_run.clone().cancelled_owned());
+        tokio::pin!(running);
+        let result = tokio::select! {
+            r = &mut running => Some(r),
+            _ = location_changed(&client, &data_dir, location) => None,
+        };
+        let result = match result {
+            Some(r) => r,
+            None => {
+                // Offer (or withdraw) location.get: the host learns commands at connect.
+                tracing::info!("[desktop] location changed; reconnecting this computer's node");
+                this_run.cancel();
+                let r = running.await;
+                reporter.abort();
+                if let Err(e) = r {
+                    return fail(e.to_string());
+                }
+                continue;
+            }
+        };
+        reporter.abort();
+        match result {
+            Ok(()) => {
+                tx.send_replace(NodeModeState::Off);
+            }
+            Err(e) => fail(e.to_string()),
+        }
+        return;
+    }
+}
+
+/// Resolves when a `settings.changed` from the host leaves `[desktop] location` different from
+/// `current`; never while it stays the same (or the connection ends).
+async fn location_changed(client: &Client, data_dir: &Path, current: Option<ConfiguredLocation>) {
+    let mut events = client.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(ev) if ev.event == SETTINGS_CHANGED_EVENT => {
+                if configured_location(data_dir.to_path_buf()).await != current {
                     return;
                 }
             }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    let reporter = tokio::spawn(report);
-    let result = node.run(stop.clone().cancelled_owned()).await;
-    reporter.abort();
-    match result {
-        Ok(()) => {
-            tx.send_replace(NodeModeState::Off);
-        }
-        Err(e) => fail(e.to_string()),
     }
 }
 

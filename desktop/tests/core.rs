@@ -122,3 +122,94 @@ async fn a_saved_setting_is_applied_by_restarting_the_host_in_the_app() {
     assert_eq!(running.overridden, vec!["bind".to_string()]);
     desktop.shutdown().await;
 }
+
+/// Whether `node.list` shows `node` offering `location.get`.
+fn offers_location(list: &serde_json::Value, node: &str) -> bool {
+    list.as_array().into_iter().flatten().any(|n| {
+        n["nodeId"] == node
+            && n["online"] == true
+            && n["commands"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == "location.get"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_location_set_in_settings_is_offered_at_once_and_withdrawn_the_same_way() {
+    use perch_protocol::settings::{DesktopLocation, DesktopPatch, SettingsPatch};
+    let dir = data_dir("");
+    let desktop = Desktop::start(desktop_options(dir.path(), "127.0.0.1:0", true));
+    let view = desktop.view();
+    let (addr, me) = until("this computer online as a node", || {
+        let v = view.borrow().clone();
+        let me = v.this_computer.device_id()?.to_string();
+        let online = v.devices.iter().any(|d| d.node_id == me && d.online);
+        online.then(|| (v.host.addr().unwrap(), me))
+    })
+    .await;
+    let op = Client::start(ClientConfig::new(
+        format!("ws://{addr}"),
+        OperatorToken::new(token(dir.path())),
+    ));
+    let list = op.call("node.list", None, WAIT).await.unwrap();
+    assert!(!offers_location(&list, &me), "no location set: {list}");
+
+    // `Some(location)` sets it, `None` removes it.
+    let set = |location: Option<DesktopLocation>| SettingsPatch {
+        desktop: Some(DesktopPatch {
+            location: Some(location),
+        }),
+        ..Default::default()
+    };
+    desktop
+        .save_settings(set(Some(DesktopLocation {
+            lat: 48.2085,
+            lon: 16.3721,
+            accuracy_m: 50.0,
+        })))
+        .await
+        .unwrap();
+    let mut offered = false;
+    for _ in 0..100 {
+        let list = op.call("node.list", None, WAIT).await.unwrap();
+        if offers_location(&list, &me) {
+            offered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(offered, "location.get was not offered after the setting");
+    let fix = op
+        .call(
+            "node.invoke",
+            Some(
+                json!({"nodeId": me, "command": "location.get", "params": {},
+                        "idempotencyKey": "loc-1"}),
+            ),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fix["payload"]["lat"], 48.2085, "{fix}");
+
+    desktop.save_settings(set(None)).await.unwrap();
+    let mut withdrawn = false;
+    for _ in 0..100 {
+        let list = op.call("node.list", None, WAIT).await.unwrap();
+        if !offers_location(&list, &me)
+            && list.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|n| n["nodeId"] == me.as_str() && n["online"] == true)
+            })
+        {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        withdrawn,
+        "location.get stayed after the setting was removed"
+    );
+    desktop.shutdown().await;
+}
