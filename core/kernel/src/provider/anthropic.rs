@@ -11,7 +11,7 @@ use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::sse::{self, Call, Decoder, Flow};
+use super::sse::{self, Decoder, Flow};
 use super::{ConfigError, DEFAULT_STALL_TIMEOUT, ModelProvider, ProviderError, http};
 use crate::credentials::{Credential, Secret};
 use crate::model::{ChatMessage, ModelRequest, StopReason, StreamEvent, ToolCall, Usage};
@@ -63,21 +63,17 @@ pub struct AnthropicProvider {
 }
 
 struct Inner {
-    name: Arc<str>,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    endpoint: http::Endpoint,
     auth: Option<(HeaderName, HeaderValue)>,
     beta: Option<HeaderValue>,
-    secrets: Arc<[Secret]>,
-    stall: Duration,
     default_max_tokens: u32,
 }
 
 impl fmt::Debug for AnthropicProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnthropicProvider")
-            .field("name", &self.inner.name)
-            .field("host", &self.inner.url.host_str())
+            .field("name", &self.inner.endpoint.name)
+            .field("host", &self.inner.endpoint.url.host_str())
             .field(
                 "auth",
                 &self.inner.auth.as_ref().map(|(name, _)| name.as_str()),
@@ -91,7 +87,7 @@ impl AnthropicProvider {
     pub fn new(config: AnthropicConfig) -> Result<Self, ConfigError> {
         let url = http::endpoint(config.base_url.as_deref(), DEFAULT_BASE_URL, "v1/messages")?;
         let mut beta = config.beta.clone();
-        let (auth, mut secrets) = match &config.credential {
+        let (auth, secrets) = match &config.credential {
             Credential::ApiKey(s) => (
                 Some((
                     HeaderName::from_static("x-api-key"),
@@ -118,19 +114,11 @@ impl AnthropicProvider {
         } else {
             Some(HeaderValue::from_str(&beta.join(",")).map_err(|_| ConfigError::InvalidBeta)?)
         };
-        // Userinfo in a base URL is a credential too; keep it out of transport errors.
-        if let Some(password) = url.password() {
-            secrets.push(Secret::new(password));
-        }
         Ok(Self {
             inner: Arc::new(Inner {
-                name: config.name.into(),
-                client: http::client(config.stall_timeout)?,
-                url,
+                endpoint: http::Endpoint::new(config.name, url, secrets, config.stall_timeout)?,
                 auth,
                 beta,
-                secrets: secrets.into(),
-                stall: config.stall_timeout,
                 default_max_tokens: config.default_max_tokens,
             }),
         })
@@ -139,7 +127,7 @@ impl AnthropicProvider {
 
 impl ModelProvider for AnthropicProvider {
     fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.endpoint.name
     }
 
     fn stream(
@@ -147,14 +135,12 @@ impl ModelProvider for AnthropicProvider {
         request: ModelRequest,
     ) -> BoxStream<'static, Result<StreamEvent, ProviderError>> {
         let inner = &self.inner;
-        tracing::debug!(provider = %inner.name, model = %request.model, "model call");
+        let endpoint = &inner.endpoint;
+        tracing::debug!(provider = %endpoint.name, model = %request.model, "model call");
         let body = request_body(&request, inner.default_max_tokens);
-        let mut builder = inner
-            .client
-            .post(inner.url.clone())
-            .header("anthropic-version", API_VERSION)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&body);
+        let mut builder = endpoint
+            .post_sse(&body)
+            .header("anthropic-version", API_VERSION);
         if let Some((name, value)) = &inner.auth {
             builder = builder.header(name.clone(), value.clone());
         }
@@ -162,13 +148,8 @@ impl ModelProvider for AnthropicProvider {
             builder = builder.header("anthropic-beta", beta.clone());
         }
         sse::drive(
-            Call {
-                provider: inner.name.clone(),
-                request: builder,
-                stall: inner.stall,
-                secrets: inner.secrets.clone(),
-            },
-            EventDecoder::new(inner.name.clone(), inner.secrets.clone()),
+            endpoint.call(builder),
+            EventDecoder::new(endpoint.name.clone(), endpoint.secrets.clone()),
         )
     }
 }
@@ -437,26 +418,6 @@ impl EventDecoder {
             }));
         }
     }
-
-    fn finish(&mut self, out: &mut VecDeque<StreamEvent>) {
-        // Blocks left open are closed: their content is all there will be.
-        let open: Vec<u32> = self.blocks.keys().copied().collect();
-        for index in open {
-            self.close_block(index, out);
-        }
-        let stop = match self.stop.take() {
-            Some(s) => s,
-            None if self.any_tool_call => StopReason::ToolUse,
-            None => StopReason::EndTurn,
-        };
-        if self.input_tokens.is_some() || self.output_tokens.is_some() {
-            out.push_back(StreamEvent::Usage(Usage {
-                input_tokens: self.input_tokens.unwrap_or(0),
-                output_tokens: self.output_tokens.unwrap_or(0),
-            }));
-        }
-        out.push_back(StreamEvent::Finished(stop));
-    }
 }
 
 impl Decoder for EventDecoder {
@@ -557,17 +518,32 @@ impl Decoder for EventDecoder {
         Ok(Flow::Continue)
     }
 
-    fn on_eof(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), ProviderError> {
-        // message_stop is the end marker, but a stop_reason already seen is a complete answer.
-        if self.stop.is_some() {
-            self.finish(out);
-            Ok(())
-        } else {
-            Err(sse::malformed(
-                &self.provider,
-                "the stream ended before the model finished",
-            ))
+    fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<StreamEvent>) {
+        // Blocks left open are closed: their content is all there will be.
+        let open: Vec<u32> = self.blocks.keys().copied().collect();
+        for index in open {
+            self.close_block(index, out);
         }
+        let stop = match self.stop.take() {
+            Some(s) => s,
+            None if self.any_tool_call => StopReason::ToolUse,
+            None => StopReason::EndTurn,
+        };
+        if self.input_tokens.is_some() || self.output_tokens.is_some() {
+            out.push_back(StreamEvent::Usage(Usage {
+                input_tokens: self.input_tokens.unwrap_or(0),
+                output_tokens: self.output_tokens.unwrap_or(0),
+            }));
+        }
+        out.push_back(StreamEvent::Finished(stop));
+    }
+
+    fn provider(&self) -> &str {
+        &self.provider
     }
 }
 

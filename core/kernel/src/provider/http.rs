@@ -1,6 +1,7 @@
 //! HTTP plumbing both adapters share: the client, endpoint URLs, credential headers, and the
 //! mapping from a failed HTTP response to a [`ProviderError`]. Nothing here knows a wire format.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -41,6 +42,60 @@ pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, Confi
         .user_agent(concat!("perch/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ConfigError::Client(e.to_string()))
+}
+
+/// What every adapter calls its API with: the checked URL, the client, and the secrets to
+/// scrub from anything that comes back (the credential, and a password in the URL's userinfo,
+/// which is a credential too).
+pub(crate) struct Endpoint {
+    /// Provider name, for logs and errors.
+    pub name: Arc<str>,
+    /// The API URL (never echoed in errors: it may carry userinfo).
+    pub url: reqwest::Url,
+    client: reqwest::Client,
+    /// Secrets to scrub from errors and stream text.
+    pub secrets: Arc<[Secret]>,
+    stall: Duration,
+}
+
+impl Endpoint {
+    /// Builds the client for `url`; `secrets` are the credential's, the URL's password is
+    /// added to them.
+    pub(crate) fn new(
+        name: String,
+        url: reqwest::Url,
+        mut secrets: Vec<Secret>,
+        stall: Duration,
+    ) -> Result<Self, ConfigError> {
+        if let Some(password) = url.password() {
+            secrets.push(Secret::new(password));
+        }
+        Ok(Self {
+            name: name.into(),
+            client: client(stall)?,
+            url,
+            secrets: secrets.into(),
+            stall,
+        })
+    }
+
+    /// A POST of `body` that asks for a server-sent event stream.
+    pub(crate) fn post_sse(&self, body: &Value) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url.clone())
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(body)
+    }
+
+    /// The streaming call for a prepared request.
+    pub(crate) fn call(&self, request: reqwest::RequestBuilder) -> super::sse::Call {
+        super::sse::Call {
+            provider: self.name.clone(),
+            request,
+            stall: self.stall,
+            secrets: self.secrets.clone(),
+        }
+    }
 }
 
 /// Joins a configured (or default) base URL and an API path, checking it is absolute http(s).

@@ -12,7 +12,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::sse::{self, Call, Decoder, Flow};
+use super::sse::{self, Decoder, Flow};
 use super::{ConfigError, DEFAULT_STALL_TIMEOUT, ModelProvider, ProviderError, http};
 use crate::credentials::{Credential, Secret};
 use crate::model::{ChatMessage, ModelRequest, StopReason, StreamEvent, ToolCall, Usage};
@@ -68,20 +68,16 @@ pub struct OpenAiProvider {
 }
 
 struct Inner {
-    name: Arc<str>,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    endpoint: http::Endpoint,
     authorization: Option<HeaderValue>,
-    secrets: Arc<[Secret]>,
-    stall: Duration,
     max_tokens_field: &'static str,
 }
 
 impl fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiProvider")
-            .field("name", &self.inner.name)
-            .field("host", &self.inner.url.host_str())
+            .field("name", &self.inner.endpoint.name)
+            .field("host", &self.inner.endpoint.url.host_str())
             .field("authenticated", &self.inner.authorization.is_some())
             .finish_non_exhaustive()
     }
@@ -95,7 +91,7 @@ impl OpenAiProvider {
             DEFAULT_BASE_URL,
             "chat/completions",
         )?;
-        let (authorization, mut secrets) = match &config.credential {
+        let (authorization, secrets) = match &config.credential {
             Credential::ApiKey(s) | Credential::Bearer(s) => (
                 Some(http::secret_header(&format!("Bearer {}", s.expose()))?),
                 vec![s.clone()],
@@ -110,18 +106,10 @@ impl OpenAiProvider {
             }
             MaxTokensParam::Auto => "max_tokens",
         };
-        // Userinfo in a base URL is a credential too; keep it out of transport errors.
-        if let Some(password) = url.password() {
-            secrets.push(Secret::new(password));
-        }
         Ok(Self {
             inner: Arc::new(Inner {
-                name: config.name.into(),
-                client: http::client(config.stall_timeout)?,
-                url,
+                endpoint: http::Endpoint::new(config.name, url, secrets, config.stall_timeout)?,
                 authorization,
-                secrets: secrets.into(),
-                stall: config.stall_timeout,
                 max_tokens_field,
             }),
         })
@@ -130,7 +118,7 @@ impl OpenAiProvider {
 
 impl ModelProvider for OpenAiProvider {
     fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.endpoint.name
     }
 
     fn stream(
@@ -138,24 +126,16 @@ impl ModelProvider for OpenAiProvider {
         request: ModelRequest,
     ) -> BoxStream<'static, Result<StreamEvent, ProviderError>> {
         let inner = &self.inner;
-        tracing::debug!(provider = %inner.name, model = %request.model, "model call");
+        let endpoint = &inner.endpoint;
+        tracing::debug!(provider = %endpoint.name, model = %request.model, "model call");
         let body = request_body(&request, inner.max_tokens_field);
-        let mut builder = inner
-            .client
-            .post(inner.url.clone())
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&body);
+        let mut builder = endpoint.post_sse(&body);
         if let Some(auth) = &inner.authorization {
             builder = builder.header(AUTHORIZATION, auth.clone());
         }
         sse::drive(
-            Call {
-                provider: inner.name.clone(),
-                request: builder,
-                stall: inner.stall,
-                secrets: inner.secrets.clone(),
-            },
-            ChunkDecoder::new(inner.name.clone(), inner.secrets.clone()),
+            endpoint.call(builder),
+            ChunkDecoder::new(endpoint.name.clone(), endpoint.secrets.clone()),
         )
     }
 }
@@ -382,20 +362,6 @@ impl ChunkDecoder {
         }
         self.last_call = None;
     }
-
-    fn finish(&mut self, out: &mut VecDeque<StreamEvent>) {
-        self.flush_calls(out);
-        let stop = match self.stop.take() {
-            // Some servers say `stop` even when the turn is tool calls.
-            Some(StopReason::EndTurn) | None if self.any_tool_call => StopReason::ToolUse,
-            Some(s) => s,
-            None => StopReason::EndTurn,
-        };
-        if let Some(usage) = self.usage.take() {
-            out.push_back(StreamEvent::Usage(usage));
-        }
-        out.push_back(StreamEvent::Finished(stop));
-    }
 }
 
 impl Decoder for ChunkDecoder {
@@ -462,17 +428,26 @@ impl Decoder for ChunkDecoder {
         Ok(Flow::Continue)
     }
 
-    fn on_eof(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), ProviderError> {
-        // `[DONE]` is the end marker, but a finish_reason already seen is a complete answer.
-        if self.stop.is_some() {
-            self.finish(out);
-            Ok(())
-        } else {
-            Err(sse::malformed(
-                &self.provider,
-                "the stream ended before the model finished",
-            ))
+    fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<StreamEvent>) {
+        self.flush_calls(out);
+        let stop = match self.stop.take() {
+            // Some servers say `stop` even when the turn is tool calls.
+            Some(StopReason::EndTurn) | None if self.any_tool_call => StopReason::ToolUse,
+            Some(s) => s,
+            None => StopReason::EndTurn,
+        };
+        if let Some(usage) = self.usage.take() {
+            out.push_back(StreamEvent::Usage(usage));
         }
+        out.push_back(StreamEvent::Finished(stop));
+    }
+
+    fn provider(&self) -> &str {
+        &self.provider
     }
 }
 

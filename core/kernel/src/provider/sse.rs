@@ -34,8 +34,29 @@ pub(crate) trait Decoder: Send + 'static {
         out: &mut VecDeque<StreamEvent>,
     ) -> Result<Flow, ProviderError>;
 
-    /// The body ended before [`Flow::Done`]: finish if the wire format allows it, else fail.
-    fn on_eof(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), ProviderError>;
+    /// Whether the model already said why it stopped (a complete answer even without the
+    /// wire format's end marker).
+    fn stopped(&self) -> bool;
+
+    /// Queues what is still open and the final [`StreamEvent::Finished`].
+    fn finish(&mut self, out: &mut VecDeque<StreamEvent>);
+
+    /// The provider's name, for errors.
+    fn provider(&self) -> &str;
+
+    /// The body ended before [`Flow::Done`]: a stop reason already seen is a complete answer,
+    /// anything else a cut stream.
+    fn on_eof(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), ProviderError> {
+        if self.stopped() {
+            self.finish(out);
+            Ok(())
+        } else {
+            Err(malformed(
+                self.provider(),
+                "the stream ended before the model finished",
+            ))
+        }
+    }
 }
 
 /// One prepared streaming call.
