@@ -29,7 +29,7 @@ use perch_node::{
 };
 use perch_protocol::SetupCode;
 use perch_protocol::methods::{self, DevicePairList, SetupCodeResult};
-use perch_protocol::settings::SETTINGS_CHANGED_EVENT;
+use perch_protocol::settings::{DesktopLocation, SETTINGS_CHANGED_EVENT, Settings};
 
 /// The node's directory inside the host's data directory.
 pub const NODE_DIR: &str = "desktop-node";
@@ -170,14 +170,19 @@ pub fn capabilities(location: Option<ConfiguredLocation>) -> Capabilities {
 }
 
 /// `[desktop] location` from perch.toml, if set and readable.
+/// The node's view of a `[desktop] location` setting.
+fn configured(l: DesktopLocation) -> ConfiguredLocation {
+    ConfiguredLocation {
+        lat: l.lat,
+        lon: l.lon,
+        accuracy_m: l.accuracy_m,
+    }
+}
+
 async fn configured_location(data_dir: PathBuf) -> Option<ConfiguredLocation> {
     let read = tokio::task::spawn_blocking(move || perch_gateway::settings::read(&data_dir)).await;
     match read {
-        Ok(Ok(s)) => s.desktop.location.map(|l| ConfiguredLocation {
-            lat: l.lat,
-            lon: l.lon,
-            accuracy_m: l.accuracy_m,
-        }),
+        Ok(Ok(s)) => s.desktop.location.map(configured),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot read [desktop] location; location.get stays off");
             None
@@ -279,7 +284,7 @@ async fn run(
         tokio::pin!(running);
         let result = tokio::select! {
             r = &mut running => Some(r),
-            _ = location_changed(&client, &data_dir, location) => None,
+            _ = location_changed(&client, location) => None,
         };
         let result = match result {
             Some(r) => r,
@@ -308,12 +313,18 @@ async fn run(
 
 /// Resolves when a `settings.changed` from the host leaves `[desktop] location` different from
 /// `current`; never while it stays the same (or the connection ends).
-async fn location_changed(client: &Client, data_dir: &Path, current: Option<ConfiguredLocation>) {
+async fn location_changed(client: &Client, current: Option<ConfiguredLocation>) {
     let mut events = client.subscribe();
     loop {
         match events.recv().await {
             Ok(ev) if ev.event == SETTINGS_CHANGED_EVENT => {
-                if configured_location(data_dir.to_path_buf()).await != current {
+                // The event carries the settings as saved: no need to read the file again.
+                let saved = ev
+                    .payload
+                    .and_then(|p| serde_json::from_value::<Settings>(p).ok());
+                if let Some(s) = saved
+                    && s.desktop.location.map(configured) != current
+                {
                     return;
                 }
             }

@@ -221,6 +221,8 @@ async fn follow(
                 return;
             }
         };
+        let restart = restart_required(&client).await;
+        tx.send_modify(|s| s.restart_required = restart);
         let mut presence = Presence::default();
         presence.reset(&hello.snapshot.presence);
         let mut turns: HashSet<String> = HashSet::new();
@@ -235,7 +237,7 @@ async fn follow(
                     break;
                 }
                 match read_all(&client).await {
-                    Ok((list, nodes, status, settings)) => {
+                    Ok((list, nodes, status)) => {
                         tx.send_modify(|s| {
                             s.loaded = true;
                             s.pending = pending_from(&list);
@@ -244,7 +246,6 @@ async fn follow(
                                 .unwrap_or(u32::MAX)
                                 .max(u32::try_from(turns.len()).unwrap_or(u32::MAX));
                             s.active_device_id = presence.active_device();
-                            s.restart_required = settings.is_some_and(|s| s.restart_required);
                         });
                         dirty = false;
                     }
@@ -285,31 +286,31 @@ async fn follow(
     }
 }
 
-/// What a refresh reads; settings are optional (an older host lacks them, and a corrupt
-/// perch.toml makes them fail) and never hold the rest back.
-type Reads = (
-    DevicePairList,
-    Vec<NodeSummary>,
-    StatusResult,
-    Option<Settings>,
-);
-
-async fn read_all(client: &Client) -> Result<Reads, ClientError> {
-    let (list, nodes, status, settings) = tokio::join!(
+async fn read_all(
+    client: &Client,
+) -> Result<(DevicePairList, Vec<NodeSummary>, StatusResult), ClientError> {
+    let (list, nodes, status) = tokio::join!(
         client.call_as::<DevicePairList>(methods::DEVICE_PAIR_LIST, None, READ_TIMEOUT),
         client.call_as::<Vec<NodeSummary>>(methods::NODE_LIST, None, READ_TIMEOUT),
         client.call_as::<StatusResult>(methods::STATUS, None, READ_TIMEOUT),
-        client.call_as::<Settings>(SETTINGS_GET, None, READ_TIMEOUT),
     );
-    let settings = match settings {
-        Ok(s) => Some(s),
-        Err(ClientError::Host(e)) => {
-            tracing::debug!(code = %e.code, "no settings from the host");
-            None
+    Ok((list?, nodes?, status?))
+}
+
+/// Whether perch.toml asks for a restart, read once per connection (it reads the file and the
+/// credential stores); `settings.changed` keeps it current after that. An older host without
+/// settings, or a corrupt perch.toml, counts as no.
+async fn restart_required(client: &Client) -> bool {
+    match client
+        .call_as::<Settings>(SETTINGS_GET, None, READ_TIMEOUT)
+        .await
+    {
+        Ok(s) => s.restart_required,
+        Err(e) => {
+            tracing::debug!(error = %e, "no settings from the host");
+            false
         }
-        Err(e) => return Err(e),
-    };
-    Ok((list?, nodes?, status?, settings))
+    }
 }
 
 fn pending_from(list: &DevicePairList) -> Vec<PendingPairing> {
@@ -363,8 +364,12 @@ fn apply_event(
             Some(true)
         }
         events::DEVICE_PAIR_RESOLVED => Some(true),
-        // Whether a restart is required is read again with the rest.
-        SETTINGS_CHANGED_EVENT => Some(true),
+        SETTINGS_CHANGED_EVENT => {
+            if let Ok(s) = serde_json::from_value::<Settings>(payload) {
+                tx.send_modify(|snap| snap.restart_required = s.restart_required);
+            }
+            Some(false)
+        }
         events::NODE_STATUS => {
             if let Ok(s) = serde_json::from_value::<NodeStatus>(payload)
                 && !s.online
