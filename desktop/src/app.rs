@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use perch_client::{Client, ClientConfig, ClientError, ConnectionState, OperatorToken};
-use perch_gateway::secrets::{operator_token_path, read_operator_token};
+use perch_host::paths::{operator_token_path, read_operator_token};
 use perch_protocol::ErrorShape;
 use perch_protocol::methods::{self, PairDecisionResult};
 use perch_protocol::settings::{SETTINGS_GET, SETTINGS_SET, Settings, SettingsPatch};
@@ -352,7 +352,7 @@ impl Desktop {
             return Ok(client.call_as(SETTINGS_GET, None, CALL_TIMEOUT).await?);
         }
         let dir = self.data_dir().to_path_buf();
-        tokio::task::spawn_blocking(move || perch_gateway::settings::read(&dir))
+        tokio::task::spawn_blocking(move || perch_host::settings::read(&dir))
             .await
             .map_err(|e| ActionError::Invalid(e.to_string()))?
             .map_err(|e| ActionError::Host(e.to_shape()))
@@ -369,11 +369,10 @@ impl Desktop {
                 .await?);
         }
         let dir = self.data_dir().to_path_buf();
-        let saved =
-            tokio::task::spawn_blocking(move || perch_gateway::settings::update(&dir, patch))
-                .await
-                .map_err(|e| ActionError::Invalid(e.to_string()))?
-                .map_err(|e| ActionError::Host(e.to_shape()))?;
+        let saved = tokio::task::spawn_blocking(move || perch_host::settings::update(&dir, patch))
+            .await
+            .map_err(|e| ActionError::Invalid(e.to_string()))?
+            .map_err(|e| ActionError::Host(e.to_shape()))?;
         if self.inner.host.current().addr().is_none() {
             self.inner.host.retry();
         }

@@ -8,7 +8,7 @@
 //! own `perch serve` does not find the port taken by the app. Pressing Retry starts the host
 //! inside the app in that case.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,33 +19,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use perch_client::Backoff;
-use perch_gateway::{GatewayConfig, GatewayError, RunningGateway};
+use perch_host::{Host, HostConfig, RunningHost, StartError};
 
 /// How long a graceful stop of the in-process host may take before the app moves on.
 const STOP_GRACE: Duration = Duration::from_secs(8);
 /// Consecutive failed health probes before a running host counts as gone.
 const PROBE_FAILURES: u32 = 2;
 
-/// Why no data directory could be chosen.
-#[derive(Debug, thiserror::Error)]
-pub enum DataDirError {
-    /// No flag, no `PERCH_DATA_DIR`, and the platform has no home directory.
-    #[error("no home directory to keep Perch's data in; pass --data-dir or set PERCH_DATA_DIR")]
-    NoHome,
-}
+pub use perch_host::paths::{DataDirError, dial_addr};
 
 /// The data directory as the CLI picks it: the flag, else `PERCH_DATA_DIR`, else the
 /// platform's data directory for `perch`.
 pub fn resolve_data_dir(flag: Option<PathBuf>) -> Result<PathBuf, DataDirError> {
-    if let Some(d) = flag {
-        return Ok(d);
-    }
-    if let Some(d) = std::env::var_os("PERCH_DATA_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d));
-    }
-    directories::ProjectDirs::from("", "", "perch")
-        .map(|p| p.data_dir().to_path_buf())
-        .ok_or(DataDirError::NoHome)
+    perch_host::paths::data_dir(flag)
 }
 
 /// What the supervisor needs: where the data is and how patient to be.
@@ -203,7 +189,7 @@ struct Up {
     addr: SocketAddr,
     mode: HostMode,
     host_id: String,
-    gateway: Option<RunningGateway>,
+    gateway: Option<RunningHost>,
 }
 
 /// How a running host's watch ended.
@@ -402,7 +388,7 @@ async fn watch_running(inner: &Inner, up: &Up) -> Watched {
     }
 }
 
-async fn stop_gateway(gw: RunningGateway) {
+async fn stop_gateway(gw: RunningHost) {
     if tokio::time::timeout(STOP_GRACE, gw.shutdown())
         .await
         .is_err()
@@ -413,18 +399,15 @@ async fn stop_gateway(gw: RunningGateway) {
 
 /// One attempt: settings, then attach or start.
 async fn attempt(options: &HostOptions, plan: Plan) -> Result<Up, (String, Option<String>)> {
-    let mut config = GatewayConfig::load(&options.data_dir).map_err(|e| {
-        (
-            e.to_string(),
-            Some("Fix perch.toml in Settings (or by hand) and press Retry.".to_string()),
-        )
+    // Read here only to know where to probe; starting reads it (once) for itself.
+    let config = HostConfig::load(&options.data_dir).map_err(|e| {
+        let e = StartError::from(e);
+        (e.to_string(), Some(e.hint().to_string()))
     })?;
-    if let Some(bind) = options.bind {
-        config.override_bind(bind);
-    }
+    let bind = options.bind.unwrap_or(config.gateway.bind);
     // Port 0 means "any free port": nothing can be listening there yet.
-    if config.bind.port() != 0 {
-        let target = dial_addr(config.bind);
+    if bind.port() != 0 {
+        let target = dial_addr(bind);
         match probe(target, options.probe_timeout).await {
             Probe::Perch(host_id) => {
                 return Ok(Up {
@@ -450,61 +433,25 @@ async fn attempt(options: &HostOptions, plan: Plan) -> Result<Up, (String, Optio
             Probe::Nothing(_) | Probe::Other(_) => {}
         }
     }
-    match perch_gateway::start(config).await {
-        Ok(gw) => Ok(Up {
+    let mut start = perch_host::HostOptions::new(&options.data_dir);
+    if let Some(bind) = options.bind {
+        start = start.with_bind(bind);
+    }
+    match Host::start(start).await {
+        Ok(host) => Ok(Up {
             // Bound to every interface: this machine reaches it on loopback.
-            addr: dial_addr(gw.addr),
+            addr: dial_addr(host.addr()),
             mode: HostMode::Embedded,
-            host_id: gw.hub().host_id.clone(),
-            gateway: Some(gw),
+            host_id: host.host_id().to_string(),
+            gateway: Some(host),
         }),
         Err(e) => Err(describe_start_error(&e)),
     }
 }
 
 /// One line for the tray and a hint for the shell page.
-fn describe_start_error(e: &GatewayError) -> (String, Option<String>) {
-    if let GatewayError::Bind { addr, source, .. } = e {
-        let (what, hint) = match source.kind() {
-            std::io::ErrorKind::AddrInUse => (
-                "address in use".to_string(),
-                "Another program uses this port. Stop it, or choose another bind address in Settings and press Retry.",
-            ),
-            std::io::ErrorKind::PermissionDenied => (
-                "permission denied".to_string(),
-                "Ports below 1024 need privileges. Choose another port in Settings.",
-            ),
-            std::io::ErrorKind::AddrNotAvailable => (
-                "this machine has no such address".to_string(),
-                "Choose an address of this machine (127.0.0.1 for this machine only) in Settings.",
-            ),
-            _ => (
-                source.to_string(),
-                "Choose another bind address in Settings and press Retry.",
-            ),
-        };
-        return (
-            format!("cannot listen on {addr}: {what}"),
-            Some(hint.to_string()),
-        );
-    }
-    (
-        e.to_string(),
-        Some("Check that the data directory is writable, then press Retry.".into()),
-    )
-}
-
-/// Where to reach a host bound to `bind` from this machine (an unspecified address means
-/// "every interface", so loopback reaches it).
-pub fn dial_addr(bind: SocketAddr) -> SocketAddr {
-    let mut addr = bind;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr.ip() {
-            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    addr
+fn describe_start_error(e: &StartError) -> (String, Option<String>) {
+    (e.to_string(), Some(e.hint().to_string()))
 }
 
 /// Asks `http://ADDR/healthz` whether a Perch host answers.
@@ -622,19 +569,6 @@ mod tests {
     }
 
     #[test]
-    fn unspecified_binds_are_dialed_on_loopback() {
-        assert_eq!(
-            dial_addr("0.0.0.0:18789".parse().unwrap()).to_string(),
-            "127.0.0.1:18789"
-        );
-        assert_eq!(dial_addr("[::]:9".parse().unwrap()).to_string(), "[::1]:9");
-        assert_eq!(
-            dial_addr("192.168.1.2:9".parse().unwrap()).to_string(),
-            "192.168.1.2:9"
-        );
-    }
-
-    #[test]
     fn data_dir_flag_wins() {
         assert_eq!(
             resolve_data_dir(Some(PathBuf::from("/x"))).unwrap(),
@@ -644,11 +578,10 @@ mod tests {
 
     #[test]
     fn bind_errors_read_as_one_line() {
-        let e = GatewayError::Bind {
+        let e = StartError::Gateway(perch_host::GatewayError::Bind {
             addr: "127.0.0.1:18789".parse().unwrap(),
             source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
-            hint: " (long)",
-        };
+        });
         let (reason, hint) = describe_start_error(&e);
         assert_eq!(reason, "cannot listen on 127.0.0.1:18789: address in use");
         assert!(hint.unwrap().contains("Settings"));

@@ -33,7 +33,7 @@ fn main() -> Result<()> {
     let bind = args
         .bind
         .as_deref()
-        .map(perch_gateway::config::parse_bind)
+        .map(perch_host::parse_bind)
         .transpose()
         .map_err(|m| anyhow::anyhow!("--bind: {m}"))?;
     perch_desktop::run(perch_desktop::RunOptions {

@@ -13,7 +13,6 @@
 //! the node, so `location.get` is offered or withdrawn at once.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,11 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use perch_client::Client;
-use perch_node::desktop::{ConfiguredLocation, DeviceHandler, LocationHandler, NotifyHandler};
-use perch_node::{
-    BootstrapToken, Capabilities, CapabilityHandler, ExpectedHost, IdentityStore, Node, NodeConfig,
-    NodeState,
-};
+use perch_node::desktop::{ConfiguredLocation, desktop_capabilities};
+use perch_node::{BootstrapToken, ExpectedHost, IdentityStore, Node, NodeConfig, NodeState};
 use perch_protocol::SetupCode;
 use perch_protocol::methods::{self, DevicePairList, SetupCodeResult};
 use perch_protocol::settings::{DesktopLocation, SETTINGS_CHANGED_EVENT, Settings};
@@ -149,26 +145,6 @@ pub fn node_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(NODE_DIR)
 }
 
-/// The capability set: location only when configured, so the assistant is never offered a
-/// command that can only fail.
-pub fn capabilities(location: Option<ConfiguredLocation>) -> Capabilities {
-    let mut caps = Capabilities::new();
-    let mut handlers: Vec<Arc<dyn CapabilityHandler>> = vec![
-        Arc::new(NotifyHandler::new()),
-        Arc::new(DeviceHandler::new()),
-    ];
-    if location.is_some() {
-        handlers.push(Arc::new(LocationHandler::new(location)));
-    }
-    for h in handlers {
-        // The handlers claim disjoint commands, so registration cannot collide.
-        if let Err(e) = caps.register(h) {
-            tracing::error!(error = %e, "desktop handler not registered");
-        }
-    }
-    caps
-}
-
 /// `[desktop] location` from perch.toml, if set and readable.
 /// The node's view of a `[desktop] location` setting.
 fn configured(l: DesktopLocation) -> ConfiguredLocation {
@@ -180,7 +156,7 @@ fn configured(l: DesktopLocation) -> ConfiguredLocation {
 }
 
 async fn configured_location(data_dir: PathBuf) -> Option<ConfiguredLocation> {
-    let read = tokio::task::spawn_blocking(move || perch_gateway::settings::read(&data_dir)).await;
+    let read = tokio::task::spawn_blocking(move || perch_host::settings::read(&data_dir)).await;
     match read {
         Ok(Ok(s)) => s.desktop.location.map(configured),
         Ok(Err(e)) => {
@@ -251,7 +227,7 @@ async fn run(
             });
             config.bootstrap_token = Some(BootstrapToken(code.bootstrap_token.clone()));
         }
-        let node = match Node::new(config, capabilities(location)) {
+        let node = match Node::new(config, desktop_capabilities(location)) {
             Ok(n) => n,
             Err(e) => return fail(format!("cannot start this computer's node: {e}")),
         };
@@ -373,28 +349,6 @@ async fn enrol(client: &Client, device_id: &str) -> Result<Enrolled, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn location_is_offered_only_when_configured() {
-        assert_eq!(
-            capabilities(None).commands(),
-            vec!["device.info", "device.status", "system.notify"]
-        );
-        let here = ConfiguredLocation {
-            lat: 48.2,
-            lon: 16.37,
-            accuracy_m: 100.0,
-        };
-        assert_eq!(
-            capabilities(Some(here)).commands(),
-            vec![
-                "device.info",
-                "device.status",
-                "location.get",
-                "system.notify"
-            ]
-        );
-    }
 
     #[test]
     fn state_serializes_with_its_tag() {

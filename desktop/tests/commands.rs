@@ -183,7 +183,7 @@ fn pairing_through_the_commands_moves_the_tray_state() {
 fn a_stopped_host_becomes_an_error_with_its_reason_and_retry_recovers() {
     let dir = data_dir("");
     let gw = block_on(gateway(dir.path(), "127.0.0.1:0".parse().unwrap()));
-    let addr = gw.addr;
+    let addr = gw.addr();
     let desktop =
         block_on(async { Desktop::start(desktop_options(dir.path(), &addr.to_string(), false)) });
     let app = mock_app(&desktop);

@@ -57,8 +57,8 @@ async fn starts_a_host_in_process_when_none_answers() {
 async fn attaches_to_a_running_host_and_follows_it_away_and_back() {
     let dir = data_dir("");
     let gw = gateway(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
-    let addr = gw.addr;
-    let host_id = gw.hub().host_id.clone();
+    let addr = gw.addr();
+    let host_id = gw.host_id().to_string();
     let sup = HostSupervisor::start(host_options(dir.path(), &addr.to_string()));
     let s = until_state(&sup, "attached", |s| s.addr().is_some()).await;
     assert_eq!(
@@ -101,7 +101,7 @@ async fn attaches_to_a_running_host_and_follows_it_away_and_back() {
 async fn retry_after_an_attached_host_died_starts_one_in_process() {
     let dir = data_dir("");
     let gw = gateway(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
-    let addr = gw.addr;
+    let addr = gw.addr();
     let sup = HostSupervisor::start(host_options(dir.path(), &addr.to_string()));
     until_state(&sup, "attached", |s| s.addr().is_some()).await;
     gw.shutdown().await;

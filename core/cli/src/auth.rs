@@ -8,8 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use perch_gateway::GatewayConfig;
-use perch_gateway::secrets::{operator_token_path, read_operator_token};
+use perch_host::paths::{operator_token_path, read_operator_token};
 use perch_kernel::credentials::{ModelsConfig, ProviderKind, Secret, TIERS, keyring_account};
 use perch_kernel::vault::{Vault, VaultSources};
 
@@ -118,12 +117,9 @@ pub fn auth(cmd: AuthCmd, args: LocalArgs) -> Result<()> {
 }
 
 fn status_report(dir: &std::path::Path, vault: &Vault) -> Result<Value> {
-    let path = dir.join(perch_gateway::config::CONFIG_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(anyhow!("{}: {e}", path.display())),
-    };
+    let path = perch_host::config::config_path(dir);
+    let text =
+        perch_host::config::read_text(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let models = ModelsConfig::from_toml(&text)?;
     let sources = VaultSources(vault.clone());
     let tiers: Vec<Value> = TIERS
@@ -163,12 +159,12 @@ pub async fn doctor(args: LocalArgs) -> Result<()> {
             )
         },
     );
-    let cfg = GatewayConfig::load(&dir);
+    let cfg = perch_host::HostConfig::load(&dir).map(|c| c.gateway);
     match &cfg {
         Ok(c) => add(
             "perch.toml",
             true,
-            format!("gateway on {}, mDNS {:?}", c.bind, c.mdns),
+            format!("gateway on {}, mDNS {}", c.bind, c.mdns.as_str()),
         ),
         Err(e) => add("perch.toml", false, e.to_string()),
     }
@@ -182,11 +178,7 @@ pub async fn doctor(args: LocalArgs) -> Result<()> {
         },
     );
     if let (Ok(c), Ok(t)) = (&cfg, &token) {
-        let mut addr = c.bind;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let url = format!("ws://{addr}");
+        let url = format!("ws://{}", perch_host::paths::dial_addr(c.bind));
         match crate::client::OperatorClient::connect(&url, t).await {
             Ok(client) => {
                 client.close().await;

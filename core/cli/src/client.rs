@@ -75,7 +75,7 @@ impl OperatorClient {
                 platform: std::env::consts::OS.into(),
                 device_family: None,
                 model_identifier: None,
-                mode: "cli".into(),
+                mode: perch_protocol::handshake::client_mode::CLI.into(),
                 instance_id: None,
             },
             token,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
-use perch_gateway::secrets::{operator_token_path, read_operator_token};
+use perch_host::paths::{operator_token_path, read_operator_token};
 use perch_protocol::location::{self as loc, AuditInfo, PlaceInfo, SharingInfo};
 use perch_protocol::methods::{
     self, DeviceClosure, DevicePairList, InvokeResult, NodeDescription, NodeSummary,

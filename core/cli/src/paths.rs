@@ -1,36 +1,19 @@
-//! Where Perch keeps its files, and how the CLI finds the local host.
+//! How the CLI finds the local host: perch-host's rules, with the CLI's flags.
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 
-use perch_gateway::GatewayConfig;
-
-/// The data directory: `--data-dir`, else `PERCH_DATA_DIR` (clap fills both into the flag),
-/// else the platform's data directory.
+/// The data directory: `--data-dir`, else `PERCH_DATA_DIR`, else the platform's.
 pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(d) = flag {
-        return Ok(d);
-    }
-    directories::ProjectDirs::from("", "", "perch")
-        .map(|p| p.data_dir().to_path_buf())
-        .ok_or_else(|| anyhow!("no home directory to keep Perch's data in; pass --data-dir"))
+    Ok(perch_host::paths::data_dir(flag)?)
 }
 
-/// The gateway URL operator commands use: the flag or `PERCH_GATEWAY`, else the bind address
-/// in the data directory's `perch.toml`, else the default.
+/// The gateway URL operator commands use: the flag or `PERCH_GATEWAY`, else the host of the
+/// data directory as its `perch.toml` says.
 pub fn gateway_url(flag: Option<String>, data_dir: &std::path::Path) -> Result<String> {
-    if let Some(u) = flag {
-        return Ok(u);
+    match flag {
+        Some(u) => Ok(u),
+        None => Ok(perch_host::paths::local_url(data_dir)?),
     }
-    let cfg = GatewayConfig::load(data_dir)?;
-    let mut addr = cfg.bind;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
-    Ok(format!("ws://{addr}"))
 }

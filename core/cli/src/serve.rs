@@ -1,37 +1,38 @@
-//! `perch serve`: start the host and run until SIGINT or SIGTERM.
+//! `perch serve`: start the host (perch-host) and run until SIGINT or SIGTERM.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 
-use perch_gateway::GatewayConfig;
-use perch_gateway::config::{MdnsMode, parse_bind};
+use perch_host::{Host, HostOptions, MdnsMode, parse_bind};
 
-/// Loads settings (defaults, perch.toml, flags), starts the gateway, waits for a signal.
+/// Starts the host from the data directory's settings and the flags, waits for a signal.
 pub async fn serve(
     data_dir: Option<PathBuf>,
     bind: Option<String>,
     mdns: Option<String>,
 ) -> Result<()> {
     let dir = crate::paths::data_dir(data_dir)?;
-    let mut cfg = GatewayConfig::load(&dir)?;
+    let mut options = HostOptions::new(&dir);
     if let Some(b) = bind {
-        cfg.override_bind(parse_bind(&b).map_err(|m| anyhow::anyhow!("--bind: {m}"))?);
+        options = options.with_bind(parse_bind(&b).map_err(|m| anyhow!("--bind: {m}"))?);
     }
     if let Some(m) = mdns {
-        cfg.override_mdns(MdnsMode::parse(&m).map_err(|m| anyhow::anyhow!("--mdns: {m}"))?);
+        options = options.with_mdns(MdnsMode::parse(&m).map_err(|m| anyhow!("--mdns: {m}"))?);
     }
-    tracing::info!(data_dir = %dir.display(), "starting Perch host");
-    let gw = perch_gateway::start(cfg).await?;
+    let host = match Host::start(options).await {
+        Ok(h) => h,
+        Err(e) => return Err(anyhow!("{e}\n  hint: {}", e.hint())),
+    };
     println!(
-        "Perch host listening on {} (data in {})",
-        gw.url(),
+        "Perch host listening on ws://{} (data in {})",
+        host.addr(),
         dir.display()
     );
     wait_for_signal()
         .await
         .context("cannot listen for shutdown signals")?;
-    gw.shutdown().await;
+    host.shutdown().await;
     Ok(())
 }
 

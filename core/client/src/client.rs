@@ -78,7 +78,7 @@ impl ClientConfig {
             url: url.into(),
             token,
             client_id: "perch-client".into(),
-            mode: "ui".into(),
+            mode: perch_protocol::handshake::client_mode::UI.into(),
             display_name: None,
             connect_timeout: Duration::from_secs(10),
             backoff_base: RECONNECT_BASE,

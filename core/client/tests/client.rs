@@ -11,17 +11,16 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use perch_client::{Client, ClientConfig, ClientError, ConnectionState, OperatorToken};
-use perch_gateway::config::MdnsMode;
-use perch_gateway::{GatewayConfig, RunningGateway};
+use perch_host::{Host, HostOptions, MdnsMode, RunningHost};
 use perch_protocol::ErrorCode;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn start_host(dir: &Path, bind: SocketAddr) -> (RunningGateway, String) {
-    let mut cfg = GatewayConfig::defaults(dir.to_path_buf());
-    cfg.bind = bind;
-    cfg.mdns = MdnsMode::Off;
-    let gw = perch_gateway::start(cfg).await.unwrap();
+async fn start_host(dir: &Path, bind: SocketAddr) -> (RunningHost, String) {
+    let options = HostOptions::new(dir)
+        .with_bind(bind)
+        .with_mdns(MdnsMode::Off);
+    let gw = Host::start(options).await.unwrap();
     let token = std::fs::read_to_string(dir.join("operator.token"))
         .unwrap()
         .trim()
@@ -170,7 +169,7 @@ async fn events_reach_every_subscriber() {
 async fn reconnects_after_the_host_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, token) = start_host(dir.path(), any_port()).await;
-    let addr = gw.addr;
+    let addr = gw.addr();
     let client = Client::start(config(gw.url(), &token));
     let first = client.wait_connected(WAIT).await.unwrap();
     gw.shutdown().await;

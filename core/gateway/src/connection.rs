@@ -22,12 +22,16 @@ use perch_protocol::handshake::{
     CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, Features, HelloAuth,
     HelloOk, HelloOkTag, HostProof, Policy, Role, ServerInfo, Snapshot,
 };
-use perch_protocol::methods::{self, InvokeResultParams, PairDecision};
-use perch_protocol::presence::{NodeEventParams, PresenceEntry};
-use perch_protocol::{DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, close_code};
+use perch_protocol::methods::PairDecision;
+use perch_protocol::presence::PresenceEntry;
+use perch_protocol::scopes::Scopes;
+use perch_protocol::{
+    DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, Reason, close_code,
+};
 use perch_store::NewPairingRequest;
 use perch_store::bootstrap::BootstrapError;
 
+use crate::dispatch::{self, Handler, NodeCall, OperatorCall};
 use crate::handshake::{check_protocol, clean_label, verify_device};
 use crate::hub::{ConnId, Control, Hub, NodeSession, Outbound, Outbox, now_ms};
 use crate::operator::store_error;
@@ -322,18 +326,31 @@ impl Conn {
                 Flow::Continue
             }
             (Phase::AwaitingApproval { .. }, _) => Flow::Continue,
-            (Phase::Ready { role, device_id }, frame) => {
-                let (role, device_id) = (*role, device_id.clone());
-                self.on_ready_frame(role, device_id, frame);
+            (
+                Phase::Ready {
+                    role,
+                    scopes,
+                    device_id,
+                },
+                frame,
+            ) => {
+                let (role, scopes, device_id) = (*role, *scopes, device_id.clone());
+                self.on_ready_frame(role, scopes, device_id, frame);
                 Flow::Continue
             }
             (Phase::Closed, _) => Flow::Close,
         }
     }
 
-    fn on_ready_frame(&mut self, role: Role, device_id: Option<DeviceId>, frame: Frame) {
+    fn on_ready_frame(
+        &mut self,
+        role: Role,
+        scopes: Scopes,
+        device_id: Option<DeviceId>,
+        frame: Frame,
+    ) {
         match frame {
-            Frame::Req(r) => self.on_request(role, device_id, r),
+            Frame::Req(r) => self.on_request(role, scopes, device_id, r),
             // The host sends no requests, so a response from the client answers nothing.
             Frame::Res(_) => {}
             Frame::Event(_) => self.report(
@@ -358,7 +375,7 @@ impl Conn {
         }
     }
 
-    fn on_request(&mut self, role: Role, device_id: Option<DeviceId>, r: Request) {
+    fn on_request(&mut self, role: Role, scopes: Scopes, device_id: Option<DeviceId>, r: Request) {
         if r.method == CONNECT_METHOD {
             self.reply(
                 r.id,
@@ -369,46 +386,41 @@ impl Conn {
             );
             return;
         }
-        if !methods::methods_for(role).contains(&r.method.as_str()) {
-            let e = if methods::is_known_method(&r.method) {
-                ErrorShape::new(
-                    ErrorCode::Forbidden,
-                    format!("{:?} is not available to the {role} role", r.method),
-                )
-            } else {
-                ErrorShape::new(
-                    ErrorCode::UnknownMethod,
-                    format!("unknown method {:?}", r.method),
-                )
-            };
-            self.reply(r.id, Err(e));
-            return;
-        }
-        match role {
-            Role::Node => {
-                // Node methods are quick and need no task.
-                let result = match device_id {
-                    None => Err(ErrorShape::new(
-                        ErrorCode::Unauthorized,
-                        "no device identity",
-                    )),
-                    Some(dev) if r.method == methods::NODE_INVOKE_RESULT => {
-                        parse_params::<InvokeResultParams>(r.params)
-                            .and_then(|p| self.hub.invokes.complete(&dev, p).map(|_| json!({})))
-                    }
-                    Some(dev) => parse_params::<NodeEventParams>(r.params)
-                        .and_then(|p| crate::node_events::handle(&self.hub, &dev, p)),
-                };
+        let method = match dispatch::lookup(&r.method, role, scopes) {
+            Ok(m) => m,
+            Err(refusal) => {
+                self.reply(r.id, Err(refusal.to_shape(&r.method, role)));
+                return;
+            }
+        };
+        match (method.handler, device_id) {
+            // Node methods are quick and need no task.
+            (Handler::Node { run }, Some(node)) => {
+                let result = run(NodeCall {
+                    hub: &self.hub,
+                    node: &node,
+                    params: r.params,
+                });
                 self.reply(r.id, result);
             }
-            Role::Operator => {
+            (Handler::Node { .. }, None) => self.reply(
+                r.id,
+                Err(ErrorShape::new(
+                    ErrorCode::Unauthorized,
+                    "no device identity",
+                )),
+            ),
+            (Handler::Operator { run, .. }, _) => {
                 self.running.retain(|_, h| !h.is_finished());
-                let hub = self.hub.clone();
+                let call = OperatorCall {
+                    hub: self.hub.clone(),
+                    caller: self.out.clone(),
+                    params: r.params,
+                };
                 let out = self.out.clone();
                 let id = r.id.clone();
                 let task = tokio::spawn(async move {
-                    let result = crate::operator::dispatch(&hub, &out, &r.method, r.params).await;
-                    let res = match result {
+                    let res = match run(call).await {
                         Ok(v) => Response::ok(r.id, v),
                         Err(e) => Response::err(r.id, e),
                     };
@@ -462,7 +474,7 @@ impl Conn {
                 ErrorCode::Unauthorized,
                 "operator token missing or wrong; the CLI reads it from operator.token in the host's data directory",
             )
-            .with_details(json!({"reason": if presented.is_some() { "token-mismatch" } else { "token-missing" }}));
+            .with_details(json!({"reason": if presented.is_some() { Reason::TokenMismatch } else { Reason::TokenMissing }}));
             return self.fail(Some(id), e, close_code::POLICY);
         }
         let device_id = match &params.device {
@@ -474,7 +486,7 @@ impl Conn {
         };
         self.admit(
             id,
-            Role::Operator,
+            (Role::Operator, Scopes::grant(&params.scopes)),
             device_id,
             protocol,
             None,
@@ -669,7 +681,7 @@ impl Conn {
         // hello-ok first: a call that waited for this node must reach it after the handshake.
         self.admit(
             id,
-            Role::Node,
+            (Role::Node, Scopes::NONE),
             Some(device_id),
             protocol,
             token,
@@ -716,7 +728,7 @@ impl Conn {
             .bootstrap()
             .redeem(&hash_token(bootstrap), req, &hash_token(&token), now)
             .await;
-        let invalid = |reason: &str, message: &str| {
+        let invalid = |reason: Reason, message: &str| {
             ErrorShape::new(ErrorCode::BootstrapTokenInvalid, message)
                 .with_details(json!({"reason": reason}))
                 .with_retryable(false)
@@ -725,21 +737,21 @@ impl Conn {
             Ok(r) => r,
             Err(BootstrapError::Unknown) => {
                 let e = invalid(
-                    "unknown",
+                    Reason::Unknown,
                     "this setup code is not known to the host (mistyped, or from another host)",
                 );
                 return self.fail(Some(id), e, close_code::POLICY);
             }
             Err(BootstrapError::Used { .. }) => {
                 let e = invalid(
-                    "used",
+                    Reason::Used,
                     "this setup code was already used; each code pairs one device",
                 );
                 return self.fail(Some(id), e, close_code::POLICY);
             }
             Err(BootstrapError::Expired { .. }) => {
                 let e = invalid(
-                    "expired",
+                    Reason::Expired,
                     "this setup code has expired (codes last 10 minutes)",
                 );
                 return self.fail(Some(id), e, close_code::POLICY);
@@ -786,7 +798,7 @@ impl Conn {
     fn admit(
         &mut self,
         id: RequestId,
-        role: Role,
+        (role, scopes): (Role, Scopes),
         device_id: Option<DeviceId>,
         protocol: u32,
         token: Option<String>,
@@ -805,10 +817,7 @@ impl Conn {
                 name: cfg.name.clone(),
             },
             features: Features {
-                methods: methods::methods_for(role)
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                methods: dispatch::advertised(role, scopes),
                 events: match role {
                     Role::Operator => OPERATOR_EVENTS,
                     Role::Node => NODE_EVENTS,
@@ -824,7 +833,7 @@ impl Conn {
             },
             auth: HelloAuth {
                 role,
-                scopes: vec![],
+                scopes: scopes.names(),
                 device_token: token,
                 issued_at_ms,
             },
@@ -857,7 +866,11 @@ impl Conn {
                 out.frame(Frame::Res(res));
             },
         );
-        self.transition(PhaseEvent::Admitted { role, device_id });
+        self.transition(PhaseEvent::Admitted {
+            role,
+            scopes,
+            device_id,
+        });
     }
 
     /// This connection's presence entry; the CLI's short-lived connections stay out, as they
@@ -868,7 +881,7 @@ impl Conn {
         device_id: Option<&DeviceId>,
         client: &ClientInfo,
     ) -> Option<PresenceEntry> {
-        if client.mode == "cli" {
+        if client.mode == perch_protocol::handshake::client_mode::CLI {
             return None;
         }
         let now = now_ms();
@@ -963,6 +976,7 @@ impl Conn {
         if let Phase::Ready {
             role: Role::Node,
             device_id: Some(dev),
+            ..
         } = &self.phase
         {
             self.hub.remove_node(dev, self.id);
@@ -983,11 +997,6 @@ impl Conn {
             self.transition(PhaseEvent::Close);
         }
     }
-}
-
-fn parse_params<T: serde::de::DeserializeOwned>(params: Option<Value>) -> Result<T, ErrorShape> {
-    serde_json::from_value(params.unwrap_or(Value::Null))
-        .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid params: {e}")))
 }
 
 fn frame_id(f: &Frame) -> Option<RequestId> {

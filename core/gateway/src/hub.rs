@@ -193,6 +193,8 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     /// In-flight node invokes.
     pub invokes: Invokes,
+    /// What the host composition provides: the assistant's turns and the settings file.
+    pub services: Arc<dyn crate::services::HostServices>,
     /// Chat turns running now.
     active_turns: AtomicU64,
     next_conn: AtomicU64,
@@ -201,6 +203,8 @@ pub struct Hub {
     waiters: Mutex<HashMap<String, HashSet<ConnId>>>,
     presence: Mutex<PresenceTable>,
     arrivals: tokio::sync::broadcast::Sender<DeviceId>,
+    /// Operator events for in-process subscribers.
+    events: tokio::sync::broadcast::Sender<EventFrame>,
 }
 
 impl Hub {
@@ -210,6 +214,7 @@ impl Hub {
         store: Store,
         operator_token: String,
         host_key: perch_protocol::DeviceIdentity,
+        services: Arc<dyn crate::services::HostServices>,
     ) -> Arc<Self> {
         let fingerprint = host_key.device_id().to_string();
         Arc::new(Self {
@@ -222,6 +227,7 @@ impl Hub {
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             invokes: Invokes::default(),
+            services,
             active_turns: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
@@ -229,6 +235,7 @@ impl Hub {
             waiters: Mutex::new(HashMap::new()),
             presence: Mutex::new(PresenceTable::default()),
             arrivals: tokio::sync::broadcast::channel(256).0,
+            events: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -321,6 +328,28 @@ impl Hub {
         let targets = self.operator_outboxes();
         for out in targets {
             out.event(name, payload);
+        }
+        self.tap(name, payload, None);
+    }
+
+    /// Every operator event, for an embedder in this process (the host handle's `events`).
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<EventFrame> {
+        self.events.subscribe()
+    }
+
+    /// Copies an operator event to in-process subscribers, when there are any.
+    fn tap<T: Serialize>(&self, name: &str, payload: &T, state_version: Option<StateVersion>) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        if let Ok(v) = serde_json::to_value(payload) {
+            // A lagging subscriber loses the oldest events, never blocks the hub.
+            let _ = self.events.send(EventFrame {
+                event: name.to_string(),
+                payload: Some(v),
+                seq: None,
+                state_version,
+            });
         }
     }
 
@@ -483,17 +512,19 @@ impl Hub {
             let Ok(payload) = serde_json::to_value(&change) else {
                 continue;
             };
+            let state_version = StateVersion {
+                presence: version,
+                health: 0,
+            };
             for out in &targets {
                 out.frame(Frame::Event(EventFrame {
                     event: PRESENCE_EVENT.to_string(),
                     payload: Some(payload.clone()),
                     seq: None,
-                    state_version: Some(StateVersion {
-                        presence: version,
-                        health: 0,
-                    }),
+                    state_version: Some(state_version),
                 }));
             }
+            self.tap(PRESENCE_EVENT, &change, Some(state_version));
         }
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::{oneshot, watch};
 
 use perch_protocol::events::{self, InvokeCancel, InvokeRequest};
 use perch_protocol::methods::{InvokeParams, InvokeResult, InvokeResultParams};
-use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
+use perch_protocol::{DeviceId, ErrorCode, ErrorShape, Reason};
 
 use crate::hub::{ConnId, Hub, NodeSession, lock, now_ms};
 use crate::secrets::random_b64;
@@ -343,7 +343,7 @@ fn admit_call(hub: &Hub, node_id: &DeviceId, command: &str) -> Result<NodeSessio
                 session.display_name, command
             ),
         )
-        .with_details(json!({"reason": "not-advertised", "command": command,
+        .with_details(json!({"reason": Reason::NotAdvertised, "command": command,
                              "available": session.commands})));
     }
     if !hub.config.commands.allows(command) {
@@ -354,7 +354,7 @@ fn admit_call(hub: &Hub, node_id: &DeviceId, command: &str) -> Result<NodeSessio
                 command
             ),
         )
-        .with_details(json!({"reason": "host-policy", "command": command})));
+        .with_details(json!({"reason": Reason::HostPolicy, "command": command})));
     }
 
     Ok(session)
@@ -374,7 +374,7 @@ fn admit_offline(hub: &Hub, record: &DeviceRecord, command: &str) -> Result<(), 
             ErrorCode::CommandNotAllowed,
             format!("node {:?} does not offer {command:?}", record.display_name),
         )
-        .with_details(json!({"reason": "not-advertised", "command": command,
+        .with_details(json!({"reason": Reason::NotAdvertised, "command": command,
                              "available": record.commands})));
     }
     if !hub.config.commands.allows(command) {
@@ -384,7 +384,7 @@ fn admit_offline(hub: &Hub, record: &DeviceRecord, command: &str) -> Result<(), 
                 "host policy does not allow {command:?}; add it to [gateway.nodes] allow_commands in perch.toml"
             ),
         )
-        .with_details(json!({"reason": "host-policy", "command": command})));
+        .with_details(json!({"reason": Reason::HostPolicy, "command": command})));
     }
     let mut queued = lock(&hub.invokes.queued);
     let n = queued.entry(record.device_id.clone()).or_default();

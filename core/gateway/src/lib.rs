@@ -1,6 +1,10 @@
 //! The Perch gateway: the WebSocket endpoint that operators (CLI, apps) and nodes (phones,
 //! desktops) connect to. It owns the handshake, device pairing and tokens, the registry of
-//! connected nodes, and the routing of `node.invoke` to them.
+//! connected nodes, the routing of `node.invoke` to them, and the method table.
+//!
+//! **Architecture Invariant:** the gateway never reads `perch.toml` and never builds a model
+//! provider: it is handed a [`GatewayConfig`] and a [`HostServices`] by the host composition
+//! (perch-host), which owns the settings file, the kernel and the tools.
 //!
 //! **Architecture Invariant:** node capabilities are claims; the gateway enforces what may run
 //! (advertised commands and host policy) before anything reaches a node.
@@ -23,11 +27,11 @@
 pub mod chat;
 pub mod config;
 mod connection;
+pub mod dispatch;
 pub mod handshake;
 pub mod hub;
 pub mod invoke;
 pub mod location;
-pub mod location_ledger;
 pub mod mdns;
 pub mod node_events;
 pub mod operator;
@@ -37,10 +41,13 @@ pub mod presence;
 pub mod secrets;
 pub mod selector;
 pub mod server;
+pub mod services;
 pub mod sessions;
-pub mod settings;
 pub mod setup_code;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod web;
 
-pub use config::{ConfigError, GatewayConfig};
+pub use config::GatewayConfig;
 pub use server::{GatewayError, RunningGateway, start};
+pub use services::{GatewayOnly, HostServices, TurnRequest};

@@ -501,7 +501,13 @@ mod tests {
         config.name = "Living room".into();
         let store = perch_store::Store::open_in_memory().await.unwrap();
         let host_key = perch_protocol::DeviceIdentity::generate().unwrap();
-        let hub = Hub::new(config, store, operator_token.clone(), host_key);
+        let hub = Hub::new(
+            config,
+            store,
+            operator_token.clone(),
+            host_key,
+            Arc::new(crate::services::GatewayOnly),
+        );
         let ad = Advertisement::from_hub(&hub);
         assert_eq!(ad.fingerprint, hub.fingerprint);
         let secrets = [

@@ -1,19 +1,15 @@
-//! Methods operators call: status, pairing decisions, node listing, invoke.
+//! What operator methods do: status, pairing decisions, departures, node listing and
+//! description. The method table (`dispatch.rs`) routes requests here.
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde_json::Value;
-
 use perch_protocol::events::{self, PairResolved};
 use perch_protocol::handshake::Role;
-use perch_protocol::location as loc;
 use perch_protocol::methods::{
-    self, DeviceClosure, DevicePairList, DeviceParams, InvokeParams, NodeDescription, NodeSelector,
-    NodeSummary, PairDecision, PairDecisionParams, PairDecisionResult, PairedDevice,
-    PendingRequest, StatusResult,
+    DeviceClosure, DevicePairList, NodeDescription, NodeSummary, PairDecision, PairDecisionResult,
+    PairedDevice, PendingRequest, StatusResult,
 };
-use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
+use perch_protocol::{DeviceId, ErrorCode, ErrorShape, Reason};
 use perch_store::{DeviceRecord, DeviceStatus, StoreError};
 
 use crate::hub::{Hub, now_ms};
@@ -39,86 +35,7 @@ pub fn store_error(e: StoreError) -> ErrorShape {
     }
 }
 
-fn parse<T: DeserializeOwned>(params: Option<Value>) -> Result<T, ErrorShape> {
-    serde_json::from_value(params.unwrap_or(Value::Null))
-        .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid params: {e}")))
-}
-
-fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ErrorShape> {
-    serde_json::to_value(v).map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))
-}
-
-/// Runs one operator method.
-pub async fn dispatch(
-    hub: &Arc<Hub>,
-    caller: &crate::hub::Outbox,
-    method: &str,
-    params: Option<Value>,
-) -> Result<Value, ErrorShape> {
-    match method {
-        methods::STATUS => to_value(&status(hub).await?),
-        methods::DEVICE_PAIR_LIST => to_value(&pair_list(hub).await?),
-        methods::DEVICE_PAIR_APPROVE => {
-            let p: PairDecisionParams = parse(params)?;
-            to_value(&decide(hub, &p.request_id, PairDecision::Approved).await?)
-        }
-        methods::DEVICE_PAIR_REJECT => {
-            let p: PairDecisionParams = parse(params)?;
-            to_value(&decide(hub, &p.request_id, PairDecision::Rejected).await?)
-        }
-        methods::DEVICE_PAIR_REVOKE => {
-            let p: DeviceParams = parse(params)?;
-            to_value(&depart(hub, &p.device_id, Departure::Revoke).await?)
-        }
-        methods::DEVICE_PAIR_REMOVE => {
-            let p: DeviceParams = parse(params)?;
-            to_value(&depart(hub, &p.device_id, Departure::Remove).await?)
-        }
-        perch_protocol::presence::SYSTEM_PRESENCE => to_value(&hub.presence_list()),
-        perch_protocol::chat::CHAT_SEND => {
-            to_value(&crate::chat::send(hub, caller, parse(params)?).await?)
-        }
-        perch_protocol::sessions::SESSIONS_LIST => to_value(&crate::sessions::list(hub).await?),
-        perch_protocol::sessions::SESSIONS_HISTORY => {
-            let p = parse(params)?;
-            to_value(&crate::sessions::history(hub, p).await?)
-        }
-        loc::PLACES_LIST => to_value(&crate::location::list_places(hub).await?),
-        loc::PLACES_ADD => to_value(&crate::location::add_place(hub, parse(params)?).await?),
-        loc::PLACES_REMOVE => to_value(&crate::location::remove_place(hub, parse(params)?).await?),
-        loc::LOCATION_SHARE => to_value(&crate::location::share(hub, parse(params)?).await?),
-        loc::LOCATION_STATUS => to_value(&crate::location::status(hub).await?),
-        loc::LOCATION_AUDIT => {
-            let p: perch_protocol::location::AuditParams = match params {
-                None => Default::default(),
-                Some(v) => parse(Some(v))?,
-            };
-            to_value(&crate::location::audit(hub, p).await?)
-        }
-        methods::DEVICE_PAIR_SETUP_CODE => to_value(&crate::setup_code::mint(hub).await?),
-        perch_protocol::settings::SETTINGS_GET => to_value(&crate::settings::get(hub).await?),
-        perch_protocol::settings::SETTINGS_SET => {
-            let settings = crate::settings::set(hub, params).await?;
-            hub.broadcast_operators(perch_protocol::settings::SETTINGS_CHANGED_EVENT, &settings);
-            to_value(&settings)
-        }
-        methods::NODE_LIST => to_value(&node_list(hub).await?),
-        methods::NODE_DESCRIBE => {
-            let p: NodeSelector = parse(params)?;
-            to_value(&describe(hub, &p.node_id).await?)
-        }
-        methods::NODE_INVOKE => {
-            let p: InvokeParams = parse(params)?;
-            to_value(&crate::invoke::invoke(hub, p).await?)
-        }
-        other => Err(ErrorShape::new(
-            ErrorCode::UnknownMethod,
-            format!("unknown method {other:?}"),
-        )),
-    }
-}
-
-async fn status(hub: &Arc<Hub>) -> Result<StatusResult, ErrorShape> {
+pub(crate) async fn status(hub: &Arc<Hub>) -> Result<StatusResult, ErrorShape> {
     let paired = hub
         .store
         .devices()
@@ -146,7 +63,7 @@ async fn status(hub: &Arc<Hub>) -> Result<StatusResult, ErrorShape> {
     })
 }
 
-async fn pair_list(hub: &Arc<Hub>) -> Result<DevicePairList, ErrorShape> {
+pub(crate) async fn pair_list(hub: &Arc<Hub>) -> Result<DevicePairList, ErrorShape> {
     let devices = hub.store.devices().list().await.map_err(store_error)?;
     let pending = hub
         .store
@@ -184,7 +101,7 @@ async fn pair_list(hub: &Arc<Hub>) -> Result<DevicePairList, ErrorShape> {
     })
 }
 
-async fn decide(
+pub(crate) async fn decide(
     hub: &Arc<Hub>,
     request_id: &str,
     decision: PairDecision,
@@ -232,14 +149,14 @@ async fn decide(
 
 /// The two ways a device leaves: locked out, or forgotten.
 #[derive(Debug, Clone, Copy)]
-enum Departure {
+pub(crate) enum Departure {
     /// Refused from now on.
     Revoke,
     /// Forgotten; it may ask to pair again.
     Remove,
 }
 
-async fn depart(
+pub(crate) async fn depart(
     hub: &Arc<Hub>,
     selector: &str,
     how: Departure,
@@ -265,7 +182,9 @@ async fn depart(
                 ErrorCode::Unauthorized,
                 "this device was removed from the host; it may ask to pair again",
             )
-            .with_details(serde_json::json!({"reason": "device-removed", "deviceId": device_id}))
+            .with_details(
+                serde_json::json!({"reason": Reason::DeviceRemoved, "deviceId": device_id}),
+            )
             .with_retryable(true);
             (e, true)
         }
@@ -345,7 +264,7 @@ fn summary(hub: &Hub, d: &DeviceRecord) -> NodeSummary {
     }
 }
 
-async fn node_list(hub: &Arc<Hub>) -> Result<Vec<NodeSummary>, ErrorShape> {
+pub(crate) async fn node_list(hub: &Arc<Hub>) -> Result<Vec<NodeSummary>, ErrorShape> {
     let devices = hub.store.devices().list().await.map_err(store_error)?;
     Ok(devices
         .iter()
@@ -354,7 +273,10 @@ async fn node_list(hub: &Arc<Hub>) -> Result<Vec<NodeSummary>, ErrorShape> {
         .collect())
 }
 
-async fn describe(hub: &Arc<Hub>, selector: &str) -> Result<NodeDescription, ErrorShape> {
+pub(crate) async fn describe(
+    hub: &Arc<Hub>,
+    selector: &str,
+) -> Result<NodeDescription, ErrorShape> {
     let id = resolve_node(hub, selector).await?;
     let record = hub
         .store

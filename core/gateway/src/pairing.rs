@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use perch_protocol::{ErrorCode, ErrorShape};
+use perch_protocol::{ErrorCode, ErrorShape, Reason};
 use perch_store::{DeviceRecord, DeviceStatus};
 
 /// The error a revoked device gets, at connect and when its live connection is closed.
@@ -12,7 +12,7 @@ pub fn admit_revoked_error(device_id: &perch_protocol::DeviceId) -> ErrorShape {
         ErrorCode::Unauthorized,
         "this device was revoked by the host's owner and may not connect",
     )
-    .with_details(json!({"reason": "device-revoked", "deviceId": device_id}))
+    .with_details(json!({"reason": Reason::DeviceRevoked, "deviceId": device_id}))
     .with_retryable(false)
 }
 
@@ -58,7 +58,7 @@ pub fn admit(record: Option<&DeviceRecord>, token: TokenCheck) -> Admission {
                     ErrorCode::Unauthorized,
                     "device token does not match; drop the stored token and reconnect",
                 )
-                .with_details(json!({"reason": "device-token-mismatch"}))
+                .with_details(json!({"reason": Reason::DeviceTokenMismatch}))
                 .with_retryable(true),
             ),
         },

@@ -3,6 +3,7 @@
 
 use perch_protocol::DeviceId;
 use perch_protocol::handshake::Role;
+use perch_protocol::scopes::Scopes;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum Phase {
     Ready {
         /// The granted role.
         role: Role,
+        /// The granted operator scopes (none for nodes).
+        scopes: Scopes,
         /// The device, when it proved one.
         device_id: Option<DeviceId>,
     },
@@ -37,6 +40,8 @@ pub enum PhaseEvent {
     Admitted {
         /// The granted role.
         role: Role,
+        /// The granted operator scopes (none for nodes).
+        scopes: Scopes,
         /// The device, if any.
         device_id: Option<DeviceId>,
     },
@@ -87,9 +92,18 @@ impl Phase {
         let from = self.name();
         match (self, event) {
             (_, PhaseEvent::Close) => Ok(Phase::Closed),
-            (Phase::AwaitingConnect { .. }, PhaseEvent::Admitted { role, device_id }) => {
-                Ok(Phase::Ready { role, device_id })
-            }
+            (
+                Phase::AwaitingConnect { .. },
+                PhaseEvent::Admitted {
+                    role,
+                    scopes,
+                    device_id,
+                },
+            ) => Ok(Phase::Ready {
+                role,
+                scopes,
+                device_id,
+            }),
             (
                 Phase::AwaitingConnect { .. },
                 PhaseEvent::PairingRequested {
@@ -139,6 +153,7 @@ mod tests {
         let p = p
             .next(PhaseEvent::Admitted {
                 role: Role::Node,
+                scopes: Scopes::NONE,
                 device_id: Some(dev()),
             })
             .unwrap();
@@ -150,6 +165,7 @@ mod tests {
     fn illegal_transitions_are_refused() {
         let ready = Phase::Ready {
             role: Role::Operator,
+            scopes: Scopes::all(),
             device_id: None,
         };
         assert!(
@@ -162,6 +178,7 @@ mod tests {
             ready
                 .next(PhaseEvent::Admitted {
                     role: Role::Node,
+                    scopes: Scopes::NONE,
                     device_id: None
                 })
                 .is_err()
@@ -175,6 +192,7 @@ mod tests {
                 .clone()
                 .next(PhaseEvent::Admitted {
                     role: Role::Node,
+                    scopes: Scopes::NONE,
                     device_id: None
                 })
                 .is_err()

@@ -21,6 +21,7 @@ use perch_store::Store;
 use crate::config::GatewayConfig;
 use crate::hub::{Hub, now_ms};
 use crate::secrets::{SecretError, load_or_create_operator_token};
+use crate::services::HostServices;
 
 /// Name of the database file in the data directory.
 pub const DATABASE_FILE: &str = "perch.db";
@@ -53,16 +54,49 @@ pub enum GatewayError {
     /// The operator token could not be read or minted.
     #[error(transparent)]
     Secret(#[from] SecretError),
-    /// The address is taken or not ours.
-    #[error("cannot listen on {addr}: {source}{hint}")]
+    /// The address is taken or not ours; [`GatewayError::hint`] says what to do.
+    #[error("cannot listen on {addr}: {}", bind_problem(.source).0)]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
         source: std::io::Error,
-        /// What to do about it.
-        hint: &'static str,
     },
+}
+
+impl GatewayError {
+    /// What the user can do about it, for every face that shows the error (the CLI's message,
+    /// the menu-bar app's shell page).
+    pub fn hint(&self) -> &'static str {
+        match self {
+            GatewayError::Bind { source, .. } => bind_problem(source).1,
+            GatewayError::DataDir { .. } | GatewayError::Store { .. } | GatewayError::Secret(_) => {
+                "Check that the data directory exists and is writable by this user (--data-dir or PERCH_DATA_DIR picks another)."
+            }
+        }
+    }
+}
+
+/// A bind failure in a few words, and the hint that goes with it.
+fn bind_problem(e: &std::io::Error) -> (String, &'static str) {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => (
+            "address in use".into(),
+            "Another program (perhaps another Perch host) uses this port: stop it, or choose another address (--bind, or bind in Settings).",
+        ),
+        std::io::ErrorKind::PermissionDenied => (
+            "permission denied".into(),
+            "Ports below 1024 need privileges: choose another port (--bind, or bind in Settings).",
+        ),
+        std::io::ErrorKind::AddrNotAvailable => (
+            "this machine has no such address".into(),
+            "Choose an address of this machine (127.0.0.1 for this machine only, 0.0.0.0 for the local network).",
+        ),
+        _ => (
+            e.to_string(),
+            "Choose another address (--bind, or bind in Settings) and try again.",
+        ),
+    }
 }
 
 /// A gateway that is accepting connections.
@@ -113,8 +147,12 @@ impl RunningGateway {
     }
 }
 
-/// Opens the store, binds the listener and starts serving.
-pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+/// Opens the store, binds the listener and starts serving; `services` answers the methods
+/// the host composition owns (chat, settings).
+pub async fn start(
+    config: GatewayConfig,
+    services: Arc<dyn HostServices>,
+) -> Result<RunningGateway, GatewayError> {
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| GatewayError::DataDir {
         path: dir.clone(),
@@ -133,25 +171,16 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         .await
         .map_err(|source| GatewayError::Bind {
             addr: config.bind,
-            hint: match source.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    " (another program, perhaps another perch serve, uses this port; stop it or pass --bind with another port)"
-                }
-                std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; pick another port)",
-                std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
-                _ => "",
-            },
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
         addr: config.bind,
         source,
-        hint: "",
     })?;
     let mut config = config;
     // Report the address actually bound (port 0 picks one).
     config.bind = addr;
-    let hub = Hub::new(config, store, operator_token, host_key);
+    let hub = Hub::new(config, store, operator_token, host_key, services);
     // Best effort: never fails or delays the start; it logs a warning at worst.
     let mdns = crate::mdns::start(
         crate::mdns::Advertisement::from_hub(&hub),

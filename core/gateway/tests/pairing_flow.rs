@@ -403,7 +403,9 @@ async fn last_seen_survives_a_host_restart() {
     gw.shutdown().await;
     let mut cfg = perch_gateway::GatewayConfig::defaults(dir.path().to_path_buf());
     cfg.bind = "127.0.0.1:0".parse().unwrap();
-    let gw = perch_gateway::start(cfg).await.unwrap();
+    let gw = perch_gateway::start(cfg, std::sync::Arc::new(perch_gateway::GatewayOnly))
+        .await
+        .unwrap();
     let host = TestHost { gw, dir, token };
     let mut op = operator(&host).await;
     let list = op.request("node.list", json!({})).await.unwrap();

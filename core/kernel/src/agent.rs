@@ -43,9 +43,11 @@ impl ToolFailure {
 pub trait Toolbox: Send + Sync {
     /// The tools as the model sees them.
     fn specs(&self) -> Vec<ToolSpec>;
-    /// Runs one tool; `None` when no tool has that name.
+    /// Runs one tool; `None` when no tool has that name. `call_id` is the model's id for this
+    /// call, unique within the turn, so executors can key side effects (idempotency) on it.
     fn call(
         &self,
+        call_id: &str,
         name: &str,
         arguments: Value,
     ) -> Option<BoxFuture<'static, Result<Value, ToolFailure>>>;
@@ -426,15 +428,28 @@ impl Agent {
                     },
                     is_error: result.is_err(),
                 });
-                let result = match turn.emit(Stage::ToolCallAfter, after).await {
+                let result = match turn.emit(Stage::ToolCallAfter, after.clone()).await {
+                    // Unchanged by the handlers: the original result, code and all.
                     Ok(o) if !o.is_cancelled() => match o.into_payload() {
-                        StagePayload::ToolResult(r) if r.is_error => Err(ToolFailure::new(
-                            "FAILED",
-                            r.output
+                        p if p == after => result,
+                        StagePayload::ToolResult(r) if r.is_error => {
+                            let message = r
+                                .output
                                 .as_str()
                                 .map(String::from)
-                                .unwrap_or_else(|| r.output.to_string()),
-                        )),
+                                .unwrap_or_else(|| r.output.to_string());
+                            // A handler rewrote the error text: keep the failure's code once.
+                            let code = match &result {
+                                Err(f) => f.code.clone(),
+                                Ok(_) => "FAILED".to_string(),
+                            };
+                            let prefix = format!("{code}: ");
+                            let message = message
+                                .strip_prefix(&prefix)
+                                .map(String::from)
+                                .unwrap_or(message);
+                            Err(ToolFailure::new(code, message))
+                        }
                         StagePayload::ToolResult(r) => Ok(r.output),
                         _ => result,
                     },
@@ -553,7 +568,7 @@ impl Agent {
                     )
                 })?
             };
-            let Some(fut) = tools.call(&call.name, args) else {
+            let Some(fut) = tools.call(&call.id, &call.name, args) else {
                 return Err(ToolFailure::new(
                     "UNKNOWN_TOOL",
                     format!("there is no tool named {:?}", call.name),

@@ -62,9 +62,40 @@ pub enum ToolError {
     /// The provider did not answer in time.
     #[error("timed out after {0} ms")]
     Timeout(u64),
-    /// The provider answered with an error.
-    #[error("{0}")]
-    Failed(String),
+    /// The provider answered with an error; its stable code (for example
+    /// `COMMAND_NOT_ALLOWED`) travels beside the message so the model reads it exactly once.
+    #[error("{code}: {message}")]
+    Failed {
+        /// The provider's error code.
+        code: String,
+        /// What went wrong, without the code.
+        message: String,
+    },
+}
+
+impl ToolError {
+    /// A provider's failure with its own code.
+    pub fn failed(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ToolError::Failed {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ToolError> for crate::agent::ToolFailure {
+    fn from(e: ToolError) -> Self {
+        let (code, message) = match e {
+            ToolError::UnknownTool(t) => {
+                ("UNKNOWN_TOOL".to_string(), format!("unknown tool `{t}`"))
+            }
+            ToolError::InvalidArguments(m) => ("INVALID_ARGUMENTS".to_string(), m),
+            ToolError::Unavailable(m) => ("UNAVAILABLE".to_string(), m),
+            ToolError::Timeout(ms) => ("TIMEOUT".to_string(), format!("no answer within {ms} ms")),
+            ToolError::Failed { code, message } => (code, message),
+        };
+        crate::agent::ToolFailure::new(code, message)
+    }
 }
 
 /// Who a call is for and where it was routed; handed to the executor.

@@ -69,6 +69,7 @@ impl Toolbox for Tools {
     }
     fn call(
         &self,
+        _call_id: &str,
         name: &str,
         _args: Value,
     ) -> Option<BoxFuture<'static, Result<Value, ToolFailure>>> {
@@ -384,4 +385,72 @@ mod with_pipeline {
             assert!(stages.contains(&s), "{s} missing from {stages:?}");
         }
     }
+}
+
+/// Fails every call with its own code, and records the call ids it was given.
+#[derive(Default)]
+struct Refusing {
+    ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl Toolbox for Refusing {
+    fn specs(&self) -> Vec<ToolSpec> {
+        Tools.specs()
+    }
+    fn call(
+        &self,
+        call_id: &str,
+        _name: &str,
+        _args: Value,
+    ) -> Option<BoxFuture<'static, Result<Value, ToolFailure>>> {
+        self.ids.lock().unwrap().push(call_id.to_string());
+        Some(Box::pin(async {
+            Err(ToolFailure::new("COMMAND_NOT_ALLOWED", "not on this host"))
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_tool_failure_reads_with_its_code_once_and_each_call_has_its_id() {
+    let fake = FakeProvider::start().await.unwrap();
+    fake.push(
+        Script::new()
+            .tool_call("c1", "location_get", ["{}"])
+            .tool_call("c2", "location_get", ["{}"])
+            .stop(StopReason::ToolUse),
+    );
+    fake.push(Script::new().text("I may not."));
+    let t = Arc::new(MemTranscript::default());
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let tools = Refusing::default();
+    agent(openai(&fake), t.clone())
+        .run_turn("main", "t1", "where?", &[], &tools, &tx)
+        .await
+        .unwrap();
+    assert_eq!(*tools.ids.lock().unwrap(), vec!["c1", "c2"]);
+    let turns = t.turns.lock().unwrap();
+    let contents: Vec<String> = turns[0]
+        .2
+        .iter()
+        .filter_map(|r| match r {
+            TurnRecord::Message {
+                message:
+                    ChatMessage::Tool {
+                        content, is_error, ..
+                    },
+                ..
+            } => {
+                assert!(is_error);
+                Some(content.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        contents,
+        vec![
+            "COMMAND_NOT_ALLOWED: not on this host",
+            "COMMAND_NOT_ALLOWED: not on this host"
+        ]
+    );
 }

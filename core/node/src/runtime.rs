@@ -27,7 +27,7 @@ use perch_protocol::presence::{
 };
 use perch_protocol::{
     DEFAULT_INVOKE_TIMEOUT_MS, DEFAULT_MAX_PAYLOAD, DEFAULT_TICK_INTERVAL_MS, DeviceId,
-    DeviceIdentity, ErrorCode, ErrorShape, Frame, MAX_INVOKE_TIMEOUT_MS, PROTOCOL_VERSION,
+    DeviceIdentity, ErrorCode, ErrorShape, Frame, MAX_INVOKE_TIMEOUT_MS, PROTOCOL_VERSION, Reason,
     close_code,
 };
 use serde_json::Value;
@@ -52,7 +52,7 @@ const ACTIVITY_KEEPALIVE: Duration = Duration::from_secs(180);
 /// `client.id` this runtime presents; part of the signed payload.
 pub const CLIENT_ID: &str = "perch-node";
 /// `client.mode` and `role` of a node; part of the signed payload.
-const NODE_MODE: &str = "node";
+const NODE_MODE: &str = perch_protocol::handshake::client_mode::NODE;
 /// How long a graceful close waits for the host's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long any other close waits (the host is gone or closing anyway).
@@ -447,7 +447,7 @@ fn details_u32(shape: &ErrorShape, keys: &[&str]) -> Option<u32> {
 }
 
 fn classify_refusal(shape: &ErrorShape) -> Refusal {
-    let reason = details_str(shape, "reason");
+    let reason = shape.reason();
     match &shape.code {
         ErrorCode::NotPaired => Refusal::NotPaired {
             request_id: details_str(shape, "requestId")
@@ -462,10 +462,10 @@ fn classify_refusal(shape: &ErrorShape) -> Refusal {
         },
         ErrorCode::PairingRejected => Refusal::Rejected(shape.message.clone()),
         ErrorCode::BootstrapTokenInvalid => Refusal::SetupCode(shape.message.clone()),
-        ErrorCode::Unauthorized if reason == Some("device-revoked") => {
+        ErrorCode::Unauthorized if reason == Some(Reason::DeviceRevoked) => {
             Refusal::Revoked(shape.message.clone())
         }
-        ErrorCode::Unauthorized if reason == Some("device-token-mismatch") => {
+        ErrorCode::Unauthorized if reason == Some(Reason::DeviceTokenMismatch) => {
             Refusal::TokenMismatch
         }
         ErrorCode::ProtocolMismatch => Refusal::ProtocolMismatch {
@@ -499,7 +499,7 @@ fn classify_refusal(shape: &ErrorShape) -> Refusal {
 /// The error to stop with when the host says `connection.closing {reconnect:false}`.
 fn closing_error(closing: &ConnectionClosing, request_id: Option<&str>) -> NodeError {
     let shape = &closing.error;
-    let reason = details_str(shape, "reason");
+    let reason = shape.reason();
     match shape.code {
         ErrorCode::PairingRejected => NodeError::PairingRejected {
             request_id: request_id
@@ -507,7 +507,7 @@ fn closing_error(closing: &ConnectionClosing, request_id: Option<&str>) -> NodeE
                 .or_else(|| details_str(shape, "requestId").map(str::to_string)),
             message: shape.message.clone(),
         },
-        ErrorCode::Unauthorized if matches!(reason, None | Some("device-revoked")) => {
+        ErrorCode::Unauthorized if matches!(reason, None | Some(Reason::DeviceRevoked)) => {
             NodeError::Revoked {
                 message: shape.message.clone(),
             }

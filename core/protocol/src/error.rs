@@ -164,6 +164,71 @@ impl ErrorShape {
         self.retryable = Some(true);
         self
     }
+
+    /// `details.reason`, when it is one this version knows.
+    pub fn reason(&self) -> Option<Reason> {
+        self.details
+            .as_ref()?
+            .get("reason")
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+    }
+}
+
+/// Why the host refused, as `details.reason` carries it: the one list host and clients share,
+/// so a node or an app branches on a type, never on a string it hopes matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// The device was revoked: it stays out until the user removes it.
+    DeviceRevoked,
+    /// The device's token does not match what the host issued.
+    DeviceTokenMismatch,
+    /// The user removed the device; it may ask to pair again.
+    DeviceRemoved,
+    /// The operator token is wrong.
+    TokenMismatch,
+    /// No operator token was presented.
+    TokenMissing,
+    /// The node did not advertise the command.
+    NotAdvertised,
+    /// Host policy does not allow the command.
+    HostPolicy,
+    /// A setup code the host does not know.
+    Unknown,
+    /// A setup code already used.
+    Used,
+    /// A setup code past its ten minutes.
+    Expired,
+    /// perch.toml is not valid TOML.
+    ConfigCorrupt,
+    /// perch.toml could not be read or written.
+    ConfigIo,
+}
+
+impl Reason {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::DeviceRevoked => "device-revoked",
+            Reason::DeviceTokenMismatch => "device-token-mismatch",
+            Reason::DeviceRemoved => "device-removed",
+            Reason::TokenMismatch => "token-mismatch",
+            Reason::TokenMissing => "token-missing",
+            Reason::NotAdvertised => "not-advertised",
+            Reason::HostPolicy => "host-policy",
+            Reason::Unknown => "unknown",
+            Reason::Used => "used",
+            Reason::Expired => "expired",
+            Reason::ConfigCorrupt => "config-corrupt",
+            Reason::ConfigIo => "config-io",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for ErrorShape {
@@ -232,5 +297,32 @@ mod tests {
         ] {
             assert!(ErrorCode::KNOWN.contains(&c), "{c}");
         }
+    }
+
+    #[test]
+    fn reasons_round_trip_on_the_wire() {
+        for r in [
+            Reason::DeviceRevoked,
+            Reason::DeviceTokenMismatch,
+            Reason::DeviceRemoved,
+            Reason::TokenMismatch,
+            Reason::TokenMissing,
+            Reason::NotAdvertised,
+            Reason::HostPolicy,
+            Reason::Unknown,
+            Reason::Used,
+            Reason::Expired,
+            Reason::ConfigCorrupt,
+            Reason::ConfigIo,
+        ] {
+            let v = serde_json::to_value(r).unwrap();
+            assert_eq!(v, r.as_str());
+            let e = ErrorShape::new(ErrorCode::Unauthorized, "x")
+                .with_details(serde_json::json!({"reason": v}));
+            assert_eq!(e.reason(), Some(r));
+        }
+        let e = ErrorShape::new(ErrorCode::Unauthorized, "x")
+            .with_details(serde_json::json!({"reason": "from-the-future"}));
+        assert_eq!(e.reason(), None);
     }
 }

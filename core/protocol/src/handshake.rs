@@ -110,6 +110,18 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// The `client.mode` values Perch's own programs send; the host decides presence by them
+/// (a `cli` connection is short-lived noise and stays out of presence). Other programs may send
+/// other modes (OpenClaw's `webchat`, `backend`), which the host treats like `ui`.
+pub mod client_mode {
+    /// The `perch` command line: one request, then gone.
+    pub const CLI: &str = "cli";
+    /// A long-lived operator with a face: the web UI, the menu-bar app.
+    pub const UI: &str = "ui";
+    /// A node runtime.
+    pub const NODE: &str = "node";
+}
+
 /// Describes the connecting program.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -20,12 +20,13 @@ pub mod location;
 pub mod methods;
 pub mod node_commands;
 pub mod presence;
+pub mod scopes;
 pub mod sessions;
 pub mod settings;
 pub mod setup_code;
 pub mod verification;
 
-pub use error::{ErrorCode, ErrorShape};
+pub use error::{ErrorCode, ErrorShape, Reason};
 pub use frame::{Frame, FrameError};
 pub use identity::{DeviceId, DeviceIdentity, IdentityError};
 pub use setup_code::{SetupCode, SetupCodeError};

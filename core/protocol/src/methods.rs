@@ -31,50 +31,6 @@ pub const NODE_INVOKE: &str = "node.invoke";
 /// `node.invoke.result`: a node answers an invoke request (node).
 pub const NODE_INVOKE_RESULT: &str = "node.invoke.result";
 
-/// Methods an operator may call.
-pub const OPERATOR_METHODS: &[&str] = &[
-    STATUS,
-    DEVICE_PAIR_LIST,
-    DEVICE_PAIR_APPROVE,
-    DEVICE_PAIR_REJECT,
-    DEVICE_PAIR_REVOKE,
-    DEVICE_PAIR_REMOVE,
-    DEVICE_PAIR_SETUP_CODE,
-    crate::presence::SYSTEM_PRESENCE,
-    crate::chat::CHAT_SEND,
-    crate::sessions::SESSIONS_LIST,
-    crate::sessions::SESSIONS_HISTORY,
-    crate::location::PLACES_LIST,
-    crate::location::PLACES_ADD,
-    crate::location::PLACES_REMOVE,
-    crate::location::LOCATION_SHARE,
-    crate::location::LOCATION_STATUS,
-    crate::location::LOCATION_AUDIT,
-    crate::settings::SETTINGS_GET,
-    crate::settings::SETTINGS_SET,
-    NODE_LIST,
-    NODE_DESCRIBE,
-    NODE_INVOKE,
-];
-
-/// Methods a node may call.
-pub const NODE_METHODS: &[&str] = &[NODE_INVOKE_RESULT, crate::presence::NODE_EVENT];
-
-/// Every method the host knows, for telling UNKNOWN_METHOD from FORBIDDEN.
-pub fn is_known_method(m: &str) -> bool {
-    OPERATOR_METHODS.contains(&m)
-        || NODE_METHODS.contains(&m)
-        || m == crate::handshake::CONNECT_METHOD
-}
-
-/// The methods a role may call.
-pub fn methods_for(role: Role) -> &'static [&'static str] {
-    match role {
-        Role::Operator => OPERATOR_METHODS,
-        Role::Node => NODE_METHODS,
-    }
-}
-
 /// Result of `status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -488,14 +444,5 @@ mod tests {
         let e = read(json!({}));
         assert_eq!(e.code.as_str(), "UNAVAILABLE");
         assert!(!e.message.is_empty());
-    }
-
-    #[test]
-    fn role_method_tables_are_disjoint() {
-        for m in NODE_METHODS {
-            assert!(!OPERATOR_METHODS.contains(m));
-        }
-        assert!(is_known_method("connect"));
-        assert!(!is_known_method("bogus"));
     }
 }

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use perch_desktop::DesktopOptions;
 use perch_desktop::host::HostOptions;
-use perch_gateway::config::MdnsMode;
-use perch_gateway::{GatewayConfig, RunningGateway};
+use perch_host::{Host, HostOptions as StartOptions, MdnsMode, RunningHost};
 use tokio_util::sync::CancellationToken;
 
 /// Longest wait for anything in these tests.
@@ -47,12 +46,12 @@ pub fn desktop_options(dir: &Path, bind: &str, node_mode: bool) -> DesktopOption
     o
 }
 
-/// A gateway started by the test itself in `dir` (mDNS off).
-pub async fn gateway(dir: &Path, bind: SocketAddr) -> RunningGateway {
-    let mut cfg = GatewayConfig::load(dir).unwrap();
-    cfg.bind = bind;
-    cfg.mdns = MdnsMode::Off;
-    perch_gateway::start(cfg).await.unwrap()
+/// A host started by the test itself in `dir` (mDNS off), as `perch serve` would.
+pub async fn gateway(dir: &Path, bind: SocketAddr) -> RunningHost {
+    let options = StartOptions::new(dir)
+        .with_bind(bind)
+        .with_mdns(MdnsMode::Off);
+    Host::start(options).await.unwrap()
 }
 
 /// A real node runtime in its own directory, running until `stop`.

@@ -13,17 +13,20 @@ pub use notify::NotifyHandler;
 
 use crate::capability::Capabilities;
 
-/// The desktop command set: `location.get` (from `location`, if configured), `system.notify`,
-/// `device.info` and `device.status`.
+/// The desktop command set, the same for `perch node run` and the menu-bar app:
+/// `system.notify`, `device.info`, `device.status`, and `location.get` only when a location is
+/// configured, so the assistant is never offered a command that can only fail.
 pub fn desktop_capabilities(location: Option<ConfiguredLocation>) -> Capabilities {
     let mut caps = Capabilities::new();
-    let handlers: [Arc<dyn crate::CapabilityHandler>; 3] = [
-        Arc::new(LocationHandler::new(location)),
+    let mut handlers: Vec<Arc<dyn crate::CapabilityHandler>> = vec![
         Arc::new(NotifyHandler::new()),
         Arc::new(DeviceHandler::new()),
     ];
+    if location.is_some() {
+        handlers.push(Arc::new(LocationHandler::new(location)));
+    }
     for h in handlers {
-        // The three handlers claim disjoint commands, so registration cannot collide.
+        // The handlers claim disjoint commands, so registration cannot collide.
         if let Err(e) = caps.register(h) {
             tracing::error!(error = %e, "desktop handler not registered");
         }
@@ -36,8 +39,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn desktop_set_is_complete() {
+    fn location_is_offered_only_when_configured() {
         let caps = desktop_capabilities(None);
+        assert_eq!(
+            caps.commands(),
+            vec!["device.info", "device.status", "system.notify"]
+        );
+        assert_eq!(caps.caps(), vec!["device", "system"]);
+        let here = ConfiguredLocation::parse("48.2,16.37").unwrap();
+        let caps = desktop_capabilities(Some(here));
         assert_eq!(
             caps.commands(),
             vec![

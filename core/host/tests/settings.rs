@@ -12,13 +12,13 @@ fn matching_file(host: &TestHost) -> String {
     let name = &host.gw.hub().config.name;
     format!(
         "# kept\n[gateway]\nname = \"{name}\"\nbind = \"{}\"\n",
-        host.gw.addr
+        host.gw.addr()
     )
 }
 
 #[tokio::test]
 async fn hello_ok_advertises_the_settings_methods() {
-    let host = start_host(|_| {}).await;
+    let host = start_host("").await;
     let mut r = Raw::open(&host).await;
     let hello = r
         .request("connect", operator_connect_params(&host.token))
@@ -34,12 +34,12 @@ async fn hello_ok_advertises_the_settings_methods() {
 
 #[tokio::test]
 async fn get_shows_the_file_and_the_running_host() {
-    let host = start_host(|_| {}).await;
+    let host = start_host("").await;
     std::fs::write(host.dir.path().join("perch.toml"), matching_file(&host)).unwrap();
     let mut op = operator(&host).await;
     let s = op.request("settings.get", json!({})).await.unwrap();
-    assert_eq!(s["bind"], host.gw.addr.to_string());
-    assert_eq!(s["running"]["bind"], host.gw.addr.to_string());
+    assert_eq!(s["bind"], host.gw.addr().to_string());
+    assert_eq!(s["running"]["bind"], host.gw.addr().to_string());
     assert_eq!(s["running"]["mdns"], "minimal");
     assert_eq!(s["restartRequired"], false);
     assert_eq!(
@@ -55,7 +55,7 @@ async fn get_shows_the_file_and_the_running_host() {
 
 #[tokio::test]
 async fn set_writes_the_file_in_place_and_asks_for_a_restart() {
-    let host = start_host(|_| {}).await;
+    let host = start_host("").await;
     std::fs::write(host.dir.path().join("perch.toml"), matching_file(&host)).unwrap();
     let mut op = operator(&host).await;
     let mut other = operator(&host).await;
@@ -89,7 +89,7 @@ async fn set_writes_the_file_in_place_and_asks_for_a_restart() {
 
 #[tokio::test]
 async fn each_kind_of_bad_input_gets_a_structured_refusal() {
-    let host = start_host(|_| {}).await;
+    let host = start_host("").await;
     let path = host.dir.path().join("perch.toml");
     std::fs::write(&path, matching_file(&host)).unwrap();
     let mut op = operator(&host).await;
@@ -126,7 +126,7 @@ async fn each_kind_of_bad_input_gets_a_structured_refusal() {
 
 #[tokio::test]
 async fn a_corrupt_file_is_refused_until_reset() {
-    let host = start_host(|_| {}).await;
+    let host = start_host("").await;
     let path = host.dir.path().join("perch.toml");
     std::fs::write(&path, "[gateway]\nname = \"unterminated\n").unwrap();
     let mut op = operator(&host).await;

@@ -11,7 +11,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike};
@@ -23,10 +23,12 @@ use perch_protocol::settings::{
     RunningSettings, Settings, SettingsPatch, SettingsProblem, TierInfo, TierPatch,
     find_secret_key,
 };
-use perch_protocol::{ErrorCode, ErrorShape};
+use perch_protocol::{ErrorCode, ErrorShape, Reason};
 
-use crate::config::{CONFIG_FILE, ConfigError, GatewayConfig, MdnsMode, parse_bind, parse_name};
-use crate::hub::Hub;
+use perch_gateway::GatewayConfig;
+use perch_gateway::config::{MdnsMode, parse_bind, parse_name};
+
+use crate::config::{CONFIG_FILE, ConfigError};
 
 /// The `[desktop]` section's name in perch.toml.
 pub const DESKTOP_SECTION: &str = "desktop";
@@ -98,7 +100,7 @@ impl SettingsError {
             Self::Corrupt { path, line, .. } => {
                 ErrorShape::new(ErrorCode::Unavailable, self.to_string())
                     .with_details(json!({
-                        "reason": "config-corrupt",
+                        "reason": Reason::ConfigCorrupt,
                         "configPath": path.display().to_string(),
                         "line": line,
                     }))
@@ -108,7 +110,7 @@ impl SettingsError {
                 tracing::warn!(error = %self, "settings file unusable");
                 ErrorShape::new(ErrorCode::Unavailable, self.to_string())
                     .with_details(json!({
-                        "reason": "config-io",
+                        "reason": Reason::ConfigIo,
                         "configPath": path.display().to_string(),
                     }))
                     .with_retryable(true)
@@ -117,36 +119,15 @@ impl SettingsError {
     }
 }
 
-/// `settings.get`: the file's settings beside those the running host uses.
-pub async fn get(hub: &Arc<Hub>) -> Result<Settings, ErrorShape> {
-    let dir = hub.config.data_dir.clone();
-    let settings = tokio::task::spawn_blocking(move || read(&dir))
-        .await
-        .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| e.to_shape())?;
-    Ok(with_running(settings, running(hub)))
-}
-
-/// `settings.set`: checks and writes a patch, then answers like `settings.get`.
-pub async fn set(hub: &Arc<Hub>, params: Option<Value>) -> Result<Settings, ErrorShape> {
-    let patch = parse_patch(params.unwrap_or_else(|| json!({}))).map_err(|e| e.to_shape())?;
-    let dir = hub.config.data_dir.clone();
-    let settings = tokio::task::spawn_blocking(move || update(&dir, patch))
-        .await
-        .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| e.to_shape())?;
-    Ok(with_running(settings, running(hub)))
-}
-
-/// What this host started with.
-fn running(hub: &Hub) -> RunningSettings {
+/// What a running host started with, beside the file's settings.
+pub fn running(config: &GatewayConfig) -> RunningSettings {
     RunningSettings {
-        name: hub.config.name.clone(),
-        bind: hub.config.bind.to_string(),
-        mdns: hub.config.mdns.as_str().to_string(),
+        name: config.name.clone(),
+        bind: config.bind.to_string(),
+        mdns: config.mdns.as_str().to_string(),
         overridden: [
-            ("bind", hub.config.overrides.bind),
-            ("mdns", hub.config.overrides.mdns),
+            ("bind", config.overrides.bind),
+            ("mdns", config.overrides.mdns),
         ]
         .into_iter()
         .filter(|(_, on)| *on)
@@ -223,6 +204,16 @@ pub fn update_with(
     patch: SettingsPatch,
     sources: &dyn SecretSources,
 ) -> Result<Settings, SettingsError> {
+    update_text(data_dir, patch, sources).map(|(settings, _)| settings)
+}
+
+/// [`update_with`], also returning the file's new text, so a running host reloads from what it
+/// wrote rather than reading the file again.
+pub(crate) fn update_text(
+    data_dir: &Path,
+    patch: SettingsPatch,
+    sources: &dyn SecretSources,
+) -> Result<(Settings, String), SettingsError> {
     let _one_writer = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = data_dir.join(CONFIG_FILE);
     let text = read_text(&path)?;
@@ -240,7 +231,7 @@ pub fn update_with(
         source,
     })?;
     if corrupt {
-        let aside = data_dir.join(format!("{CONFIG_FILE}.corrupt-{}", crate::hub::now_ms()));
+        let aside = data_dir.join(format!("{CONFIG_FILE}.corrupt-{}", now_ms()));
         std::fs::rename(&path, &aside).map_err(|source| SettingsError::Write {
             path: aside.clone(),
             source,
@@ -250,18 +241,23 @@ pub fn update_with(
     let new_text = doc.to_string();
     write_atomically(&path, new_text.as_bytes())?;
     tracing::info!(path = %path.display(), "settings changed");
-    Ok(settings_from(data_dir, &path, &new_text, &doc, sources))
+    let settings = settings_from(data_dir, &path, &new_text, &doc, sources);
+    Ok((settings, new_text))
 }
 
 fn read_text(path: &Path) -> Result<String, SettingsError> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(SettingsError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    crate::config::read_text(path).map_err(|source| SettingsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Milliseconds since the Unix epoch, for the name of a corrupt file kept aside.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn parse(path: &Path, text: &str) -> Result<DocumentMut, SettingsError> {
@@ -338,7 +334,7 @@ fn settings_from(
             .map(str::to_string)
     };
     let mut checked = defaults.clone();
-    let (name, bind, mdns) = match checked.apply_toml(path, text) {
+    let (name, bind, mdns) = match crate::config::apply_gateway(&mut checked, path, text) {
         Ok(()) => (
             checked.name.clone(),
             raw("bind").unwrap_or_else(|| checked.bind.to_string()),
@@ -800,7 +796,7 @@ location = { lat = 48.2, lon = 16.37, accuracy_m = 100.0 }
             })
         );
         // The result is a file the host accepts.
-        GatewayConfig::load(dir.path()).unwrap();
+        crate::config::HostConfig::load(dir.path()).unwrap();
         ModelsConfig::from_toml(&text).unwrap();
     }
 
@@ -1036,7 +1032,7 @@ location = { lat = 48.2, lon = 16.37, accuracy_m = 100.0 }
         assert_eq!(s.bind, "127.0.0.1:9300");
         assert_eq!(s.problems.len(), 1, "only the desktop problem is left");
         assert!(file(dir.path()).contains("bind = \"127.0.0.1:9300\" # typo"));
-        GatewayConfig::load(dir.path()).unwrap();
+        crate::config::HostConfig::load(dir.path()).unwrap();
     }
 
     #[test]

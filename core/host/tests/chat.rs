@@ -14,15 +14,7 @@ use perch_protocol::frame::Frame;
 #[tokio::test]
 async fn a_turn_calls_a_node_tool_and_answers() {
     let fake = FakeProvider::start().await.unwrap();
-    let host = start_host(|_| {}).await;
-    std::fs::write(
-        host.dir.path().join("perch.toml"),
-        format!(
-            "[models.default]\nprovider = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n",
-            fake.openai_base_url()
-        ),
-    )
-    .unwrap();
+    let host = start_host(&fake_models(&fake)).await;
     let id = DeviceIdentity::from_seed(&[80; 32]);
     let (mut node, _t) = paired_node(&host, &id, &["location.get"]).await;
     fake.push(
@@ -90,7 +82,7 @@ async fn a_turn_calls_a_node_tool_and_answers() {
 
 #[tokio::test]
 async fn an_unconfigured_tier_is_an_explicit_error() {
-    let host = start_host(|_| {}).await;
+    let host = start_host("").await;
     let mut op = operator(&host).await;
     let mut watcher = operator(&host).await;
     let err = op
@@ -111,23 +103,10 @@ async fn an_unconfigured_tier_is_an_explicit_error() {
     assert_eq!(failed["error"]["code"], "CREDENTIAL_MISSING");
 }
 
-/// Points the default tier at the fake provider (local, so no credential is needed).
-fn use_fake(host: &TestHost, fake: &FakeProvider) {
-    std::fs::write(
-        host.dir.path().join("perch.toml"),
-        format!(
-            "[models.default]\nprovider = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n",
-            fake.openai_base_url()
-        ),
-    )
-    .unwrap();
-}
-
 #[tokio::test]
 async fn every_operator_hears_when_a_turn_starts_and_finishes() {
     let fake = FakeProvider::start().await.unwrap();
-    let host = start_host(|_| {}).await;
-    use_fake(&host, &fake);
+    let host = start_host(&fake_models(&fake)).await;
     let long_answer = format!("Hello there. {}", "x".repeat(300));
     fake.push(
         Script::new()
@@ -166,8 +145,7 @@ async fn every_operator_hears_when_a_turn_starts_and_finishes() {
 #[tokio::test]
 async fn a_provider_error_is_announced_as_failed() {
     let fake = FakeProvider::start().await.unwrap();
-    let host = start_host(|_| {}).await;
-    use_fake(&host, &fake);
+    let host = start_host(&fake_models(&fake)).await;
     fake.push(Reply::status(
         400,
         r#"{"error":{"message":"bad model","type":"invalid_request_error"}}"#,
@@ -195,8 +173,7 @@ async fn a_provider_error_is_announced_as_failed() {
 #[tokio::test]
 async fn a_cancelled_turn_is_announced_as_failed() {
     let fake = FakeProvider::start().await.unwrap();
-    let host = start_host(|_| {}).await;
-    use_fake(&host, &fake);
+    let host = start_host(&fake_models(&fake)).await;
     fake.push(Reply::Hang);
     let mut caller = operator(&host).await;
     let mut watcher = operator(&host).await;
@@ -219,7 +196,7 @@ async fn a_cancelled_turn_is_announced_as_failed() {
 
 #[tokio::test]
 async fn an_empty_message_starts_no_turn() {
-    let host = start_host(|_| {}).await;
+    let host = start_host("").await;
     let mut op = operator(&host).await;
     let err = op
         .request("chat.send", json!({"message": "   "}))
@@ -228,4 +205,86 @@ async fn an_empty_message_starts_no_turn() {
     assert_eq!(err["code"], "INVALID_REQUEST");
     let status = op.request("status", json!({})).await.unwrap();
     assert_eq!(status["activeTurns"], 0);
+}
+
+/// A turn reads no settings file: once the host runs, even a perch.toml broken by hand does not
+/// stop the next turn; a change made through `settings.set` takes effect on the next turn
+/// without a restart.
+#[tokio::test]
+async fn turns_use_the_settings_in_force_not_the_file() {
+    let fake = FakeProvider::start().await.unwrap();
+    let other = FakeProvider::start().await.unwrap();
+    let host = start_host(&fake_models(&fake)).await;
+    let mut op = operator(&host).await;
+    fake.push(Script::new().text("one").usage(1, 1));
+    let r = op
+        .request("chat.send", json!({"message": "first"}))
+        .await
+        .unwrap();
+    assert_eq!(r["text"], "one");
+
+    std::fs::write(host.dir.path().join("perch.toml"), "this is [not toml").unwrap();
+    fake.push(Script::new().text("two").usage(1, 1));
+    let r = op
+        .request("chat.send", json!({"message": "second"}))
+        .await
+        .unwrap();
+    assert_eq!(r["text"], "two", "the turn read perch.toml");
+
+    // Through settings.set (moving the broken file aside), the tier now points elsewhere.
+    std::fs::write(host.dir.path().join("perch.toml"), fake_models(&fake)).unwrap();
+    let s = op
+        .request(
+            "settings.set",
+            json!({"models": {"default": {"baseUrl": other.openai_base_url(), "model": "m2"}}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s["models"]["default"]["model"], "m2");
+    other.push(Script::new().text("three").usage(1, 1));
+    let r = op
+        .request("chat.send", json!({"message": "third"}))
+        .await
+        .unwrap();
+    assert_eq!(r["text"], "three");
+    assert_eq!(fake.requests().len(), 2);
+    let reqs = other.requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].raw_body.contains("\"m2\""), "{}", reqs[0].raw_body);
+}
+
+/// A node's refusal reaches the model once, with its own code, and the turn goes on.
+#[tokio::test]
+async fn a_node_error_reaches_the_model_with_its_code_once() {
+    let fake = FakeProvider::start().await.unwrap();
+    let host = start_host(&fake_models(&fake)).await;
+    let id = DeviceIdentity::from_seed(&[81; 32]);
+    let (mut node, _t) = paired_node(&host, &id, &["device.status"]).await;
+    fake.push(
+        Script::new()
+            .tool_call("c1", "device_status", ["{}"])
+            .stop(StopReason::ToolUse),
+    );
+    fake.push(Script::new().text("The battery is unknown.").usage(2, 2));
+    let mut op = operator(&host).await;
+    op.send(json!({"type": "req", "id": "chat1", "method": "chat.send",
+                   "params": {"message": "Battery?"}}))
+        .await;
+    let req = node.event("node.invoke.request").await;
+    node.request(
+        "node.invoke.result",
+        json!({"id": req["id"], "nodeId": id.device_id().as_str(), "ok": false,
+               "error": {"code": "UNAVAILABLE", "message": "no battery on this machine"}}),
+    )
+    .await
+    .unwrap();
+    let r = op.response("chat1").await.unwrap();
+    assert_eq!(r["text"], "The battery is unknown.");
+    let body = &fake.requests()[1].raw_body;
+    assert!(
+        body.contains("UNAVAILABLE: no battery on this machine"),
+        "{body}"
+    );
+    assert!(!body.contains("FAILED"), "{body}");
+    assert_eq!(body.matches("UNAVAILABLE").count(), 1, "{body}");
 }
