@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use perch_gateway::GatewayConfig;
 use perch_gateway::config::{MdnsMode, parse_bind};
 
+use crate::output::say;
+
 /// Loads settings (defaults, perch.toml, flags), starts the gateway, waits for a signal.
 pub async fn serve(
     data_dir: Option<PathBuf>,
@@ -23,7 +25,7 @@ pub async fn serve(
     }
     tracing::info!(data_dir = %dir.display(), "starting Perch host");
     let gw = perch_gateway::start(cfg).await?;
-    println!(
+    say!(
         "Perch host listening on {} (data in {})",
         gw.url(),
         dir.display()
