@@ -35,9 +35,10 @@ DESKTOP_PKGS=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev li
 # What the tests add: a private session bus (dbus-run-session), network namespaces (iproute2),
 # python-zeroconf as a non-Perch mDNS client (python3-pip), an X server with a tray host and the
 # tools to click and screenshot it (xvfb, trayer, xdotool, imagemagick, dbus-x11), and Debian's
-# Chromium for the browser tests.
+# Chromium for the browser tests; systemd for `systemd-analyze verify` of the unit that
+# `perch service install` writes.
 TEST_PKGS=(dbus dbus-x11 iproute2 python3-pip xvfb trayer xdotool imagemagick x11-utils chromium
-  fonts-dejavu-core)
+  fonts-dejavu-core systemd)
 
 need_node() {
   if ! command -v npm >/dev/null 2>&1; then

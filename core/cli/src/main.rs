@@ -8,6 +8,7 @@
 
 mod auth;
 mod client;
+mod completions;
 mod discover;
 mod node;
 mod ops;
@@ -15,12 +16,14 @@ mod output;
 mod paths;
 mod qr;
 mod serve;
+mod service;
 mod ui;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Perch: a personal assistant host that your devices pair with.
@@ -164,6 +167,42 @@ enum Command {
         #[command(subcommand)]
         cmd: NodeCmd,
     },
+    /// Run the host as a per-user service: systemd on Linux, launchd on macOS (untested there).
+    ///
+    /// `install` writes ~/.config/systemd/user/perch.service (or
+    /// ~/Library/LaunchAgents/dev.perch.host.plist on macOS) to run this perch executable's
+    /// `serve` with the data directory, then enables and starts it; `--no-start` only writes
+    /// it. The macOS launchd agent follows launchd's documented format but has not been run on
+    /// a Mac yet.
+    Service {
+        #[command(subcommand)]
+        cmd: service::ServiceCmd,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    ///
+    /// bash: `perch completions bash > ~/.local/share/bash-completion/completions/perch`;
+    /// zsh: `perch completions zsh > ~/.zfunc/_perch` (with ~/.zfunc in fpath);
+    /// fish: `perch completions fish > ~/.config/fish/completions/perch.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// Commands that run until stopped, as services do: a closed stdout must not end them.
+    fn runs_until_stopped(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve { .. }
+                | Command::Node {
+                    cmd: NodeCmd::Run(_)
+                }
+        )
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -314,7 +353,12 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
+    // Before anything prints (clap's --help included): see `output` for why.
+    output::on_closed_pipe(output::ClosedPipe::Stop);
     let cli = Cli::parse();
+    if cli.command.runs_until_stopped() {
+        output::on_closed_pipe(output::ClosedPipe::CarryOn);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -349,6 +393,14 @@ async fn run(cli: Cli) -> ExitCode {
                 report(node::forget_host(args), false)
             }
         },
+        Command::Service { cmd, common } => {
+            init_tracing("warn");
+            let json = matches!(cmd, service::ServiceCmd::Status { json: true });
+            report(service::run(cmd, common.data_dir), json)
+        }
+        Command::Completions { shell } => {
+            report(completions::print(shell, &mut Cli::command()), false)
+        }
         Command::Discover(args) => {
             init_tracing("warn");
             let json = args.json;
@@ -449,7 +501,8 @@ fn report(result: anyhow::Result<()>, json: bool) -> ExitCode {
                 };
                 println!("{body}");
             } else {
-                eprintln!("error: {e:#}");
+                // Not eprintln!: a service whose stderr reader is gone must not panic here.
+                let _ = writeln!(std::io::stderr(), "error: {e:#}");
             }
             ExitCode::FAILURE
         }

@@ -17,7 +17,7 @@ use perch_node::discovery::{self, Choice, DiscoveredHost};
 use perch_node::{BootstrapToken, ExpectedHost, HostPins, Node, NodeConfig, NodeState, TokenStore};
 use perch_protocol::setup_code::SetupCode;
 
-use crate::output::{ago, print_json, short, table};
+use crate::output::{ago, print_json, say, short, table};
 
 /// Flags of `perch node run`.
 #[derive(Args, Debug)]
@@ -99,7 +99,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     config.expected_host = target.expected.clone();
     config.bootstrap_token = target.bootstrap;
     let node = Node::new(config, desktop_capabilities(location))?;
-    println!(
+    say!(
         "Perch node {} ({}) connecting to {}",
         node.device_id().short(),
         node.device_id(),
@@ -121,23 +121,23 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     request_id,
                     verification_code,
                 } => {
-                    println!(
+                    say!(
                         "Waiting for approval. On the host run: perch devices approve {request_id}"
                     );
                     match verification_code {
-                        Some(code) => println!(
+                        Some(code) => say!(
                             "Check that the host shows the same verification code {code} beside request {request_id} before you approve it."
                         ),
-                        None => println!(
+                        None => say!(
                             "The host did not prove a key, so there is no verification code to compare."
                         ),
                     }
                 }
-                NodeState::Connected { host_name, .. } => println!("Connected to {host_name}"),
+                NodeState::Connected { host_name, .. } => say!("Connected to {host_name}"),
                 NodeState::Backoff {
                     retry_in_ms,
                     last_error,
-                } => println!("Disconnected ({last_error}); retrying in {retry_in_ms} ms"),
+                } => say!("Disconnected ({last_error}); retrying in {retry_in_ms} ms"),
                 _ => {}
             }
         }
@@ -164,7 +164,7 @@ async fn find_target(args: &RunArgs, data_dir: &std::path::Path) -> Result<Targe
         });
         let urls = match found {
             Some(h) => {
-                println!(
+                say!(
                     "Found Perch host {:?} ({host_id}) over mDNS at {}",
                     h.name,
                     h.ws_urls().join(", ")
@@ -232,7 +232,7 @@ async fn discover_host(args: &RunArgs, data_dir: &std::path::Path) -> Result<Dis
         }
         match discovery::choose(&hosts, want.as_deref(), pin.as_deref()) {
             Choice::One(h) => {
-                println!(
+                say!(
                     "Found Perch host {:?} ({}) at {}",
                     h.name,
                     h.host_id,
@@ -241,9 +241,9 @@ async fn discover_host(args: &RunArgs, data_dir: &std::path::Path) -> Result<Dis
                 return Ok(h);
             }
             Choice::Several(list) => {
-                println!("Several Perch hosts answered:");
+                say!("Several Perch hosts answered:");
                 for h in &list {
-                    println!("  {}  {:?}  {}", h.host_id, h.name, h.ws_urls().join(", "));
+                    say!("  {}  {:?}  {}", h.host_id, h.name, h.ws_urls().join(", "));
                 }
                 bail!("several Perch hosts found; choose one with --host-id HOST_ID");
             }
@@ -251,9 +251,9 @@ async fn discover_host(args: &RunArgs, data_dir: &std::path::Path) -> Result<Dis
                 if !said {
                     match &want {
                         Some(id) => {
-                            println!("Host {id} is not on the local network yet; still looking...")
+                            say!("Host {id} is not on the local network yet; still looking...")
                         }
-                        None => println!(
+                        None => say!(
                             "No Perch host found on the local network yet; still looking \
                              (or pass --gateway URL or --setup-code CODE)..."
                         ),
@@ -288,7 +288,7 @@ async fn first_reachable(urls: &[String]) -> String {
             Some(_) => {}
         }
         if !said {
-            println!("None of {} answers yet; still trying...", urls.join(", "));
+            say!("None of {} answers yet; still trying...", urls.join(", "));
             said = true;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -6,6 +6,8 @@ use anyhow::{Context, Result, anyhow};
 
 use perch_host::{Host, HostOptions, MdnsMode, parse_bind};
 
+use crate::output::say;
+
 /// Starts the host from the data directory's settings and the flags, waits for a signal.
 pub async fn serve(
     data_dir: Option<PathBuf>,
@@ -24,7 +26,7 @@ pub async fn serve(
         Ok(h) => h,
         Err(e) => return Err(anyhow!("{e}\n  hint: {}", e.hint())),
     };
-    println!(
+    say!(
         "Perch host listening on ws://{} (data in {})",
         host.addr(),
         dir.display()
