@@ -392,6 +392,9 @@ impl Conn {
                         ErrorCode::Unauthorized,
                         "no device identity",
                     )),
+                    Some(dev) if crate::node_reports::is_report_method(&r.method) => {
+                        crate::node_reports::handle(&self.hub, &dev, &r.method, r.params)
+                    }
                     Some(dev) if r.method == methods::NODE_INVOKE_RESULT => {
                         parse_params::<InvokeResultParams>(r.params)
                             .and_then(|p| self.hub.invokes.complete(&dev, p).map(|_| json!({})))
@@ -664,6 +667,7 @@ impl Conn {
             connected_since_ms: now,
             remote_addr: self.remote.to_string(),
             out: self.out.clone(),
+            reports: Default::default(),
         };
         tracing::info!(conn = %self.id, node = %device_id.short(), name = %display_name, "node connected");
         // hello-ok first: a call that waited for this node must reach it after the handshake.
@@ -821,6 +825,7 @@ impl Conn {
                 uptime_ms: self.hub.started.elapsed().as_millis() as u64,
                 presence: Vec::new(),
                 state_version: StateVersion::default(),
+                health: Default::default(),
             },
             auth: HelloAuth {
                 role,

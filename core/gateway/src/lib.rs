@@ -30,6 +30,7 @@ pub mod location;
 pub mod location_ledger;
 pub mod mdns;
 pub mod node_events;
+pub mod node_reports;
 pub mod operator;
 pub mod pairing;
 pub mod phase;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::ErrorShape;
 use crate::handshake::Role;
+use crate::node_reports::NodeInventory;
 
 /// `status`: host overview (operator).
 pub const STATUS: &str = "status";
@@ -58,7 +59,13 @@ pub const OPERATOR_METHODS: &[&str] = &[
 ];
 
 /// Methods a node may call.
-pub const NODE_METHODS: &[&str] = &[NODE_INVOKE_RESULT, crate::presence::NODE_EVENT];
+pub const NODE_METHODS: &[&str] = &[
+    NODE_INVOKE_RESULT,
+    crate::presence::NODE_EVENT,
+    crate::node_reports::NODE_RUNNER_INVENTORY_UPDATE,
+    crate::node_reports::NODE_SKILLS_UPDATE,
+    crate::node_reports::NODE_PLUGIN_TOOLS_UPDATE,
+];
 
 /// Every method the host knows, for telling UNKNOWN_METHOD from FORBIDDEN.
 pub fn is_known_method(m: &str) -> bool {
@@ -285,6 +292,11 @@ pub struct NodeDescription {
     pub remote_addr: Option<String>,
     /// When the device was paired.
     pub paired_at_ms: i64,
+    /// What the node reported about itself on its current connection (skills, plugin tools,
+    /// runner features); left out when it reported nothing. Claims only: none of it is
+    /// callable unless host policy allows the command.
+    #[serde(default, skip_serializing_if = "NodeInventory::is_empty")]
+    pub inventory: NodeInventory,
 }
 
 /// Params of `node.invoke`.
