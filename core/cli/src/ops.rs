@@ -13,6 +13,7 @@ use perch_protocol::methods::{
     PairDecisionResult, SetupCodeResult, StatusResult,
 };
 use perch_protocol::node_commands::{self, LocationFix, NotifyResult};
+use perch_protocol::node_reports::NodeInventory;
 use perch_protocol::presence::{PresenceList, SYSTEM_PRESENCE};
 use perch_protocol::sessions::{SESSIONS_HISTORY, SESSIONS_LIST, SessionHistory, SessionSummary};
 
@@ -690,6 +691,7 @@ pub async fn nodes(cmd: NodesCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -
                 if !d.caps.is_empty() {
                     println!("  caps        {}", d.caps.join(", "));
                 }
+                print_inventory(&d.inventory);
                 println!("  paired      {}", ago(Some(d.paired_at_ms)));
             }
         }
@@ -770,4 +772,53 @@ pub async fn nodes(cmd: NodesCmd, data_dir: Option<PathBuf>, op: OperatorArgs) -
     }
     c.close().await;
     Ok(())
+}
+
+/// The lines of `nodes describe` for what the node reported about itself; nothing for a node
+/// that reported nothing (Perch's own node).
+fn print_inventory(inv: &NodeInventory) {
+    if let Some(r) = &inv.runner {
+        let features = if r.protocol_features.is_empty() {
+            "no runner features".to_string()
+        } else {
+            r.protocol_features.join(", ")
+        };
+        let worker = match &r.worker_host {
+            Some(w) if w.enabled => match w.capacity {
+                Some(c) => format!("hosts sessions ({} of {} free)", c.available, c.total),
+                None => "hosts sessions".to_string(),
+            },
+            _ => "hosts no sessions".to_string(),
+        };
+        println!("  runner      {features}; {worker}");
+    }
+    if let Some(skills) = &inv.skills {
+        if skills.is_empty() {
+            println!("  skills      none");
+        }
+        for (i, s) in skills.iter().enumerate() {
+            let label = if i == 0 { "skills" } else { "" };
+            println!(
+                "  {label:<11} {} ({} bytes): {}",
+                s.name, s.content_bytes, s.description
+            );
+        }
+    }
+    if let Some(tools) = &inv.plugin_tools {
+        if tools.is_empty() {
+            println!("  tools       none");
+        }
+        for (i, t) in tools.iter().enumerate() {
+            let label = if i == 0 { "tools" } else { "" };
+            let via = match (&t.command, t.allowed) {
+                (Some(c), true) => format!("via {c}, allowed"),
+                (Some(c), false) => format!("via {c}, not allowed (host policy)"),
+                (None, _) => "no command, not callable".to_string(),
+            };
+            println!(
+                "  {label:<11} {}/{} ({via}): {}",
+                t.plugin_id, t.name, t.description
+            );
+        }
+    }
 }

@@ -676,6 +676,7 @@ impl Conn {
             connected_since_ms: now,
             remote_addr: self.remote.to_string(),
             out: self.out.clone(),
+            reports: Default::default(),
         };
         tracing::info!(conn = %self.id, node = %device_id.short(), name = %display_name, "node connected");
         // hello-ok first: a call that waited for this node must reach it after the handshake.
@@ -830,6 +831,7 @@ impl Conn {
                 uptime_ms: self.hub.started.elapsed().as_millis() as u64,
                 presence: Vec::new(),
                 state_version: StateVersion::default(),
+                health: Default::default(),
             },
             auth: HelloAuth {
                 role,

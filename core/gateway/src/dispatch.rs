@@ -18,6 +18,9 @@ use perch_protocol::methods::{
     self, DeviceParams, InvokeParams, InvokeResultParams, NodeSelector, PairDecision,
     PairDecisionParams,
 };
+use perch_protocol::node_reports::{
+    NODE_PLUGIN_TOOLS_UPDATE, NODE_RUNNER_INVENTORY_UPDATE, NODE_SKILLS_UPDATE,
+};
 use perch_protocol::presence::{NODE_EVENT, NodeEventParams, SYSTEM_PRESENCE};
 use perch_protocol::scopes::{Scope, Scopes};
 use perch_protocol::sessions::{SESSIONS_HISTORY, SESSIONS_LIST};
@@ -177,6 +180,18 @@ macro_rules! operator {
     };
 }
 
+/// A report a node publishes about itself (`node_reports.rs`).
+macro_rules! node_report {
+    ($name:ident) => {
+        Method {
+            name: $name,
+            handler: Handler::Node {
+                run: |c| crate::node_reports::handle(c.hub, c.node, $name, c.params),
+            },
+        }
+    };
+}
+
 static TABLE: LazyLock<Vec<Method>> = LazyLock::new(|| {
     vec![
         operator!(methods::STATUS, Read, |c| to_value(
@@ -274,6 +289,9 @@ static TABLE: LazyLock<Vec<Method>> = LazyLock::new(|| {
                 },
             },
         },
+        node_report!(NODE_RUNNER_INVENTORY_UPDATE),
+        node_report!(NODE_SKILLS_UPDATE),
+        node_report!(NODE_PLUGIN_TOOLS_UPDATE),
     ]
 });
 
@@ -300,7 +318,16 @@ mod tests {
         let node = advertised(Role::Node, Scopes::NONE);
         assert!(op.contains(&"node.invoke".to_string()));
         assert!(!op.contains(&"node.invoke.result".to_string()));
-        assert_eq!(node, vec!["node.invoke.result", "node.event"]);
+        assert_eq!(
+            node,
+            vec![
+                "node.invoke.result",
+                "node.event",
+                "node.runnerInventory.update",
+                "node.skills.update",
+                "node.pluginTools.update"
+            ]
+        );
         assert_eq!(op.len() + node.len(), TABLE.len());
     }
 

@@ -171,6 +171,9 @@ pub struct NodeSession {
     pub remote_addr: String,
     /// Its outbound queue.
     pub out: Outbox,
+    /// What the node reported about itself on this connection ([`crate::node_reports`]);
+    /// shared, so cloning a session stays cheap however large the reports are.
+    pub reports: Arc<crate::node_reports::NodeReports>,
 }
 
 /// Shared gateway state.
@@ -585,6 +588,17 @@ impl Hub {
         let conn = lock(&self.nodes).get(node_id).map(|s| s.conn_id);
         if let Some(conn) = conn {
             self.remove_node(node_id, conn);
+        }
+    }
+
+    /// Changes a connected node's session in place; false when the node is not connected.
+    pub(crate) fn update_node(&self, node_id: &DeviceId, f: impl FnOnce(&mut NodeSession)) -> bool {
+        match lock(&self.nodes).get_mut(node_id) {
+            Some(s) => {
+                f(s);
+                true
+            }
+            None => false,
         }
     }
 

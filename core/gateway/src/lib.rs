@@ -34,6 +34,7 @@ pub mod invoke;
 pub mod location;
 pub mod mdns;
 pub mod node_events;
+pub mod node_reports;
 pub mod operator;
 pub mod pairing;
 pub mod phase;

@@ -308,6 +308,7 @@ pub(crate) async fn describe(
         connected_since_ms: live.as_ref().map(|l| l.connected_since_ms),
         remote_addr: live.as_ref().map(|l| l.remote_addr.clone()),
         paired_at_ms: record.paired_at_ms,
+        inventory: crate::node_reports::inventory(hub, live.as_ref()),
         summary: s,
     })
 }

@@ -78,7 +78,16 @@ async fn exactly_the_advertised_methods_dispatch() {
         .await
         .unwrap();
     let node_methods = advertised(&node_hello);
-    assert_eq!(node_methods, vec!["node.invoke.result", "node.event"]);
+    assert_eq!(
+        node_methods,
+        vec![
+            "node.invoke.result",
+            "node.event",
+            "node.runnerInventory.update",
+            "node.skills.update",
+            "node.pluginTools.update"
+        ]
+    );
 
     for m in &op_methods {
         // Never approve or remove anything for real: an empty params object.

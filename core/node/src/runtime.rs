@@ -957,12 +957,16 @@ impl Node {
             conn_id: hello.server.conn_id.clone(),
         });
 
-        // Presence: say we are here, with the user's idle time where we know it.
+        // Presence: say we are here, then the user's idle time where we know it.
         let mut reported_idle = self.activity.as_ref().and_then(|a| a.idle_seconds());
         let mut reported_at = Instant::now();
-        if let Err(end) = self
-            .send_presence(conn, NODE_PRESENCE_ALIVE, "connect", reported_idle)
-            .await
+        if let Err(end) = self.send_presence(conn, NODE_PRESENCE_ALIVE, None).await {
+            return end;
+        }
+        if reported_idle.is_some()
+            && let Err(end) = self
+                .send_presence(conn, NODE_PRESENCE_ACTIVITY, reported_idle)
+                .await
         {
             return end;
         }
@@ -987,7 +991,7 @@ impl Node {
                         if now < before + reported_at.elapsed().as_secs().saturating_sub(1));
                     let stale = reported_at.elapsed() >= ACTIVITY_KEEPALIVE;
                     if idle.is_some() && (touched || stale || reported_idle.is_none()) {
-                        if let Err(end) = self.send_presence(conn, NODE_PRESENCE_ACTIVITY, "activity", idle).await {
+                        if let Err(end) = self.send_presence(conn, NODE_PRESENCE_ACTIVITY, idle).await {
                             return end;
                         }
                         reported_idle = idle;
@@ -1047,18 +1051,27 @@ impl Node {
         }
     }
 
-    /// Sends a presence beacon (`node.event`); the host's answer is only logged.
+    /// Sends a presence beacon (`node.event`); the host's answer is only logged. Each event
+    /// carries only the fields OpenClaw's schema gives it: `node.presence.alive` the trigger
+    /// and send time, `node.presence.activity` the idle time.
     async fn send_presence(
         &self,
         conn: &mut Conn,
         event: &str,
-        trigger: &str,
         idle_seconds: Option<u64>,
     ) -> Result<(), End> {
-        let payload = AlivePayload {
-            trigger: Some(trigger.to_string()),
-            idle_seconds,
-            sent_at_ms: Some(now_ms()),
+        let payload = if event == NODE_PRESENCE_ALIVE {
+            AlivePayload {
+                trigger: Some("connect".to_string()),
+                idle_seconds: None,
+                sent_at_ms: Some(now_ms()),
+            }
+        } else {
+            AlivePayload {
+                trigger: None,
+                idle_seconds,
+                sent_at_ms: None,
+            }
         };
         let params = NodeEventParams {
             event: event.to_string(),

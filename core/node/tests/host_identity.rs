@@ -165,16 +165,20 @@ async fn the_node_says_it_is_here_and_reports_fresh_input() {
     let task = tokio::spawn(node.run(std::future::pending()));
     let mut conn = host.accept().await;
     conn.handshake("n1", None).await;
-    // The first beacon: alive on connect, with the idle time.
-    let first = loop {
+    // The first beacons: alive on connect, then the idle time, each in OpenClaw's shape.
+    let mut beacon = async || loop {
         match conn.recv_any().await {
             Frame::Req(r) if r.method == "node.event" => break r.params.unwrap(),
             _ => {}
         }
     };
+    let first = beacon().await;
     assert_eq!(first["event"], "node.presence.alive");
     assert_eq!(first["payload"]["trigger"], "connect");
-    assert_eq!(first["payload"]["idleSeconds"], 120);
+    assert!(first["payload"].get("idleSeconds").is_none(), "{first}");
+    let second = beacon().await;
+    assert_eq!(second["event"], "node.presence.activity");
+    assert_eq!(second["payload"], serde_json::json!({"idleSeconds": 120}));
     // The user touches the device: the next check reports it.
     idle.0.store(0, std::sync::atomic::Ordering::SeqCst);
     let next = tokio::time::timeout(Duration::from_secs(10), async {

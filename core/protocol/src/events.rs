@@ -75,8 +75,14 @@ pub struct PairRequested {
     pub platform: String,
     /// The role it asks for.
     pub role: Role,
-    /// Where it connects from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The IP address it connects from; `remoteIp` on the wire, as OpenClaw names it (hosts
+    /// before this build sent `remoteAddr`, still read).
+    #[serde(
+        default,
+        rename = "remoteIp",
+        alias = "remoteAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remote_addr: Option<String>,
     /// The six digits the device shows too, so the user can tell it is the right device
     /// ([`crate::verification`]); empty from hosts that predate it.
@@ -176,7 +182,7 @@ pub struct Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn pair_requested_carries_the_verification_code() {
@@ -198,6 +204,17 @@ mod tests {
                    "platform": "linux", "role": "node", "verificationCode": "048 213", "ts": 1})
         );
         assert_eq!(serde_json::from_value::<PairRequested>(v).unwrap(), p);
+        let with_ip = PairRequested {
+            remote_addr: Some("192.0.2.7".into()),
+            ..p
+        };
+        let v = serde_json::to_value(&with_ip).unwrap();
+        assert_eq!(v["remoteIp"], "192.0.2.7");
+        let mut old = v.as_object().unwrap().clone();
+        let ip = old.remove("remoteIp").unwrap();
+        old.insert("remoteAddr".into(), ip);
+        let read: PairRequested = serde_json::from_value(Value::Object(old)).unwrap();
+        assert_eq!(read, with_ip, "an older host's remoteAddr is still read");
     }
 
     #[test]

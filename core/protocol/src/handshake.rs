@@ -389,7 +389,16 @@ pub struct Snapshot {
     /// The counters the snapshot corresponds to; later `presence` events continue from here.
     #[serde(default)]
     pub state_version: StateVersion,
+    /// Host health. OpenClaw's `hello-ok` requires the object; Perch runs no health checks yet,
+    /// so it is always empty.
+    #[serde(default)]
+    pub health: HealthSnapshot,
 }
+
+/// `snapshot.health`: empty until the host runs health checks. Fields an OpenClaw host sends
+/// here are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthSnapshot {}
 
 /// The success payload of `connect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -566,6 +575,7 @@ mod tests {
                 uptime_ms: 3,
                 presence: vec![],
                 state_version: StateVersion::default(),
+                health: HealthSnapshot::default(),
             },
             auth: HelloAuth {
                 role: Role::Operator,
@@ -582,6 +592,7 @@ mod tests {
         let v = serde_json::to_value(&h).unwrap();
         assert_eq!(v["type"], "hello-ok");
         assert_eq!(v["policy"]["tickIntervalMs"], 3);
+        assert_eq!(v["snapshot"]["health"], json!({}));
         assert_eq!(serde_json::from_value::<HelloOk>(v).unwrap(), h);
     }
 }

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod location;
 pub mod methods;
 pub mod node_commands;
+pub mod node_reports;
 pub mod presence;
 pub mod scopes;
 pub mod sessions;

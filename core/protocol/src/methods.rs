@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::ErrorShape;
 use crate::handshake::Role;
+use crate::node_reports::NodeInventory;
 
 /// `status`: host overview (operator).
 pub const STATUS: &str = "status";
@@ -241,6 +242,11 @@ pub struct NodeDescription {
     pub remote_addr: Option<String>,
     /// When the device was paired.
     pub paired_at_ms: i64,
+    /// What the node reported about itself on its current connection (skills, plugin tools,
+    /// runner features); left out when it reported nothing. Claims only: none of it is
+    /// callable unless host policy allows the command.
+    #[serde(default, skip_serializing_if = "NodeInventory::is_empty")]
+    pub inventory: NodeInventory,
 }
 
 /// Params of `node.invoke`.

@@ -126,14 +126,14 @@ describe('events', () => {
       displayName: 'e2e-node',
       platform: 'linux',
       role: 'node',
-      remoteAddr: '127.0.0.1',
+      remoteIp: '127.0.0.1',
       ts: 3000,
       verificationCode: '123 456',
     };
     let s = devicesReducer(loaded, { type: 'event', event: 'device.pair.requested', payload: req });
-    expect(pendingRows(s).map((p) => [p.displayName, p.verificationCode, p.requestedAtMs])).toEqual([
-      ["Ana's iPhone", '048 213', 2000],
-      ['e2e-node', '123 456', 3000],
+    expect(pendingRows(s).map((p) => [p.displayName, p.verificationCode, p.requestedAtMs, p.remoteAddr])).toEqual([
+      ["Ana's iPhone", '048 213', 2000, '192.168.1.23'],
+      ['e2e-node', '123 456', 3000, '127.0.0.1'],
     ]);
     s = devicesReducer(s, {
       type: 'event',

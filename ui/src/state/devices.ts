@@ -121,7 +121,8 @@ function parsePending(v: unknown, tsField: 'requestedAtMs' | 'ts'): PendingInfo 
   if (code) p.verificationCode = code;
   const at = num(v[tsField]);
   if (at !== undefined) p.requestedAtMs = at;
-  const addr = str(v.remoteAddr);
+  // device.pair.list says remoteAddr; the device.pair.requested event says remoteIp (OpenClaw's name).
+  const addr = str(v.remoteAddr) ?? str(v.remoteIp);
   if (addr) p.remoteAddr = addr;
   return p;
 }
