@@ -3,68 +3,15 @@
 //! `perch node run`, and `perch chat`. In one turn the model calls `location.get` on the node and
 //! answers with the result.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+mod procs;
 
-use serde_json::Value;
-use tokio::process::{Child, Command};
+use procs::*;
 
 use perch_kernel::model::StopReason;
 use perch_kernel::testing::{FakeProvider, Script};
 
-const PERCH: &str = env!("CARGO_BIN_EXE_perch");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 fn spawn(args: &[&str]) -> Proc {
-    Proc(
-        Command::new(PERCH)
-            .args(args)
-            .env("PERCH_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-async fn cli(dir: &std::path::Path, port: u16, args: &[&str]) -> Result<Value, Value> {
-    let out = Command::new(PERCH)
-        .args(args)
-        .args(["--json", "--data-dir"])
-        .arg(dir)
-        .args(["--gateway", &format!("ws://127.0.0.1:{port}")])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if out.status.success() { Ok(v) } else { Err(v) }
-}
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    spawn_logged(args, "warn")
 }
 
 /// A real host whose default tier is `fake`, and a real node ("Phone", with a configured
@@ -82,17 +29,10 @@ async fn world() -> World {
     let fake = FakeProvider::start().await.unwrap();
     let host_dir = tempfile::tempdir().unwrap();
     let node_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         host_dir.path().join("perch.toml"),
-        format!(
-            "[models.default]\nprovider = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n",
-            fake.openai_base_url()
-        ),
+        fake_models_toml(&fake.openai_base_url()),
     )
     .unwrap();
     let bind = format!("127.0.0.1:{port}");

@@ -2,45 +2,20 @@
 //! pairing approved through the CLI, invokes through `perch nodes invoke`, a host restart
 //! that needs no new approval, and revocation that locks the node out.
 
+mod procs;
+
+use procs::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::{Child, Command};
-
-const PERCH: &str = env!("CARGO_BIN_EXE_perch");
-
-/// A child process killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tokio::process::Command;
 
 fn spawn(args: &[&str]) -> Proc {
-    Proc(
-        Command::new(PERCH)
-            .args(args)
-            .env("PERCH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap(),
-    )
+    spawn_logged(args, "info")
 }
 
 /// Like [`spawn`], but keeps what the process prints on stdout, line by line.
@@ -74,22 +49,6 @@ fn printed_verification_code(lines: &Mutex<Vec<String>>) -> Option<String> {
     })
 }
 
-/// Runs an operator command with `--json` and parses its stdout.
-async fn cli(host_dir: &Path, port: u16, args: &[&str]) -> Result<Value, Value> {
-    let gateway = format!("ws://127.0.0.1:{port}");
-    let out = Command::new(PERCH)
-        .args(args)
-        .args(["--json", "--data-dir"])
-        .arg(host_dir)
-        .args(["--gateway", &gateway])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if out.status.success() { Ok(v) } else { Err(v) }
-}
-
 /// Runs an operator command for people (no `--json`) and returns its stdout.
 async fn cli_text(host_dir: &Path, port: u16, args: &[&str]) -> String {
     let gateway = format!("ws://127.0.0.1:{port}");
@@ -103,22 +62,6 @@ async fn cli_text(host_dir: &Path, port: u16, args: &[&str]) -> String {
         .unwrap();
     assert!(out.status.success(), "perch {args:?} failed");
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// Polls `f` until it yields Some, or panics after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
 }
 
 async fn start_host(dir: &Path, port: u16) -> Proc {

@@ -7,17 +7,17 @@
 
 #[path = "common/openclaw.rs"]
 mod openclaw;
+mod procs;
 
-use std::path::Path;
+use procs::*;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
-const PERCH: &str = env!("CARGO_BIN_EXE_perch");
 /// How long OpenClaw's node may take to start, or to come back after approval (its reconnect
 /// delay grows to 30 seconds).
 const SLOW: Duration = Duration::from_secs(90);
@@ -88,29 +88,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs an operator command with `--json`: `Ok(stdout)` on success, `Err(stdout)` otherwise.
-async fn cli(host_dir: &Path, port: u16, args: &[&str]) -> Result<Value, Value> {
-    let out = Command::new(PERCH)
-        .args(args)
-        .args(["--json", "--data-dir"])
-        .arg(host_dir)
-        .args(["--gateway", &format!("ws://127.0.0.1:{port}")])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if out.status.success() { Ok(v) } else { Err(v) }
 }
 
 /// Polls `f` until it yields Some, or panics after `limit` with what the node printed.

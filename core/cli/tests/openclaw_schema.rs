@@ -14,6 +14,9 @@
 
 #[path = "common/openclaw.rs"]
 mod openclaw;
+mod procs;
+
+use procs::*;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -24,11 +27,10 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const PERCH: &str = env!("CARGO_BIN_EXE_perch");
 /// Every wait in this test is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -118,23 +120,6 @@ const REQUIRED: &[&str] = &[
     "node req node.event",
     "node req node.invoke.result",
 ];
-
-/// A child process killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One text message that crossed the proxy.
 #[derive(Debug, Clone)]

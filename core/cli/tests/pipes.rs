@@ -5,29 +5,22 @@
 //! `perch node run`) started the same way carry on without their stdout.
 #![cfg(unix)]
 
+mod procs;
+
+use procs::*;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use perch_kernel::testing::{FakeProvider, Script};
 
-const PERCH: &str = env!("CARGO_BIN_EXE_perch");
 /// SIGPIPE's number on Linux and macOS.
 const SIGPIPE: i32 = 13;
-
-/// A child process killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
 
 /// A pipe whose read end is already closed: its write end as a child's stdout.
 fn closed_pipe() -> Stdio {
@@ -66,24 +59,6 @@ fn assert_quiet_end(what: &str, status: ExitStatus, stderr: &str) {
             !stderr.contains(noise),
             "perch {what} printed {noise:?}:\n{stderr}"
         );
-    }
-}
-
-async fn until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
 
@@ -145,17 +120,10 @@ async fn operator_commands_end_quietly_and_services_carry_on() {
     let fake = FakeProvider::start().await.unwrap();
     let host_dir = tempfile::tempdir().unwrap();
     let node_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         host_dir.path().join("perch.toml"),
-        format!(
-            "[models.default]\nprovider = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n",
-            fake.openai_base_url()
-        ),
+        fake_models_toml(&fake.openai_base_url()),
     )
     .unwrap();
     let bind = format!("127.0.0.1:{port}");
