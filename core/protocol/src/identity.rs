@@ -102,7 +102,12 @@ pub fn decode_public_key(b64: &str) -> Result<VerifyingKey, IdentityError> {
         .as_slice()
         .try_into()
         .map_err(|_| IdentityError::BadPublicKey)?;
-    VerifyingKey::from_bytes(&raw).map_err(|_| IdentityError::BadPublicKey)
+    let key = VerifyingKey::from_bytes(&raw).map_err(|_| IdentityError::BadPublicKey)?;
+    // A small-order key signs nothing of its own: no honest device has one.
+    if key.is_weak() {
+        return Err(IdentityError::BadPublicKey);
+    }
+    Ok(key)
 }
 
 /// Checks that `device_id` is the hash of `public_key` and that `signature` signs `payload`.
@@ -128,7 +133,9 @@ pub fn verify_device_signature(
         .try_into()
         .map_err(|_| IdentityError::BadSignatureEncoding)?;
     let sig = Signature::from_bytes(&sig_raw);
-    key.verify(payload.as_bytes(), &sig)
+    // Strict: refuses weak (small-order) keys and non-canonical signatures, so one key has one
+    // valid signature per message and no crafted key verifies everything.
+    key.verify_strict(payload.as_bytes(), &sig)
         .map_err(|_| IdentityError::SignatureMismatch)?;
     Ok(derived)
 }
@@ -354,6 +361,37 @@ mod tests {
         assert_eq!(
             verify_device_signature(dev.as_str(), &id.public_key_b64(), "AAAA", "hello"),
             Err(IdentityError::BadSignatureEncoding)
+        );
+    }
+
+    /// The identity point as a public key, with R = identity and S = 0, satisfies the plain
+    /// Ed25519 equation for every message; only a strict check refuses it.
+    #[test]
+    fn a_weak_key_verifies_nothing() {
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&weak).unwrap();
+        let signature = Signature::from_bytes(&sig);
+        assert!(
+            key.verify(b"anything", &signature).is_ok(),
+            "the forgery works without the strict check"
+        );
+        let key_b64 = URL_SAFE_NO_PAD.encode(weak);
+        let dev = DeviceId::from_public_key(&weak);
+        assert_eq!(
+            verify_device_signature(
+                dev.as_str(),
+                &key_b64,
+                &URL_SAFE_NO_PAD.encode(sig),
+                "anything"
+            ),
+            Err(IdentityError::BadPublicKey)
+        );
+        assert!(
+            key.verify_strict(b"anything", &signature).is_err(),
+            "and the strict check refuses it on its own"
         );
     }
 
