@@ -51,6 +51,13 @@ build_ui() {
   (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 }
 
+# The Node relay that the invoke bench times Perch against (`cargo bench -p perch-cli --bench
+# invoke`); ws is pinned in its package-lock.json.
+install_bench_relay() {
+  need_node
+  (cd core/cli/benches/relay && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 has_display() {
   [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]
 }
@@ -71,6 +78,7 @@ case "$mode" in
     fi
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
     build_ui
+    install_bench_relay
     ;;
   *)
     echo "usage: setup.sh run|test" >&2

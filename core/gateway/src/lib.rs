@@ -25,6 +25,7 @@ pub mod config;
 mod connection;
 pub mod handshake;
 pub mod hub;
+mod idempotency;
 pub mod invoke;
 pub mod location;
 pub mod location_ledger;
