@@ -66,6 +66,13 @@ install_openclaw() {
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.perch-installed-lock)
 }
 
+# The Node relay that the invoke bench times Perch against (`cargo bench -p perch-cli --bench
+# invoke`); ws is pinned in its package-lock.json.
+install_bench_relay() {
+  need_node
+  (cd core/cli/benches/relay && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 has_display() {
   [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]
 }
@@ -87,6 +94,7 @@ case "$mode" in
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
     build_ui
     install_openclaw
+    install_bench_relay
     ;;
   *)
     echo "usage: setup.sh run|test" >&2

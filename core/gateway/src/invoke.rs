@@ -13,6 +13,7 @@ use perch_protocol::methods::{InvokeParams, InvokeResult, InvokeResultParams};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape, Reason};
 
 use crate::hub::{ConnId, Hub, NodeSession, lock, now_ms};
+use crate::idempotency::{IdemEntry, IdemKey, IdemMemory};
 use crate::secrets::random_b64;
 use perch_protocol::handshake::Role;
 use perch_store::{DeviceRecord, DeviceStatus};
@@ -34,26 +35,24 @@ struct Pending {
     tx: oneshot::Sender<Outcome>,
 }
 
-enum IdemEntry {
-    InFlight {
-        fingerprint: String,
-        rx: watch::Receiver<Option<Outcome>>,
-    },
-    Done {
-        fingerprint: String,
-        outcome: Outcome,
-        at: Instant,
-    },
-}
-
 /// In-flight invokes and remembered outcomes.
-#[derive(Default)]
 pub struct Invokes {
     pending: Mutex<HashMap<String, Pending>>,
     queued: Mutex<HashMap<DeviceId, usize>>,
-    idem: Mutex<HashMap<(DeviceId, String), IdemEntry>>,
+    idem: Mutex<IdemMemory>,
     /// When each node last answered a command or left with one running, ms since the epoch.
     served: Mutex<HashMap<DeviceId, i64>>,
+}
+
+impl Default for Invokes {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::default(),
+            queued: Mutex::default(),
+            idem: Mutex::new(IdemMemory::new(IDEMPOTENCY_TTL, IDEMPOTENCY_CAP)),
+            served: Mutex::default(),
+        }
+    }
 }
 
 impl Invokes {
@@ -138,41 +137,11 @@ impl Invokes {
         Ok(())
     }
 
-    fn remember(&self, key: (DeviceId, String), fingerprint: String, outcome: Outcome) {
-        let mut idem = lock(&self.idem);
-        // A failure that says "try again" (timeout, node gone) is not replayed: a retry with the
-        // same key runs the command again.
-        if matches!(&outcome, Err(e) if e.retryable == Some(true)) {
-            idem.remove(&key);
-            return;
-        }
-        idem.insert(
-            key,
-            IdemEntry::Done {
-                fingerprint,
-                outcome,
-                at: Instant::now(),
-            },
-        );
-        let now = Instant::now();
-        idem.retain(|_, e| match e {
-            IdemEntry::Done { at, .. } => now.duration_since(*at) < IDEMPOTENCY_TTL,
-            IdemEntry::InFlight { .. } => true,
-        });
-        if idem.len() > IDEMPOTENCY_CAP {
-            let mut done: Vec<(Instant, (DeviceId, String))> = idem
-                .iter()
-                .filter_map(|(k, e)| match e {
-                    IdemEntry::Done { at, .. } => Some((*at, k.clone())),
-                    IdemEntry::InFlight { .. } => None,
-                })
-                .collect();
-            done.sort();
-            let excess = idem.len() - IDEMPOTENCY_CAP;
-            for (_, k) in done.into_iter().take(excess) {
-                idem.remove(&k);
-            }
-        }
+    /// Keeps a finished call's outcome for retries with the same key (a failure that says
+    /// "try again", such as a timeout or the node leaving, is not replayed: a retry runs the
+    /// command again).
+    fn remember(&self, key: IdemKey, fingerprint: String, outcome: Outcome) {
+        lock(&self.idem).finish(key, fingerprint, outcome, Instant::now());
     }
 }
 
@@ -233,7 +202,8 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
                 fingerprint: f,
                 outcome,
                 at,
-            }) if at.elapsed() < IDEMPOTENCY_TTL => Some((f.clone(), Err(outcome.clone()))),
+                ..
+            }) if at.elapsed() < idem.ttl() => Some((f.clone(), Err(outcome.clone()))),
             Some(IdemEntry::InFlight { fingerprint: f, rx }) => Some((f.clone(), Ok(rx.clone()))),
             _ => None,
         };
@@ -254,13 +224,7 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
                     Err(e) => return Err(e),
                 };
                 let (tx, rx) = watch::channel(None);
-                idem.insert(
-                    idem_key.clone(),
-                    IdemEntry::InFlight {
-                        fingerprint: fingerprint.clone(),
-                        rx,
-                    },
-                );
+                idem.start(idem_key.clone(), fingerprint.clone(), rx);
                 Start::Run(session.map(Box::new), tx)
             }
         }
@@ -303,7 +267,7 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
                 Ok(o) => o,
                 Err(e) => {
                     // Never leave the key stuck in flight.
-                    lock(&hub.invokes.idem).remove(&idem_key);
+                    lock(&hub.invokes.idem).forget(&idem_key);
                     Err(ErrorShape::new(
                         ErrorCode::Internal,
                         format!("invoke task failed: {e}"),

@@ -30,6 +30,7 @@ mod connection;
 pub mod dispatch;
 pub mod handshake;
 pub mod hub;
+mod idempotency;
 pub mod invoke;
 pub mod location;
 pub mod mdns;

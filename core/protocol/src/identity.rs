@@ -4,7 +4,7 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -372,6 +372,7 @@ mod tests {
         weak[0] = 1;
         let mut sig = [0u8; 64];
         sig[0] = 1;
+        use ed25519_dalek::Verifier;
         let key = ed25519_dalek::VerifyingKey::from_bytes(&weak).unwrap();
         let signature = Signature::from_bytes(&sig);
         assert!(

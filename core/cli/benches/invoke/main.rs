@@ -1,4 +1,5 @@
-//! `node.invoke` round trip and host memory, against a real `perch serve` process.
+//! `node.invoke` round trip and host memory, against a real `perch serve` process, and the
+//! same driver through a minimal OpenClaw-shaped Node relay.
 //!
 //! Run with `cargo bench -p perch-cli --bench invoke`. One run reports, in order:
 //!
@@ -9,11 +10,19 @@
 //!    answer `node.invoke.request` at once with a small device.info payload; one call in
 //!    flight, a fresh idempotency key per call; scenario A with 1 connected node, scenario B
 //!    with 1,000 connected nodes (each its own Ed25519 identity, paired through an operator)
-//!    and the target node picked at random among them;
-//! 3. the host's VmRSS and VmHWM (from /proc/<pid>/status) idle, with 1 node and with 1,000.
+//!    and the target node picked at random among them; with the host's VmRSS and VmHWM (from
+//!    /proc/<pid>/status) idle, with 1 node and with 1,000;
+//! 3. the same operator and node code through `benches/relay/relay.mjs` (a Node `ws` relay:
+//!    challenge, Ed25519 check of the node's signature, forwarding, nothing stored), with
+//!    scenario A's counts and then one block of 5,000 calls; its npm packages are installed
+//!    with `npm ci` when missing;
+//! 4. the long run: 50,000 sequential calls to one node of a fresh `perch serve`, p50 and p99
+//!    per block of 5,000 and the last block's p50 over the first's.
 //!
-//! It prints a table and a one-line JSON summary (after `BENCH_JSON `) on stdout. Every wait
-//! has a deadline; the host process is killed on every exit path by a drop guard.
+//! `PERCH_BENCH_SCENARIOS=floor,host,relay,long` (any subset) runs only those parts; the
+//! default runs all. It prints tables and a one-line JSON summary (after `BENCH_JSON `) on
+//! stdout. Every wait has a deadline; child processes are killed on every exit path by drop
+//! guards.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,12 +46,18 @@ use perch_protocol::frame::Frame;
 use perch_protocol::identity::SignedConnectV3;
 use perch_protocol::methods::InvokeParams;
 
+mod relay;
+
 const PERCH: &str = env!("CARGO_BIN_EXE_perch");
 
 /// Round trips before measuring (connection warm-up, caches, allocator).
 const WARMUP: usize = 200;
 /// Measured round trips per scenario.
 const SAMPLES: usize = 2_000;
+/// Measured calls of the long scenario.
+const LONG_CALLS: usize = 50_000;
+/// Calls per block of the long scenario (and of the relay's long block).
+const BLOCK: usize = 5_000;
 /// Size of the echo floor's text message, about one `node.invoke` request frame.
 const ECHO_BYTES: usize = 300;
 /// Nodes in scenario B.
@@ -580,6 +595,16 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// Fails unless the nodes answered exactly `expected` invokes and reported no error.
+    fn check_answered(&self, expected: u64) -> Result<()> {
+        let answered = self.counters.answered.load(Ordering::Relaxed);
+        let errors = self.counters.errors.load(Ordering::Relaxed);
+        if answered != expected || errors != 0 {
+            bail!("nodes answered {answered} invokes (expected {expected}) with {errors} errors");
+        }
+        Ok(())
+    }
+
     /// Pairs nodes `from..to` with bounded parallelism; each keeps answering in its own task.
     async fn add(&mut self, from: usize, to: usize) -> Result<Duration> {
         let started = Instant::now();
@@ -698,14 +723,22 @@ impl XorShift {
     }
 }
 
-/// Sequential `node.invoke` calls from a fresh operator socket; returns the latencies and the
-/// size of the request frame.
-async fn invoke_loop(host: &Host, tag: &str, node_ids: &[String]) -> Result<(Latency, usize)> {
-    let mut op = operator(&host.url(), &host.token).await?;
+/// Sequential `node.invoke` calls from a fresh operator socket to `url`, each with a fresh
+/// idempotency key, the target drawn at random among `node_ids`: `warmup` calls unmeasured,
+/// then `count` measured. Returns the latencies in call order and the request frame's size.
+async fn timed_invokes(
+    url: &str,
+    token: &str,
+    tag: &str,
+    node_ids: &[String],
+    warmup: usize,
+    count: usize,
+) -> Result<(Vec<Duration>, usize)> {
+    let mut op = operator(url, token).await?;
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let mut samples = Vec::with_capacity(SAMPLES);
+    let mut samples = Vec::with_capacity(count);
     let mut frame_len = 0;
-    for i in 0..WARMUP + SAMPLES {
+    for i in 0..warmup + count {
         let node = &node_ids[(rng.next() % node_ids.len() as u64) as usize];
         let id = format!("{tag}{i}");
         let params = InvokeParams {
@@ -730,33 +763,95 @@ async fn invoke_loop(host: &Host, tag: &str, node_ids: &[String]) -> Result<(Lat
         if payload["command"] != "device.info" || !payload["payload"]["deviceName"].is_string() {
             bail!("unexpected node.invoke result: {payload}");
         }
-        if i >= WARMUP {
+        if i >= warmup {
             samples.push(elapsed);
         }
     }
     let _ = op.close(None).await;
+    Ok((samples, frame_len))
+}
+
+/// The scenario A shape: `WARMUP` unmeasured calls, then `SAMPLES` measured.
+async fn invoke_loop(
+    url: &str,
+    token: &str,
+    tag: &str,
+    node_ids: &[String],
+) -> Result<(Latency, usize)> {
+    let (samples, frame_len) = timed_invokes(url, token, tag, node_ids, WARMUP, SAMPLES).await?;
     Ok((Latency::from_samples(samples)?, frame_len))
 }
 
+/// Latency of each consecutive block of `BLOCK` samples.
+fn blocks(samples: Vec<Duration>) -> Result<Vec<Latency>> {
+    samples
+        .chunks(BLOCK)
+        .map(|c| Latency::from_samples(c.to_vec()))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
-// The run
+// Scenarios
 
-async fn run() -> Result<()> {
-    let limit = open_file_limit()?;
-    let need = NODES as u64 + FD_SLACK;
-    if limit < need {
-        bail!(
-            "the open-file limit (ulimit -n) is {limit}, but this bench needs at least {need} \
-             per process ({NODES} node sockets plus slack); raise it with `ulimit -n {need}` and run again"
-        );
+/// Which parts of the bench run: all by default; `PERCH_BENCH_SCENARIOS` (comma-separated
+/// `floor`, `host`, `relay`, `long`) picks a subset.
+#[derive(Debug, Clone, Copy)]
+struct Selection {
+    floor: bool,
+    host: bool,
+    relay: bool,
+    long: bool,
+}
+
+impl Selection {
+    fn from_env() -> Result<Self> {
+        let Ok(list) = std::env::var("PERCH_BENCH_SCENARIOS") else {
+            return Ok(Self {
+                floor: true,
+                host: true,
+                relay: true,
+                long: true,
+            });
+        };
+        let mut s = Self {
+            floor: false,
+            host: false,
+            relay: false,
+            long: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "floor" => s.floor = true,
+                "host" => s.host = true,
+                "relay" => s.relay = true,
+                "long" => s.long = true,
+                other => bail!(
+                    "PERCH_BENCH_SCENARIOS: unknown scenario {other:?} (known: floor, host, relay, long)"
+                ),
+            }
+        }
+        if !(s.floor || s.host || s.relay || s.long) {
+            bail!("PERCH_BENCH_SCENARIOS names no scenario (known: floor, host, relay, long)");
+        }
+        Ok(s)
     }
-    eprintln!(
-        "bench: open-file limit {limit} (need {need}); {NODES} nodes, {SAMPLES} samples after {WARMUP} warm-up"
-    );
+}
 
-    eprintln!("bench: echo floor...");
-    let (floor, echo_len) = echo_floor().await?;
+/// Scenarios A and B with the host's memory (issue 2).
+struct HostFigures {
+    one: Latency,
+    many: Latency,
+    frame_len: usize,
+    mem_idle: Mem,
+    mem_one: Mem,
+    mem_one_after: Mem,
+    mem_many: Mem,
+    mem_many_after: Mem,
+    per_node_kib: f64,
+    pair_time: Duration,
+}
 
+async fn host_scenarios() -> Result<HostFigures> {
     let dir = tempfile::tempdir().context("cannot make a temporary data directory")?;
     let host = Host::start(dir.path()).await?;
     eprintln!("bench: perch serve pid {} on {}", host.pid(), host.url());
@@ -775,7 +870,7 @@ async fn run() -> Result<()> {
     fleet.add(0, 1).await?;
     tokio::time::sleep(SETTLE).await;
     let mem_one = host.mem()?;
-    let (lat_one, frame_len) = invoke_loop(&host, "a", &fleet.node_ids[..1]).await?;
+    let (one, frame_len) = invoke_loop(&host.url(), &host.token, "a", &fleet.node_ids[..1]).await?;
     tokio::time::sleep(SETTLE).await;
     let mem_one_after = host.mem()?;
 
@@ -801,25 +896,17 @@ async fn run() -> Result<()> {
     let mem_many = host.mem()?;
 
     eprintln!("bench: scenario B ({NODES} nodes)...");
-    let (lat_many, _) = invoke_loop(&host, "b", &fleet.node_ids).await?;
+    let (many, _) = invoke_loop(&host.url(), &host.token, "b", &fleet.node_ids).await?;
     tokio::time::sleep(SETTLE).await;
     let mem_many_after = host.mem()?;
 
-    let answered = fleet.counters.answered.load(Ordering::Relaxed);
-    let node_errors = fleet.counters.errors.load(Ordering::Relaxed);
-    let expected = 2 * (WARMUP + SAMPLES) as u64;
-    if answered != expected || node_errors != 0 {
-        bail!("nodes answered {answered} invokes (expected {expected}) with {node_errors} errors");
-    }
-    let bench_mem = read_mem(std::process::id())?;
+    fleet.check_answered(2 * (WARMUP + SAMPLES) as u64)?;
     let per_node_kib =
         (mem_many.rss_kib as f64 - mem_one_after.rss_kib as f64) / (NODES as f64 - 1.0);
-
-    print_table(&Report {
-        floor: &floor,
-        echo_len,
-        one: &lat_one,
-        many: &lat_many,
+    drop(host);
+    Ok(HostFigures {
+        one,
+        many,
         frame_len,
         mem_idle,
         mem_one,
@@ -828,104 +915,375 @@ async fn run() -> Result<()> {
         mem_many_after,
         per_node_kib,
         pair_time,
-    });
-    let summary = json!({
+    })
+}
+
+/// The long scenario: `LONG_CALLS` sequential calls to one node of a fresh host.
+struct LongFigures {
+    blocks: Vec<Latency>,
+    mem_before: Mem,
+    mem_after: Mem,
+}
+
+impl LongFigures {
+    /// The last block's p50 over the first's.
+    fn drift(&self) -> f64 {
+        match (self.blocks.first(), self.blocks.last()) {
+            (Some(first), Some(last)) => last.p50_us / first.p50_us,
+            _ => f64::NAN,
+        }
+    }
+}
+
+async fn long_scenario() -> Result<LongFigures> {
+    let dir = tempfile::tempdir().context("cannot make a temporary data directory")?;
+    let host = Host::start(dir.path()).await?;
+    eprintln!(
+        "bench: long scenario, perch serve pid {} on {}",
+        host.pid(),
+        host.url()
+    );
+    let op = SharedOperator::connect(&host.url(), &host.token).await?;
+    let mut fleet = Fleet {
+        op,
+        url: host.url(),
+        node_ids: Vec::new(),
+        counters: Arc::default(),
+    };
+    fleet.add(0, 1).await?;
+    tokio::time::sleep(SETTLE).await;
+    let mem_before = host.mem()?;
+    eprintln!("bench: long scenario, {LONG_CALLS} sequential invokes after {WARMUP} warm-up...");
+    let (samples, _) = timed_invokes(
+        &host.url(),
+        &host.token,
+        "l",
+        &fleet.node_ids,
+        WARMUP,
+        LONG_CALLS,
+    )
+    .await?;
+    fleet.check_answered((WARMUP + LONG_CALLS) as u64)?;
+    tokio::time::sleep(SETTLE).await;
+    let mem_after = host.mem()?;
+    drop(host);
+    Ok(LongFigures {
+        blocks: blocks(samples)?,
+        mem_before,
+        mem_after,
+    })
+}
+
+/// The same driver through the Node relay: scenario A's counts, then one block of `BLOCK`.
+struct RelayFigures {
+    one: Latency,
+    block: Latency,
+    mem: Mem,
+}
+
+async fn relay_scenario() -> Result<RelayFigures> {
+    let relay = relay::Relay::start().await?;
+    eprintln!(
+        "bench: relay (node {}) pid {} on {}",
+        relay.node_version,
+        relay.pid(),
+        relay.url()
+    );
+    let counters: Arc<NodeCounters> = Arc::default();
+    let id = identity(0);
+    let node_id = id.device_id().as_str().to_string();
+    let name = "bench-node-0000".to_string();
+    relay::check_refuses_bad_signature(&relay.url(), &id).await?;
+    let ws = relay::connect_node(&relay.url(), &id, &name).await?;
+    tokio::spawn(answer_invokes(ws, node_id.clone(), name, counters.clone()));
+    let nodes = [node_id];
+    eprintln!("bench: relay, 1 node...");
+    let (one, _) = invoke_loop(&relay.url(), &relay.token, "r", &nodes).await?;
+    eprintln!("bench: relay, one block of {BLOCK}...");
+    let (samples, _) = timed_invokes(&relay.url(), &relay.token, "rb", &nodes, 0, BLOCK).await?;
+    let mem = relay.mem()?;
+    let answered = counters.answered.load(Ordering::Relaxed);
+    let errors = counters.errors.load(Ordering::Relaxed);
+    let expected = (WARMUP + SAMPLES + BLOCK) as u64;
+    if answered != expected || errors != 0 {
+        bail!(
+            "the relay's node answered {answered} invokes (expected {expected}) with {errors} errors"
+        );
+    }
+    Ok(RelayFigures {
+        one,
+        block: Latency::from_samples(samples)?,
+        mem,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+async fn run() -> Result<()> {
+    let sel = Selection::from_env()?;
+    eprintln!("bench: scenarios {sel:?}");
+    if sel.host {
+        let limit = open_file_limit()?;
+        let need = NODES as u64 + FD_SLACK;
+        if limit < need {
+            bail!(
+                "the open-file limit (ulimit -n) is {limit}, but this bench needs at least {need} \
+                 per process ({NODES} node sockets plus slack); raise it with `ulimit -n {need}` and run again"
+            );
+        }
+        eprintln!(
+            "bench: open-file limit {limit} (need {need}); {NODES} nodes, {SAMPLES} samples after {WARMUP} warm-up"
+        );
+    }
+    // Fail early, before minutes of measuring, when the relay cannot run.
+    if sel.relay {
+        relay::prepare()?;
+    }
+
+    let floor = if sel.floor {
+        eprintln!("bench: echo floor...");
+        Some(echo_floor().await?)
+    } else {
+        None
+    };
+    let host = if sel.host {
+        Some(host_scenarios().await?)
+    } else {
+        None
+    };
+    let relay = if sel.relay {
+        Some(relay_scenario().await?)
+    } else {
+        None
+    };
+    let long = if sel.long {
+        Some(long_scenario().await?)
+    } else {
+        None
+    };
+    let bench_mem = read_mem(std::process::id())?;
+
+    let report = Report {
+        floor: floor.as_ref(),
+        host: host.as_ref(),
+        relay: relay.as_ref(),
+        long: long.as_ref(),
+    };
+    report.print();
+    let mut summary = json!({
         "bench": "invoke",
         "samples": SAMPLES,
         "warmup": WARMUP,
-        "nodes": NODES,
         "tick_interval_ms": TICK_INTERVAL_MS,
-        "echo_floor": {"message_bytes": echo_len, "latency": floor.json()},
-        "invoke_1_node": {"request_bytes": frame_len, "latency": lat_one.json()},
-        "invoke_1000_nodes": {"request_bytes": frame_len, "latency": lat_many.json()},
-        "host_memory": {
-            "idle": mem_idle.json(),
-            "one_node": mem_one.json(),
-            "one_node_after_invokes": mem_one_after.json(),
-            "nodes_1000": mem_many.json(),
-            "nodes_1000_after_invokes": mem_many_after.json(),
-            "per_node_kib": round1(per_node_kib),
-        },
-        "pairing_999_nodes_s": (pair_time.as_secs_f64() * 100.0).round() / 100.0,
         "bench_process_vm_rss_kib": bench_mem.rss_kib,
     });
+    if let Some((floor, echo_len)) = &floor {
+        summary["echo_floor"] = json!({"message_bytes": echo_len, "latency": floor.json()});
+    }
+    if let Some(h) = &host {
+        summary["nodes"] = json!(NODES);
+        summary["invoke_1_node"] = json!({"request_bytes": h.frame_len, "latency": h.one.json()});
+        summary["invoke_1000_nodes"] =
+            json!({"request_bytes": h.frame_len, "latency": h.many.json()});
+        summary["host_memory"] = json!({
+            "idle": h.mem_idle.json(),
+            "one_node": h.mem_one.json(),
+            "one_node_after_invokes": h.mem_one_after.json(),
+            "nodes_1000": h.mem_many.json(),
+            "nodes_1000_after_invokes": h.mem_many_after.json(),
+            "per_node_kib": round1(h.per_node_kib),
+        });
+        summary["pairing_999_nodes_s"] = json!((h.pair_time.as_secs_f64() * 100.0).round() / 100.0);
+    }
+    if let Some(r) = &relay {
+        summary["relay"] = json!({"invoke_1_node": r.one.json(), "block": r.block.json(),
+                                  "vm_rss_kib": r.mem.rss_kib});
+    }
+    if let Some(l) = &long {
+        summary["long"] = json!({
+            "calls": LONG_CALLS,
+            "block": BLOCK,
+            "blocks": l.blocks.iter().map(Latency::json).collect::<Vec<_>>(),
+            "last_over_first_p50": (l.drift() * 1000.0).round() / 1000.0,
+            "host_memory_before": l.mem_before.json(),
+            "host_memory_after": l.mem_after.json(),
+        });
+    }
+    summary["ratios"] = json!(report.ratios());
     println!("BENCH_JSON {summary}");
-    drop(host);
     Ok(())
 }
 
 struct Report<'a> {
-    floor: &'a Latency,
-    echo_len: usize,
-    one: &'a Latency,
-    many: &'a Latency,
-    frame_len: usize,
-    mem_idle: Mem,
-    mem_one: Mem,
-    mem_one_after: Mem,
-    mem_many: Mem,
-    mem_many_after: Mem,
-    per_node_kib: f64,
-    pair_time: Duration,
+    floor: Option<&'a (Latency, usize)>,
+    host: Option<&'a HostFigures>,
+    relay: Option<&'a RelayFigures>,
+    long: Option<&'a LongFigures>,
 }
 
-fn print_table(r: &Report) {
-    println!();
-    println!(
-        "Round-trip latency ({SAMPLES} sequential calls after {WARMUP} warm-up), microseconds"
-    );
-    println!(
-        "{:<44} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "", "p50", "p90", "p99", "max", "mean"
-    );
-    let row = |name: String, l: &Latency| {
-        println!(
-            "{:<44} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            name, l.p50_us, l.p90_us, l.p99_us, l.max_us, l.mean_us
-        );
-    };
-    row(
-        format!("echo floor (tokio-tungstenite, {} B)", r.echo_len),
-        r.floor,
-    );
-    row(
-        format!("node.invoke, 1 node ({} B request)", r.frame_len),
-        r.one,
-    );
-    row(format!("node.invoke, {NODES} nodes, random target"), r.many);
+impl Report<'_> {
+    /// Perch's p50 over the relay's and over the echo floor, where both sides were measured.
+    fn ratios(&self) -> Value {
+        let mut out = json!({});
+        let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        if let (Some(h), Some(r)) = (self.host, self.relay) {
+            out["perch_over_relay_p50"] = json!(round3(h.one.p50_us / r.one.p50_us));
+        }
+        if let (Some(l), Some(r)) = (self.long, self.relay)
+            && let Some(first) = l.blocks.first()
+        {
+            out["perch_block1_over_relay_block_p50"] = json!(round3(first.p50_us / r.block.p50_us));
+        }
+        if let (Some(h), Some((f, _))) = (self.host, self.floor) {
+            out["perch_over_floor_p50"] = json!(round3(h.one.p50_us / f.p50_us));
+        }
+        if let (Some(r), Some((f, _))) = (self.relay, self.floor) {
+            out["relay_over_floor_p50"] = json!(round3(r.one.p50_us / f.p50_us));
+        }
+        out
+    }
+
+    fn print(&self) {
+        let header = || {
+            println!(
+                "{:<46} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "", "p50", "p90", "p99", "max", "mean"
+            );
+        };
+        let row = |name: String, l: &Latency| {
+            println!(
+                "{:<46} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                name, l.p50_us, l.p90_us, l.p99_us, l.max_us, l.mean_us
+            );
+        };
+        if self.floor.is_some() || self.host.is_some() || self.relay.is_some() {
+            println!();
+            println!(
+                "Round-trip latency ({SAMPLES} sequential calls after {WARMUP} warm-up), microseconds"
+            );
+            header();
+        }
+        if let Some((floor, echo_len)) = self.floor {
+            row(
+                format!("echo floor (tokio-tungstenite, {echo_len} B)"),
+                floor,
+            );
+        }
+        if let Some(h) = self.host {
+            row(
+                format!("node.invoke, 1 node ({} B request)", h.frame_len),
+                &h.one,
+            );
+            row(
+                format!("node.invoke, {NODES} nodes, random target"),
+                &h.many,
+            );
+        }
+        if let Some(r) = self.relay {
+            row("node.invoke via the Node ws relay, 1 node".into(), &r.one);
+            row(
+                format!("  same, one block of {BLOCK} (no warm-up)"),
+                &r.block,
+            );
+        }
+        if let Some(l) = self.long {
+            println!();
+            println!(
+                "Long run: {LONG_CALLS} sequential node.invoke calls to 1 node of a fresh host \
+                 (fresh keys, after {WARMUP} warm-up), per block of {BLOCK}, microseconds"
+            );
+            header();
+            for (i, b) in l.blocks.iter().enumerate() {
+                row(
+                    format!(
+                        "block {:>2} (calls {}-{})",
+                        i + 1,
+                        i * BLOCK + 1,
+                        (i + 1) * BLOCK
+                    ),
+                    b,
+                );
+            }
+            if let Some(r) = self.relay {
+                row(format!("relay, one block of {BLOCK}"), &r.block);
+            }
+            println!(
+                "last block p50 / first block p50: {:.3} (goal: at most 1.2)",
+                l.drift()
+            );
+            println!(
+                "perch serve VmRSS before / after: {:.1} / {:.1} MiB",
+                mib(l.mem_before.rss_kib),
+                mib(l.mem_after.rss_kib)
+            );
+        }
+        let ratios = self.ratios();
+        if ratios.as_object().is_some_and(|o| !o.is_empty()) {
+            println!();
+            println!("p50 ratios");
+            let line = |key: &str, what: &str| {
+                if let Some(x) = ratios[key].as_f64() {
+                    println!("  {what:<60} {x:>7.3}");
+                }
+            };
+            line(
+                "perch_over_relay_p50",
+                "Perch 1 node / relay 1 node (goal: at most 0.5)",
+            );
+            line(
+                "perch_block1_over_relay_block_p50",
+                "Perch long run block 1 / relay block",
+            );
+            line("perch_over_floor_p50", "Perch 1 node / echo floor");
+            line("relay_over_floor_p50", "relay 1 node / echo floor");
+        }
+        if let Some(r) = self.relay {
+            println!(
+                "relay (node) VmRSS with 1 node after its calls: {:.1} MiB",
+                mib(r.mem.rss_kib)
+            );
+        }
+        if let Some(h) = self.host {
+            print_memory(h);
+        }
+        println!();
+    }
+}
+
+fn print_memory(h: &HostFigures) {
     println!();
     println!("perch serve memory, MiB");
-    println!("{:<44} {:>9} {:>9}", "", "VmRSS", "VmHWM");
+    println!("{:<46} {:>9} {:>9}", "", "VmRSS", "VmHWM");
     let mem = |name: &str, m: Mem| {
         println!(
-            "{:<44} {:>9.1} {:>9.1}",
+            "{:<46} {:>9.1} {:>9.1}",
             name,
             mib(m.rss_kib),
             mib(m.hwm_kib)
         );
     };
-    mem("idle, no connection", r.mem_idle);
-    mem("1 node (+2 operators)", r.mem_one);
+    mem("idle, no connection", h.mem_idle);
+    mem("1 node (+2 operators)", h.mem_one);
     mem(
         &format!("1 node, after {} invokes", WARMUP + SAMPLES),
-        r.mem_one_after,
+        h.mem_one_after,
     );
-    mem(&format!("{NODES} nodes, settled"), r.mem_many);
+    mem(&format!("{NODES} nodes, settled"), h.mem_many);
     mem(
         &format!("{NODES} nodes, after {} invokes", WARMUP + SAMPLES),
-        r.mem_many_after,
+        h.mem_many_after,
     );
     println!();
     println!(
         "per connected node: {:.1} KiB of host RSS ((RSS_{NODES} - RSS_1) / {})",
-        r.per_node_kib,
+        h.per_node_kib,
         NODES - 1
     );
     println!(
         "pairing {} nodes ({PAIR_PARALLEL} at a time): {:.2} s ({:.0} nodes/s)",
         NODES - 1,
-        r.pair_time.as_secs_f64(),
-        (NODES - 1) as f64 / r.pair_time.as_secs_f64()
+        h.pair_time.as_secs_f64(),
+        (NODES - 1) as f64 / h.pair_time.as_secs_f64()
     );
-    println!();
 }
