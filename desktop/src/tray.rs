@@ -15,6 +15,11 @@ use crate::app::{AppView, Desktop};
 use crate::host::{HostMode, HostState};
 use crate::icon::{self, TRAY_ICON_SIZE};
 use crate::state::{MENU_LABEL_CHARS, TrayState, menu_label};
+
+/// Longest device name in a pending request's row, so the row never outgrows the menu.
+const PENDING_NAME_CHARS: usize = 32;
+/// Longest platform in a pending request's row.
+const PENDING_PLATFORM_CHARS: usize = 16;
 use crate::windows::{self, Page};
 
 /// The tray icon's id.
@@ -136,12 +141,13 @@ pub fn menu_model(view: &AppView, now_ms: i64, launch_at_login: Option<bool>) ->
         });
     }
     for p in &view.pending {
-        rows.push(Row::Info(menu_label(
-            &format!(
-                "{} ({}) · code {}",
-                p.display_name, p.platform, p.verification_code
-            ),
-            MENU_LABEL_CHARS,
+        // The code first, and only the name and platform shortened: however long or odd the
+        // device's name, the code the user compares is always whole and in the same place.
+        rows.push(Row::Info(format!(
+            "code {} · {} ({})",
+            p.verification_code,
+            menu_label(&p.display_name, PENDING_NAME_CHARS),
+            menu_label(&p.platform, PENDING_PLATFORM_CHARS)
         )));
         rows.push(Row::Action {
             action: MenuAction::Approve(p.request_id.clone()),
@@ -437,7 +443,7 @@ mod tests {
             rows[0],
             Row::Info("Perch: 1 pairing request waiting".into())
         );
-        assert_eq!(rows[1], Row::Info("Ana (ios) · code 123 456".into()));
+        assert_eq!(rows[1], Row::Info("code 123 456 · Ana (ios)".into()));
         let first_action = rows
             .iter()
             .find(|r| !matches!(r, Row::Info(_) | Row::Separator))
@@ -456,7 +462,7 @@ mod tests {
                 label: "Reject Ana".into()
             }
         );
-        assert_eq!(rows[4], Row::Info("Bo (ios) · code 123 456".into()));
+        assert_eq!(rows[4], Row::Info("code 123 456 · Bo (ios)".into()));
     }
 
     #[test]
@@ -609,5 +615,18 @@ mod tests {
         assert_eq!(ago(NOW, NOW - 86_400_000), "1 day ago");
         assert_eq!(ago(NOW, NOW - 3 * 86_400_000), "3 days ago");
         assert_eq!(ago(NOW, NOW + 5_000), "just now");
+    }
+
+    #[test]
+    fn a_long_name_never_pushes_the_code_out_of_the_row() {
+        let mut p = pending("A");
+        p.display_name = "N".repeat(200) + " · code 000 000";
+        let rows = menu_model(&view(vec![p], vec![]), NOW, None);
+        let Row::Info(row) = &rows[1] else {
+            panic!("{:?}", rows[1])
+        };
+        assert!(row.starts_with("code 123 456 · "), "{row}");
+        assert!(row.chars().count() < 80, "{row}");
+        assert!(!row.contains("000 000"), "{row}");
     }
 }

@@ -28,16 +28,17 @@ use perch_protocol::scopes::Scopes;
 use perch_protocol::{
     DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, Reason, close_code,
 };
-use perch_store::NewPairingRequest;
 use perch_store::bootstrap::BootstrapError;
+use perch_store::{DeviceRecord, NewPairingRequest};
 
 use crate::dispatch::{self, Handler, NodeCall, OperatorCall};
-use crate::handshake::{check_protocol, clean_label, verify_device};
+use crate::handshake::{MAX_LABEL, check_protocol, clean_label, verify_device};
 use crate::hub::{ConnId, Control, Hub, NodeSession, Outbound, Outbox, now_ms};
 use crate::operator::store_error;
 use crate::pairing::{self, Admission, TokenCheck};
 use crate::phase::{Phase, PhaseEvent};
 use crate::secrets::{hash_token, new_token, random_b64, secrets_equal};
+use crate::selector::{Candidate, distinct_name};
 
 /// Messages queued for one client before it counts as too slow and is closed.
 const OUTBOX_CAPACITY: usize = 1024;
@@ -496,6 +497,39 @@ impl Conn {
         Flow::Continue
     }
 
+    /// The node's name, made distinct from every other device's
+    /// ([`crate::selector::distinct_name`]); a device keeping the name it has costs no lookup.
+    async fn distinct_display_name(
+        &self,
+        device_id: &DeviceId,
+        record: Option<&DeviceRecord>,
+        wanted: String,
+    ) -> String {
+        if record.is_some_and(|r| r.display_name == wanted) {
+            return wanted;
+        }
+        let others = match self.hub.store.devices().list().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the node's name against the others");
+                return wanted;
+            }
+        };
+        let candidates: Vec<Candidate> = others
+            .into_iter()
+            .filter(|d| &d.device_id != device_id)
+            .map(|d| Candidate {
+                id: d.device_id.to_string(),
+                name: d.display_name,
+            })
+            .collect();
+        let name = distinct_name(&wanted, device_id.as_str(), &candidates, MAX_LABEL);
+        if name != wanted {
+            tracing::info!(device = %device_id.short(), asked = %wanted, shown = %name, "node renamed: its name was taken");
+        }
+        name
+    }
+
     async fn connect_node(
         &mut self,
         id: RequestId,
@@ -534,6 +568,9 @@ impl Conn {
                 .unwrap_or(&params.client.id),
             "node",
         );
+        let display_name = self
+            .distinct_display_name(&device_id, record.as_ref(), display_name)
+            .await;
         let platform = clean_label(&params.client.platform, "unknown");
         let bootstrap = params.auth.as_ref().and_then(|a| a.bootstrap_token.clone());
         if record.is_none()

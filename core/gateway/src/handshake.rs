@@ -82,7 +82,7 @@ pub fn verify_device(p: &ConnectParams, nonce: &str, now_ms: i64) -> Result<Devi
 pub fn clean_label(s: &str, fallback: &str) -> String {
     let cleaned: String = s
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !is_invisible(*c))
         .take(MAX_LABEL)
         .collect::<String>()
         .trim()
@@ -92,6 +92,15 @@ pub fn clean_label(s: &str, fallback: &str) -> String {
     } else {
         cleaned
     }
+}
+
+/// Characters that change how text around them reads without being seen: bidirectional
+/// overrides, embeddings and isolates (a name could display reversed, or push a fake code into
+/// view), zero-width spaces and joiners, and the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{180E}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 #[cfg(test)]
@@ -235,6 +244,13 @@ mod tests {
     fn labels_are_cleaned() {
         assert_eq!(clean_label("  a\u{7}b  ", "x"), "ab");
         assert_eq!(clean_label("\n", "fallback"), "fallback");
+        // A right-to-left override that would show "Phone 321 456" as something else, and
+        // zero-width characters that make two names look alike.
+        assert_eq!(clean_label("Pho\u{202E}ne\u{200B}\u{FEFF}", "x"), "Phone");
+        assert_eq!(
+            clean_label("\u{2066}\u{2069}\u{200D}", "fallback"),
+            "fallback"
+        );
         assert_eq!(clean_label(&"z".repeat(200), "x").len(), MAX_LABEL);
     }
 }

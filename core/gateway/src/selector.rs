@@ -13,8 +13,10 @@ pub struct Candidate {
     pub name: String,
 }
 
-/// Finds the one candidate the selector means: an exact id, then an exact display name
-/// (case-insensitive), then an unambiguous id prefix, then an unambiguous name prefix.
+/// Finds the one candidate the selector means: an exact id, then an unambiguous id prefix,
+/// then an exact display name (case-insensitive), then an unambiguous name prefix. Ids come
+/// first, so a device cannot capture selectors meant for another by its choice of name (and
+/// [`distinct_name`] keeps names from looking like another device's id).
 pub fn resolve<'a>(
     selector: &str,
     candidates: &'a [Candidate],
@@ -30,21 +32,21 @@ pub fn resolve<'a>(
     if let Some(c) = candidates.iter().find(|c| c.id == sel) {
         return Ok(c);
     }
-    let by_name: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.name.eq_ignore_ascii_case(sel))
-        .collect();
-    match by_name.as_slice() {
-        [one] => return Ok(one),
-        [] => {}
-        many => return Err(ambiguous(sel, many, what)),
-    }
     let lower = sel.to_ascii_lowercase();
     let by_prefix: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.id.starts_with(&lower))
         .collect();
     match by_prefix.as_slice() {
+        [one] => return Ok(one),
+        [] => {}
+        many => return Err(ambiguous(sel, many, what)),
+    }
+    let by_name: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.name.eq_ignore_ascii_case(sel))
+        .collect();
+    match by_name.as_slice() {
         [one] => return Ok(one),
         [] => {}
         many => return Err(ambiguous(sel, many, what)),
@@ -62,6 +64,35 @@ pub fn resolve<'a>(
         .with_details(json!({"selector": sel}))),
         many => Err(ambiguous(sel, many, what)),
     }
+}
+
+/// The name a device is shown (and selected) by: what it asked for, unless that would be
+/// confused with another device. A name equal to another's (ignoring case) gets ` (2)`,
+/// ` (3)`, ...; a name that another device's id starts with gets this device's short id.
+/// `max` bounds the result in characters.
+pub fn distinct_name(wanted: &str, id: &str, others: &[Candidate], max: usize) -> String {
+    let lower = wanted.to_ascii_lowercase();
+    let looks_like_id = !lower.is_empty()
+        && lower.chars().all(|c| c.is_ascii_hexdigit())
+        && others.iter().any(|o| o.id.starts_with(&lower));
+    let fit = |base: &str, suffix: &str| -> String {
+        let keep = max.saturating_sub(suffix.chars().count());
+        let base: String = base.chars().take(keep).collect();
+        format!("{}{suffix}", base.trim_end())
+    };
+    let base = if looks_like_id {
+        fit(wanted, &format!(" ({})", id.get(..6).unwrap_or(id)))
+    } else {
+        wanted.to_string()
+    };
+    let taken = |name: &str| others.iter().any(|o| o.name.eq_ignore_ascii_case(name));
+    if !taken(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| fit(&base, &format!(" ({n})")))
+        .find(|name| !taken(name))
+        .unwrap_or(base)
 }
 
 fn ambiguous(sel: &str, many: &[&Candidate], what: &str) -> ErrorShape {
@@ -143,5 +174,35 @@ mod tests {
             resolve("  ", &cs, "node").unwrap_err().code,
             ErrorCode::InvalidRequest
         );
+    }
+
+    #[test]
+    fn ids_win_over_names() {
+        let cs = vec![c("abcd01", "Laptop"), c("beef02", "abcd")];
+        assert_eq!(resolve("abcd", &cs, "node").unwrap().id, "abcd01");
+    }
+
+    #[test]
+    fn a_name_cannot_copy_another_name_or_an_id() {
+        let others = vec![c("abcd01", "Phone"), c("beef02", "Phone (2)")];
+        assert_eq!(distinct_name("Phone", "ff00aa11", &others, 64), "Phone (3)");
+        assert_eq!(distinct_name("phone", "ff00aa11", &others, 64), "phone (3)");
+        assert_eq!(distinct_name("Tablet", "ff00aa11", &others, 64), "Tablet");
+        assert_eq!(
+            distinct_name("abcd", "ff00aa11", &others, 64),
+            "abcd (ff00aa)"
+        );
+        assert_eq!(
+            distinct_name("ABCD01", "ff00aa11", &others, 64),
+            "ABCD01 (ff00aa)"
+        );
+        // A hex word that is nobody's id prefix is a fine name.
+        assert_eq!(distinct_name("cafe", "ff00aa11", &others, 64), "cafe");
+        // Bounded, suffix kept.
+        let long = "P".repeat(70);
+        let others = vec![c("abcd01", &"P".repeat(64))];
+        let n = distinct_name(&long[..64], "ff00aa11", &others, 64);
+        assert_eq!(n.chars().count(), 64);
+        assert!(n.ends_with(" (2)"), "{n}");
     }
 }
