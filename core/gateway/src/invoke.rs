@@ -2,7 +2,10 @@
 //! node's `node.invoke.result`.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -244,39 +247,90 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
             }
         },
         Start::Run(session, tx) => {
-            // Run the call in its own task so that it finishes (and is remembered) even if
-            // this caller goes away.
             let hub2 = hub.clone();
             let command = params.command.clone();
             let call_params = params.params.clone();
-            let fp = fingerprint.clone();
-            let key2 = idem_key.clone();
             let node = node_id.clone();
-            let task = tokio::spawn(async move {
+            Detachable::new(async move {
+                // Never leave the key stuck in flight, whatever ends this future.
+                let mut in_flight = InFlightKey {
+                    hub: hub2.clone(),
+                    key: Some(idem_key),
+                };
                 let outcome = match session {
                     Some(session) => {
                         forward(&hub2, &session, &command, call_params, timeout_ms, &key).await
                     }
                     None => queued(&hub2, &node, &command, call_params, deadline, &key).await,
                 };
-                hub2.invokes.remember(key2, fp, outcome.clone());
+                if let Some(key) = in_flight.key.take() {
+                    hub2.invokes.remember(key, fingerprint, outcome.clone());
+                }
                 let _ = tx.send(Some(outcome.clone()));
                 outcome
-            });
-            match task.await {
-                Ok(o) => o,
-                Err(e) => {
-                    // Never leave the key stuck in flight.
-                    lock(&hub.invokes.idem).forget(&idem_key);
-                    Err(ErrorShape::new(
-                        ErrorCode::Internal,
-                        format!("invoke task failed: {e}"),
-                    ))
-                }
-            }
+            })
+            .await
         }
     };
     done(outcome)
+}
+
+/// A call's future, polled in the caller's task (no hand-off to another task on the hot path)
+/// and handed to a task of its own only if the caller goes away first (a cancel, a dropped
+/// connection), so the call still finishes and its outcome is remembered for a retry with the
+/// same key.
+struct Detachable {
+    call: Option<Pin<Box<dyn Future<Output = Outcome> + Send>>>,
+}
+
+impl Detachable {
+    fn new(call: impl Future<Output = Outcome> + Send + 'static) -> Self {
+        Self {
+            call: Some(Box::pin(call)),
+        }
+    }
+}
+
+impl Future for Detachable {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let Some(call) = self.call.as_mut() else {
+            return Poll::Ready(Err(ErrorShape::new(
+                ErrorCode::Internal,
+                "an invoke was polled after it finished",
+            )));
+        };
+        let outcome = std::task::ready!(call.as_mut().poll(cx));
+        self.call = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl Drop for Detachable {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Finishes on its own; its outcome is remembered and published to joiners.
+            runtime.spawn(call);
+        }
+    }
+}
+
+/// A key marked in flight; forgotten if its call ends without an outcome (a panic, a runtime
+/// shutting down), so later calls with the key run instead of joining nothing.
+struct InFlightKey {
+    hub: Arc<Hub>,
+    key: Option<(DeviceId, String)>,
+}
+
+impl Drop for InFlightKey {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            lock(&self.hub.invokes.idem).forget(&key);
+        }
+    }
 }
 
 /// How a call proceeds once its idempotency key is looked up.

@@ -338,6 +338,38 @@ async fn cancel_stops_a_running_invoke() {
     assert_eq!(err["code"], "CANCELLED");
 }
 
+/// A cancelled caller does not abandon the call: the node's answer is still remembered, and a
+/// retry with the same key gets it without asking the node again.
+#[tokio::test]
+async fn a_cancelled_invoke_still_finishes_and_replays() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[31; 32]);
+    let (mut n, _token) = paired_node(&host, &id, &["device.info"]).await;
+    let mut op = operator(&host).await;
+    let params = json!({"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "k1"});
+    op.send(json!({"type": "req", "id": "c", "method": "node.invoke", "params": params}))
+        .await;
+    let req = n.event("node.invoke.request").await;
+    op.send(json!({"type": "cancel", "id": "c"})).await;
+    assert_eq!(op.response("c").await.unwrap_err()["code"], "CANCELLED");
+    n.request(
+        "node.invoke.result",
+        json!({"id": req["id"], "nodeId": id.device_id().as_str(), "ok": true,
+               "payload": {"answer": 42}}),
+    )
+    .await
+    .unwrap();
+    // The retry replays (or joins the call still finishing on its own); the node sees no second
+    // request: its next one is the next call's.
+    let replay = op.request("node.invoke", params.clone()).await.unwrap();
+    assert_eq!(replay["payload"]["answer"], 42);
+    op.send(json!({"type": "req", "id": "other", "method": "node.invoke",
+                   "params": {"nodeId": "Test Node", "command": "device.info", "idempotencyKey": "k2"}}))
+        .await;
+    let next = n.event("node.invoke.request").await;
+    assert_eq!(next["idempotencyKey"], "k2");
+}
+
 #[tokio::test]
 async fn removed_device_may_pair_again() {
     let host = start_host(|_| {}).await;
