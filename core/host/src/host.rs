@@ -44,6 +44,12 @@ impl Host {
     /// Loads perch.toml once, applies the options, and starts the gateway with the host's
     /// services (assistant, settings).
     pub async fn start(options: HostOptions) -> Result<RunningHost, StartError> {
+        crate::paths::private_data_dir(&options.data_dir).map_err(|source| {
+            GatewayError::DataDir {
+                path: options.data_dir.clone(),
+                source,
+            }
+        })?;
         let config = HostConfig::load(&options.data_dir)?;
         let mut gateway = config.gateway;
         if let Some(bind) = options.bind {

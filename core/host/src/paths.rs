@@ -53,6 +53,37 @@ pub fn local_url(data_dir: &Path) -> Result<String, ConfigError> {
 
 pub use perch_gateway::secrets::{operator_token_path, read_operator_token};
 
+/// Makes the data directory (keys, tokens, database, settings) reachable by this user only:
+/// created with mode 0700, and an existing one that others can enter is tightened, saying so.
+pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        let shown = format!("{:o}", mode & 0o7777);
+        if mode & 0o1000 != 0 {
+            // A shared directory such as /tmp: never ours to close. The files in it stay 0600.
+            tracing::warn!(dir = %dir.display(), mode = %shown, "the data directory is a shared directory; choose a private one with --data-dir");
+        } else if mode & 0o077 != 0 {
+            match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+                Ok(()) => {
+                    tracing::warn!(dir = %dir.display(), old_mode = %shown, "the data directory was open to other users; it is now private (0700)");
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), mode = %shown, error = %e, "the data directory is open to other users and cannot be made private");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +98,29 @@ mod tests {
         assert_eq!(
             dial_addr("192.168.1.2:9".parse().unwrap()).to_string(),
             "192.168.1.2:9"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("a").join("perch");
+        private_data_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_data_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        // A shared, sticky directory is left as it is.
+        let shared = parent.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        private_data_dir(&shared).unwrap();
+        assert_eq!(
+            std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777,
+            0o1777
         );
     }
 

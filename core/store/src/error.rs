@@ -30,6 +30,14 @@ pub enum StoreError {
     /// A stored value does not parse (unknown enum text, bad JSON, bad device id).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database file could not be made private to this user.
+    #[error("cannot make {path} private: {source}")]
+    Permissions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {

@@ -69,10 +69,54 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// Makes `path` readable and writable by this user only: created empty with mode 0600 when
+/// `create` and it is missing, tightened to 0600 when it exists. Elsewhere than Unix, nothing.
+fn private_file(path: &Path, create: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let err = |source| StoreError::Permissions {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(err)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map(drop)
+                    .or_else(|e| match e.kind() {
+                        // Another process made it first: tighten that one.
+                        std::io::ErrorKind::AlreadyExists => {
+                            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                        }
+                        _ => Err(e),
+                    })
+                    .map_err(err)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, create);
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if missing) the database file at `path` and brings its schema up to
     /// date. The parent directory must already exist.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        // SQLite creates the -wal and -shm files with the database file's mode, so a database
+        // made 0600 before the first connection keeps all three private whatever the umask.
+        private_file(path, true)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -84,6 +128,12 @@ impl Store {
             .max_connections(FILE_POOL_SIZE)
             .connect_with(options)
             .await?;
+        // Files made by an older version, or copied in, are tightened too.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            private_file(Path::new(&side), false)?;
+        }
         Self::migrated(pool).await
     }
 
@@ -237,6 +287,28 @@ mod tests {
             store.meta().get_or_insert("host_id", "h-2").await.unwrap(),
             host_id
         );
+        store.close().await;
+    }
+
+    /// The database and its WAL are private whatever the umask, and files left readable by an
+    /// older version are tightened on open.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("perch.db");
+        let store = Store::open(&path).await.unwrap();
+        store.meta().get_or_insert("host_id", "h").await.unwrap();
+        let wal = dir.path().join("perch.db-wal");
+        assert!(wal.exists(), "WAL mode writes a -wal file");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        store.close().await;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(mode(&path), 0o600);
         store.close().await;
     }
 
