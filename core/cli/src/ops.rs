@@ -556,12 +556,21 @@ pub async fn location(cmd: LocationCmd, data_dir: Option<PathBuf>, op: OperatorA
             if op.json {
                 print_json(&rows)?;
             } else {
-                let mut t = table(&["WHEN", "NODE", "SESSION", "PRECISION", "OUTCOME", "TOLD"]);
+                let mut t = table(&[
+                    "WHEN",
+                    "NODE",
+                    "SESSION",
+                    "PATH",
+                    "PRECISION",
+                    "OUTCOME",
+                    "TOLD",
+                ]);
                 for r in &rows {
                     t.add_row(vec![
                         ago(Some(r.at_ms)),
                         short(&r.device_id).to_string(),
                         r.session_key.clone(),
+                        r.path.clone(),
                         r.precision.clone(),
                         r.outcome.clone(),
                         r.place_name.clone().or(r.city.clone()).unwrap_or_default(),

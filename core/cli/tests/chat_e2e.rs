@@ -76,6 +76,14 @@ async fn world() -> World {
         (l[0]["online"] == true).then_some(())
     })
     .await;
+    // The assistant sees the node's location only because the user shares it, exactly.
+    cli(
+        host_dir.path(),
+        port,
+        &["location", "share", "Phone", "--precision", "exact"],
+    )
+    .await
+    .unwrap();
     World {
         fake,
         host_dir,
@@ -166,9 +174,9 @@ async fn one_turn_makes_several_calls_to_the_same_node() {
     );
     assert!(!second.contains("idempotencyKey"), "{second}");
     assert!(!second.contains("FAILED"), "{second}");
-    // The repeated call ran again.
+    // The repeated call ran again: two tool results, plus the device-context block (exact).
     let third = &reqs[2].raw_body;
-    assert_eq!(third.matches("48.2085").count(), 2, "{third}");
+    assert_eq!(third.matches("48.2085").count(), 3, "{third}");
     let h = cli(w.host_dir.path(), w.port, &["sessions", "show", "main"])
         .await
         .unwrap();

@@ -150,6 +150,7 @@ pub async fn audit(hub: &Arc<Hub>, p: AuditParams) -> Result<Vec<AuditInfo>, Err
             outcome: r.outcome.as_str().to_string(),
             place_name: r.place_name,
             city: r.city,
+            path: r.path.as_str().to_string(),
         })
         .collect())
 }

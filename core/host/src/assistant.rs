@@ -37,7 +37,7 @@ pub async fn run_turn(
         },
     )
     .with_pipeline(pipeline.clone());
-    let tools = TurnTools::new(hub, &turn.session_key, &turn.turn_id);
+    let tools = TurnTools::new(hub, &turn.session_key, &turn.turn_id).await;
     let context: Vec<String> = location_context(hub, &turn.session_key)
         .await
         .into_iter()

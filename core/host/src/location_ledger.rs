@@ -4,10 +4,10 @@
 use futures_util::future::BoxFuture;
 
 use perch_kernel::location::{
-    AuditEntry, AuditOutcome, LedgerError, LocationLedger, NamedPlace, Precision,
+    AuditEntry, AuditOutcome, LedgerError, LocationLedger, NamedPlace, Precision, ReadPath,
 };
 use perch_protocol::DeviceId;
-use perch_store::{LocationOutcome, LocationPrecision, NewAuditEntry, Store};
+use perch_store::{LocationOutcome, LocationPrecision, LocationReadPath, NewAuditEntry, Store};
 
 /// Location settings and audit, kept in SQLite.
 pub struct StoreLedger(pub Store);
@@ -83,6 +83,10 @@ impl LocationLedger for StoreLedger {
                 outcome: outcome(entry.outcome),
                 place_name: entry.place_name.clone(),
                 city: entry.city.clone(),
+                path: match entry.path {
+                    ReadPath::Context => LocationReadPath::Context,
+                    ReadPath::Tool => LocationReadPath::Tool,
+                },
             };
             self.0
                 .location()

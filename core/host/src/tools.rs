@@ -1,6 +1,16 @@
 //! Node commands as the assistant's tools: each command a connected node offers, and host
 //! policy allows, is registered as a capability-catalog entry (`Source::Node`) whose executor
 //! runs `node.invoke` through the gateway's gates, exactly as an operator's call would.
+//!
+//! Two host-side filters stand between a node and the model:
+//! - commands whose results carry a position ([`POSITION_COMMANDS`]) follow the node's location
+//!   sharing: not offered and refused with `LOCATION_SHARING_OFF` when it is off, reduced to
+//!   place or city at `city`, unchanged at `exact`, and every call audited (the kernel's
+//!   [`LocationPrompts::read_for_tool`]);
+//! - every node result reaches the model fenced as untrusted data
+//!   ([`perch_kernel::untrusted::fence_node_result`]).
+//!
+//! The operator's own `node.invoke` (`perch nodes location`) never passes here: it stays exact.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,22 +18,49 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use perch_gateway::hub::Hub;
+use perch_gateway::hub::{Hub, now_ms};
 use perch_kernel::agent::{ToolFailure, Toolbox};
 use perch_kernel::catalog::{
-    Catalog, CatalogConfig, CatalogEntry, CompiledTools, Source, ToolContext, ToolError,
-    ToolExecutor,
+    Catalog, CatalogConfig, CatalogEntry, CompiledTools, NODE_ARG, Source, ToolContext, ToolError,
+    ToolExecutor, sanitize_tool_name,
+};
+use perch_kernel::location::{
+    AuditEntry, AuditOutcome, DeviceFix, FixError, LocationLedger, LocationPolicy, LocationPrompts,
+    Precision, PromptTarget, ReadPath, ToolRead,
 };
 use perch_kernel::model::ToolSpec;
+use perch_kernel::untrusted::fence_node_result;
 use perch_protocol::methods::InvokeParams;
 use perch_protocol::node_commands::{DEVICE_INFO, DEVICE_STATUS, LOCATION_GET, SYSTEM_NOTIFY};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
+use perch_store::LocationPrecision;
 
-/// A node command as a tool: runs `node.invoke` through the same gates as an operator.
+use crate::location_ledger::StoreLedger;
+
+/// Reads the position out of a command's result, for the sharing filter.
+type PositionReader = fn(&Value) -> Result<DeviceFix, FixError>;
+
+/// Node commands whose results carry a position, with how to read it: each one follows the
+/// node's location sharing on every call a model makes. A new command that returns a
+/// position is one more line here.
+const POSITION_COMMANDS: &[(&str, PositionReader)] = &[(LOCATION_GET, DeviceFix::from_value)];
+
+/// The position reader of `command`, when its results carry a position.
+fn position_reader(command: &str) -> Option<PositionReader> {
+    POSITION_COMMANDS
+        .iter()
+        .find(|(c, _)| *c == command)
+        .map(|(_, reader)| *reader)
+}
+
+/// A node command as a tool: runs `node.invoke` through the same gates as an operator, and
+/// for a command whose result carries a position, through the node's location sharing.
 struct NodeCommand {
     hub: Arc<Hub>,
     node_id: DeviceId,
+    display_name: String,
     command: String,
+    position: Option<PositionReader>,
 }
 
 impl ToolExecutor for NodeCommand {
@@ -38,12 +75,48 @@ impl ToolExecutor for NodeCommand {
                 // another, is a new call, never a replay or a clash.
                 idempotency_key: format!("turn:{}:{}", ctx.turn_id, ctx.call_id),
             };
-            perch_gateway::invoke::invoke(&self.hub, params)
+            let invoke = || async {
+                perch_gateway::invoke::invoke(&self.hub, params)
+                    .await
+                    .map(|r| r.payload)
+            };
+            let Some(position) = self.position else {
+                return invoke().await.map_err(|e| tool_error(&self.hub, e));
+            };
+            // Sharing is read again at call time: a change since the tool list was compiled,
+            // or a call routed here some other way, still meets the user's choice.
+            let ledger = StoreLedger(self.hub.store.clone());
+            let target = PromptTarget {
+                device_id: self.node_id.clone(),
+                device_name: self.display_name.clone(),
+                session_key: ctx.session_key.clone(),
+                active_device: None,
+            };
+            match LocationPrompts::new(LocationPolicy::default())
+                .read_for_tool(&ledger, &target, position, invoke)
                 .await
-                .map(|r| r.payload)
-                .map_err(|e| tool_error(&self.hub, e))
+            {
+                ToolRead::Result(v) => Ok(v),
+                ToolRead::Off => Err(sharing_off(&self.command)),
+                ToolRead::Failed(e) => Err(tool_error(&self.hub, e)),
+                ToolRead::Withheld(why) => Err(ToolError::failed(
+                    ErrorCode::LocationUnavailable.as_str(),
+                    why,
+                )),
+            }
         })
     }
+}
+
+/// The refusal a model reads for a position command on a node whose sharing is off.
+fn sharing_off(command: &str) -> ToolError {
+    ToolError::failed(
+        ErrorCode::LocationSharingOff.as_str(),
+        format!(
+            "the user has not shared this device's location with the assistant, so {command} \
+             is not available for it (location sharing is off)"
+        ),
+    )
 }
 
 /// A gateway refusal or node failure as the model reads it: the code once, then the message.
@@ -86,9 +159,21 @@ fn describe(command: &str) -> Option<(&'static str, Value)> {
     }
 }
 
-/// Compiles the tools of the nodes connected now; a node that left is simply not there.
-pub fn node_tools(hub: &Arc<Hub>) -> CompiledTools {
+/// A position command not offered to the model because the node's sharing is off; a call
+/// that names it anyway is refused with `LOCATION_SHARING_OFF` and audited.
+#[derive(Debug, Clone)]
+struct Withheld {
+    node_id: DeviceId,
+    display_name: String,
+    /// The tool name the command would have had.
+    tool: String,
+}
+
+/// Compiles the tools of the nodes connected now; a node that left is simply not there, and a
+/// position command of a node whose location sharing is off (or unreadable) is left out.
+async fn node_tools(hub: &Arc<Hub>) -> (CompiledTools, Vec<Withheld>) {
     let catalog = Catalog::new(CatalogConfig::default());
+    let mut withheld = Vec::new();
     for node in hub.nodes() {
         for command in &node.commands {
             if !hub.config.commands.allows(command) {
@@ -97,6 +182,24 @@ pub fn node_tools(hub: &Arc<Hub>) -> CompiledTools {
             let Some((description, schema)) = describe(command) else {
                 continue;
             };
+            let position = position_reader(command);
+            if position.is_some() {
+                let sharing = hub.store.location().sharing(&node.node_id).await;
+                if let Err(e) = &sharing {
+                    tracing::warn!(error = %e, "location sharing unreadable; position tool not offered");
+                }
+                if !matches!(
+                    sharing,
+                    Ok(LocationPrecision::City | LocationPrecision::Exact)
+                ) {
+                    withheld.push(Withheld {
+                        node_id: node.node_id.clone(),
+                        display_name: node.display_name.clone(),
+                        tool: sanitize_tool_name(command),
+                    });
+                    continue;
+                }
+            }
             let entry = CatalogEntry::new(
                 format!("{}:{command}", node.node_id),
                 command.clone(),
@@ -107,7 +210,9 @@ pub fn node_tools(hub: &Arc<Hub>) -> CompiledTools {
                 Arc::new(NodeCommand {
                     hub: hub.clone(),
                     node_id: node.node_id.clone(),
+                    display_name: node.display_name.clone(),
                     command: command.clone(),
+                    position,
                 }),
             )
             .with_description(description)
@@ -118,12 +223,64 @@ pub fn node_tools(hub: &Arc<Hub>) -> CompiledTools {
         }
     }
     catalog.set_active_node(hub.presence_list().active_device_id.as_deref());
-    catalog.compile()
+    (catalog.compile(), withheld)
+}
+
+/// The withheld position commands a call to `tool` (naming `selector`, when it does) meant:
+/// the tool's name, or its per-node name in parallel mode, and the named node if any.
+fn withheld_for<'a>(
+    withheld: &'a [Withheld],
+    tool: &str,
+    selector: Option<&str>,
+) -> Vec<&'a Withheld> {
+    withheld
+        .iter()
+        .filter(|w| {
+            tool == w.tool
+                || tool
+                    .strip_prefix(w.tool.as_str())
+                    .is_some_and(|rest| rest.starts_with("__"))
+        })
+        .filter(|w| match selector.map(str::trim) {
+            None | Some("") => true,
+            Some(s) => {
+                w.display_name.trim().eq_ignore_ascii_case(s)
+                    || (s.len() >= 4 && w.node_id.as_str().starts_with(&s.to_ascii_lowercase()))
+            }
+        })
+        .collect()
+}
+
+/// Audits a refused call to a withheld position command, then refuses it.
+async fn refuse_withheld(
+    ledger: StoreLedger,
+    session: String,
+    targets: Vec<DeviceId>,
+    command: String,
+) -> Result<Value, ToolFailure> {
+    for device_id in targets {
+        let entry = AuditEntry {
+            at_ms: now_ms(),
+            device_id,
+            session_key: session.clone(),
+            precision: Precision::Off,
+            outcome: AuditOutcome::Off,
+            place_name: None,
+            city: None,
+            path: ReadPath::Tool,
+        };
+        if let Err(e) = ledger.record(&entry).await {
+            tracing::error!(error = %e, "location audit not written");
+        }
+    }
+    Err(ToolFailure::from(sharing_off(&command)))
 }
 
 /// The compiled catalog as the agent's toolbox for one turn.
 pub struct TurnTools {
     compiled: CompiledTools,
+    withheld: Vec<Withheld>,
+    hub: Arc<Hub>,
     session: String,
     turn: String,
     /// Calls made so far in this turn: part of each call's id, so a provider that reuses its
@@ -133,9 +290,12 @@ pub struct TurnTools {
 
 impl TurnTools {
     /// The tools of the nodes connected now, for one turn.
-    pub fn new(hub: &Arc<Hub>, session: &str, turn: &str) -> Self {
+    pub async fn new(hub: &Arc<Hub>, session: &str, turn: &str) -> Self {
+        let (compiled, withheld) = node_tools(hub).await;
         Self {
-            compiled: node_tools(hub),
+            compiled,
+            withheld,
+            hub: hub.clone(),
             session: session.to_string(),
             turn: turn.to_string(),
             calls: AtomicU64::new(0),
@@ -160,14 +320,56 @@ impl Toolbox for TurnTools {
             self.turn.clone(),
             format!("{n}:{call_id}"),
         );
+        let selector = arguments
+            .get(NODE_ARG)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         match self.compiled.route(name, arguments) {
-            Err(ToolError::UnknownTool(_)) => None,
+            Err(e @ (ToolError::UnknownTool(_) | ToolError::InvalidArguments(_))) => {
+                // A call to a position command of a node whose sharing is off: the tool was
+                // not offered (or not for that node), but the model asked anyway.
+                let unknown = matches!(e, ToolError::UnknownTool(_));
+                let hits = withheld_for(&self.withheld, name, selector.as_deref());
+                if !hits.is_empty() && (unknown || selector.is_some()) {
+                    let command = POSITION_COMMANDS
+                        .iter()
+                        .find(|(c, _)| hits[0].tool == sanitize_tool_name(c))
+                        .map_or(LOCATION_GET, |(c, _)| c)
+                        .to_string();
+                    let targets = hits.iter().map(|w| w.node_id.clone()).collect();
+                    let ledger = StoreLedger(self.hub.store.clone());
+                    return Some(Box::pin(refuse_withheld(
+                        ledger,
+                        self.session.clone(),
+                        targets,
+                        command,
+                    )));
+                }
+                if unknown {
+                    None
+                } else {
+                    Some(Box::pin(async move { Err(ToolFailure::from(e)) }))
+                }
+            }
             Err(e) => Some(Box::pin(async move { Err(ToolFailure::from(e)) })),
             Ok(routed) => {
+                // What a node returns is its data, never instructions: fenced for the model.
+                let fence = match &routed.entry.source {
+                    Source::Node { display_name, .. } => {
+                        Some((display_name.clone(), routed.entry.capability.clone()))
+                    }
+                    _ => None,
+                };
                 let fut = routed.run(name, ctx);
-                Some(Box::pin(
-                    async move { fut.await.map_err(ToolFailure::from) },
-                ))
+                Some(Box::pin(async move {
+                    let v = fut.await.map_err(ToolFailure::from)?;
+                    Ok(match fence {
+                        Some((device, command)) => {
+                            Value::String(fence_node_result(&device, &command, &v))
+                        }
+                        None => v,
+                    })
+                }))
             }
         }
     }

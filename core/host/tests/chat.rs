@@ -17,6 +17,14 @@ async fn a_turn_calls_a_node_tool_and_answers() {
     let host = start_host(&fake_models(&fake)).await;
     let id = DeviceIdentity::from_seed(&[80; 32]);
     let (mut node, _t) = paired_node(&host, &id, &["location.get"]).await;
+    let mut op = operator(&host).await;
+    // Location tools are offered only for nodes whose location the user shares.
+    op.request(
+        "location.share",
+        json!({"nodeId": id.device_id().as_str(), "precision": "exact"}),
+    )
+    .await
+    .unwrap();
     fake.push(
         Script::new()
             .tool_call("c1", "location_get", ["{}"])
@@ -29,21 +37,22 @@ async fn a_turn_calls_a_node_tool_and_answers() {
             .usage(12, 4),
     );
 
-    let mut op = operator(&host).await;
     op.send(json!({"type": "req", "id": "chat1", "method": "chat.send",
                    "params": {"message": "Where am I?"}}))
         .await;
-    // The node is asked, and answers.
-    let req = node.event("node.invoke.request").await;
-    assert_eq!(req["command"], "location.get");
-    node.request(
-        "node.invoke.result",
-        json!({"id": req["id"], "nodeId": id.device_id().as_str(),
-        "ok": true, "payload": {"lat": 48.2085, "lon": 16.3721, "accuracyMeters": 10,
-        "timestamp": "2026-11-21T10:00:00Z", "isPrecise": true, "source": "configured"}}),
-    )
-    .await
-    .unwrap();
+    // The node is asked twice (the device-context block, then the tool), and answers.
+    for _ in 0..2 {
+        let req = node.event("node.invoke.request").await;
+        assert_eq!(req["command"], "location.get");
+        node.request(
+            "node.invoke.result",
+            json!({"id": req["id"], "nodeId": id.device_id().as_str(),
+            "ok": true, "payload": {"lat": 48.2085, "lon": 16.3721, "accuracyMeters": 10,
+            "timestamp": "2026-11-21T10:00:00Z", "isPrecise": true, "source": "configured"}}),
+        )
+        .await
+        .unwrap();
+    }
     // Deltas stream to the caller before the result.
     let mut text = String::new();
     let result = loop {

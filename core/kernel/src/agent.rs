@@ -459,7 +459,12 @@ impl Agent {
                     Ok(v) => ChatMessage::Tool {
                         call_id: call.id.clone(),
                         name: call.name.clone(),
-                        content: v.to_string(),
+                        // A string result is already the text the model reads (a fenced
+                        // node result, see `untrusted`); anything else goes as JSON.
+                        content: match v {
+                            Value::String(text) => text,
+                            v => v.to_string(),
+                        },
                         is_error: false,
                     },
                     Err(f) => ChatMessage::Tool {

@@ -18,4 +18,5 @@ pub mod pipeline;
 pub mod provider;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod untrusted;
 pub mod vault;

@@ -94,6 +94,9 @@ error_codes! {
     LocationUnavailable => "LOCATION_UNAVAILABLE",
     /// The node has no notification service to deliver to.
     NotificationsUnavailable => "NOTIFICATIONS_UNAVAILABLE",
+    /// The user has not shared this node's location with the assistant (`location.share`
+    /// is `off`): the host refused a model's call without asking the node.
+    LocationSharingOff => "LOCATION_SHARING_OFF",
 }
 
 impl fmt::Display for ErrorCode {

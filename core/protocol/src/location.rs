@@ -109,4 +109,12 @@ pub struct AuditInfo {
     /// The city the prompt was told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
+    /// Which way the location went to the model: `context` (the device-context block) or
+    /// `tool` (a node tool's result); hosts before this field only had `context`.
+    #[serde(default = "context_path")]
+    pub path: String,
+}
+
+fn context_path() -> String {
+    "context".to_string()
 }

@@ -46,8 +46,8 @@ pub use bootstrap::{BootstrapError, BootstrapRepo, BootstrapTokenRecord, Redempt
 pub use devices::{DeviceRecord, DeviceRepo, DeviceStatus};
 pub use error::StoreError;
 pub use location::{
-    AuditRecord, LocationOutcome, LocationPrecision, LocationRepo, NewAuditEntry, NewPlace,
-    PlaceError, PlaceRecord, SharingRecord,
+    AuditRecord, LocationOutcome, LocationPrecision, LocationReadPath, LocationRepo, NewAuditEntry,
+    NewPlace, PlaceError, PlaceRecord, SharingRecord,
 };
 pub use meta::MetaRepo;
 pub use pairing::{NewPairingRequest, PairingRepo, PairingRequestRecord, RequestStatus};

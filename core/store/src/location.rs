@@ -107,6 +107,35 @@ impl fmt::Display for LocationOutcome {
     }
 }
 
+/// Which way a location read went to a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LocationReadPath {
+    /// The device-context block of a prompt.
+    #[default]
+    Context,
+    /// A node tool's result (`location.get` or another command that returns a position).
+    Tool,
+}
+
+impl LocationReadPath {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocationReadPath::Context => "context",
+            LocationReadPath::Tool => "tool",
+        }
+    }
+
+    /// Parses the stored text; `None` for anything unknown.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "context" => Some(LocationReadPath::Context),
+            "tool" => Some(LocationReadPath::Tool),
+            _ => None,
+        }
+    }
+}
+
 /// Why a place was refused before it reached the database.
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
@@ -226,6 +255,8 @@ pub struct NewAuditEntry {
     pub place_name: Option<String>,
     /// The city the prompt was told (for example `Vienna, AT`), if any.
     pub city: Option<String>,
+    /// Which way the read went to the model.
+    pub path: LocationReadPath,
 }
 
 /// One row of `location_audit`.
@@ -247,6 +278,8 @@ pub struct AuditRecord {
     pub place_name: Option<String>,
     /// The city the prompt was told, if any.
     pub city: Option<String>,
+    /// Which way the read went to the model.
+    pub path: LocationReadPath,
 }
 
 #[derive(sqlx::FromRow)]
@@ -303,6 +336,7 @@ struct AuditRow {
     outcome: String,
     place_name: Option<String>,
     city: Option<String>,
+    path: String,
 }
 
 impl TryFrom<AuditRow> for AuditRecord {
@@ -311,6 +345,8 @@ impl TryFrom<AuditRow> for AuditRecord {
     fn try_from(row: AuditRow) -> Result<Self, StoreError> {
         let outcome = LocationOutcome::parse(&row.outcome)
             .ok_or_else(|| StoreError::corrupt("location_audit", "outcome", &row.outcome))?;
+        let path = LocationReadPath::parse(&row.path)
+            .ok_or_else(|| StoreError::corrupt("location_audit", "path", &row.path))?;
         Ok(AuditRecord {
             id: row.id,
             at_ms: row.at_ms,
@@ -320,6 +356,7 @@ impl TryFrom<AuditRow> for AuditRecord {
             outcome,
             place_name: row.place_name,
             city: row.city,
+            path,
         })
     }
 }
@@ -456,8 +493,8 @@ impl<'a> LocationRepo<'a> {
     pub async fn record_audit(&self, entry: &NewAuditEntry) -> Result<i64, StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO location_audit \
-             (at_ms, device_id, session_key, precision, outcome, place_name, city) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+             (at_ms, device_id, session_key, precision, outcome, place_name, city, path) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(entry.at_ms)
         .bind(entry.device_id.as_str())
@@ -466,6 +503,7 @@ impl<'a> LocationRepo<'a> {
         .bind(entry.outcome.as_str())
         .bind(&entry.place_name)
         .bind(&entry.city)
+        .bind(entry.path.as_str())
         .fetch_one(self.pool)
         .await?;
         Ok(id)
@@ -474,8 +512,8 @@ impl<'a> LocationRepo<'a> {
     /// The latest `limit` audit rows, newest first.
     pub async fn list_audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
         let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT id, at_ms, device_id, session_key, precision, outcome, place_name, city \
-             FROM location_audit ORDER BY at_ms DESC, id DESC LIMIT $1",
+            "SELECT id, at_ms, device_id, session_key, precision, outcome, place_name, city, \
+             path FROM location_audit ORDER BY at_ms DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(self.pool)
@@ -519,6 +557,7 @@ mod tests {
             outcome,
             place_name: None,
             city: Some("Vienna, AT".to_string()),
+            path: LocationReadPath::Context,
         }
     }
 
@@ -691,6 +730,7 @@ mod tests {
         off.precision = LocationPrecision::Off;
         off.city = None;
         off.session_key = "work".to_string();
+        off.path = LocationReadPath::Tool;
         let third = repo.record_audit(&off).await.unwrap();
         assert!(first < second && second < third);
 
@@ -706,6 +746,8 @@ mod tests {
         );
         assert_eq!(rows[0].session_key, "work");
         assert_eq!(rows[0].precision, LocationPrecision::Off);
+        assert_eq!(rows[0].path, LocationReadPath::Tool);
+        assert_eq!(rows[1].path, LocationReadPath::Context);
         assert_eq!(rows[0].city, None);
         assert_eq!(rows[2].city.as_deref(), Some("Vienna, AT"));
         assert_eq!(rows[2].device_id, device(1));
@@ -732,6 +774,22 @@ mod tests {
                 "{c}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn audit_rows_refuse_an_unknown_path() {
+        let store = Store::open_in_memory().await.unwrap();
+        let bad = sqlx::query(
+            "INSERT INTO location_audit (at_ms, device_id, session_key, precision, outcome, path) \
+             VALUES (1, 'd', 'main', 'city', 'included', 'carrier-pigeon')",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(bad.is_err());
+        for p in [LocationReadPath::Context, LocationReadPath::Tool] {
+            assert_eq!(LocationReadPath::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(LocationReadPath::parse("Tool"), None);
     }
 
     #[test]

@@ -22,6 +22,8 @@ use perch_protocol::DeviceId;
 use perch_protocol::node_commands::LocationFix;
 use serde::{Deserialize, Serialize};
 
+use crate::untrusted::fence_safe;
+
 use super::gazetteer::{Gazetteer, local_time};
 use super::geo::{round5, valid_coordinates};
 use super::places::{NamedPlace, place_containing};
@@ -174,6 +176,34 @@ impl DeviceFix {
     }
 }
 
+impl DeviceFix {
+    /// Reads a position out of any node result that carries one the way `location.get` does
+    /// (`lat`, `lon`, `timestamp`, optional `accuracyMeters`), and checks it like
+    /// [`DeviceFix::from_protocol`]; other fields are ignored.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, FixError> {
+        let number = |key: &str| value.get(key).and_then(serde_json::Value::as_f64);
+        let (Some(lat), Some(lon)) = (number("lat"), number("lon")) else {
+            return Err(FixError::Coordinates);
+        };
+        let timestamp = value
+            .get("timestamp")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| FixError::Timestamp(String::new()))?;
+        let wire = LocationFix {
+            lat,
+            lon,
+            accuracy_meters: number("accuracyMeters").unwrap_or(-1.0),
+            altitude_meters: None,
+            speed_mps: None,
+            heading_deg: None,
+            timestamp: timestamp.to_string(),
+            is_precise: false,
+            source: perch_protocol::node_commands::LocationSource::Unknown,
+        };
+        Self::from_protocol(&wire)
+    }
+}
+
 /// Everything [`build_context`] looks at for one prompt and one device.
 #[derive(Debug, Clone, Copy)]
 pub struct ContextInput<'a> {
@@ -212,6 +242,28 @@ pub struct AuditEntry {
     pub place_name: Option<String>,
     /// The city the prompt was told, as `City, CC`, if any.
     pub city: Option<String>,
+    /// Which way the read went to the model.
+    pub path: ReadPath,
+}
+
+/// Which way a location read went to a model; every path is audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReadPath {
+    /// The device-context block of a prompt.
+    #[default]
+    Context,
+    /// A node tool's result that carries a position (`location.get`).
+    Tool,
+}
+
+impl ReadPath {
+    /// The text stored in the audit table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadPath::Context => "context",
+            ReadPath::Tool => "tool",
+        }
+    }
 }
 
 /// The result of one location read for a prompt: the block to add (if any) and the audit
@@ -276,6 +328,51 @@ pub fn build_context(
     policy: &LocationPolicy,
     input: &ContextInput<'_>,
 ) -> LocationRead {
+    let Described { json, audit } = describe(gazetteer, policy, input);
+    LocationRead {
+        block: json.map(|json| {
+            format!(
+                "{FENCE_OPEN}\n{FENCE_NOTE}\n{}\n{FENCE_CLOSE}",
+                fence_safe(&json)
+            )
+        }),
+        audit,
+    }
+}
+
+/// A location tool's result reduced to what `input.precision` allows, by the rules of
+/// [`build_context`] (the same place, city, time zone and local time, the same age limits),
+/// as the JSON object the model reads instead of the node's answer; `None` when nothing may or
+/// can be said. The audit entry's path is [`ReadPath::Tool`]. At [`Precision::City`] the
+/// object never holds coordinates or an accuracy; the host passes `exact` results unchanged
+/// and calls this only for the audit.
+pub fn reduce_for_tool(
+    gazetteer: &Gazetteer,
+    policy: &LocationPolicy,
+    input: &ContextInput<'_>,
+) -> (Option<serde_json::Value>, AuditEntry) {
+    let Described { json, mut audit } = describe(gazetteer, policy, input);
+    audit.path = ReadPath::Tool;
+    let value = json.and_then(|json| match serde_json::from_str(&json) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "reduced location did not parse back; left out");
+            None
+        }
+    });
+    if value.is_none() && matches!(audit.outcome, AuditOutcome::Included | AuditOutcome::Stale) {
+        audit.outcome = AuditOutcome::Unavailable;
+    }
+    (value, audit)
+}
+
+/// What may be said about one fix, as unfenced JSON text, and the audit entry for it.
+struct Described {
+    json: Option<String>,
+    audit: AuditEntry,
+}
+
+fn describe(gazetteer: &Gazetteer, policy: &LocationPolicy, input: &ContextInput<'_>) -> Described {
     let mut audit = AuditEntry {
         at_ms: input.now_ms,
         device_id: input.device_id.clone(),
@@ -284,10 +381,11 @@ pub fn build_context(
         outcome: AuditOutcome::Off,
         place_name: None,
         city: None,
+        path: ReadPath::Context,
     };
     let none = |mut audit: AuditEntry, outcome| {
         audit.outcome = outcome;
-        LocationRead { block: None, audit }
+        Described { json: None, audit }
     };
 
     if input.precision == Precision::Off {
@@ -361,7 +459,7 @@ pub fn build_context(
     };
 
     let json = match serde_json::to_string(&payload) {
-        Ok(json) => fence_safe(&json),
+        Ok(json) => json,
         Err(e) => {
             tracing::error!(error = %e, "device context did not serialize; left out");
             return none(audit, AuditOutcome::Unavailable);
@@ -376,30 +474,10 @@ pub fn build_context(
     audit.city = city
         .as_ref()
         .map(|c| format!("{}, {}", c.name, c.country_code));
-    LocationRead {
-        block: Some(format!("{FENCE_OPEN}\n{FENCE_NOTE}\n{json}\n{FENCE_CLOSE}")),
+    Described {
+        json: Some(json),
         audit,
     }
-}
-
-/// Makes JSON text safe to sit between the fence lines: `<`, `>` and `&` can only occur
-/// inside JSON strings, where their `\u` escapes mean the same, so the JSON still parses to
-/// the same value but no tag can be opened or closed. JSON already escapes newlines and
-/// other control characters; U+2028/U+2029 are escaped too since some readers treat them
-/// as line breaks.
-fn fence_safe(json: &str) -> String {
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A device- or user-supplied name as the block carries it: trimmed and cut to

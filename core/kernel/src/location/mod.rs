@@ -8,7 +8,9 @@
 //! - [`context`]: the pure function that turns a fix into the fenced, untrusted
 //!   device-context block and the audit entry for the read;
 //! - [`prompts`]: the read for one prompt (consent, fetch, block, audit) over a
-//!   [`LocationLedger`] the host implements.
+//!   [`LocationLedger`] the host implements, and the same for one call of a node tool whose
+//!   result carries a position ([`LocationPrompts::read_for_tool`]: refused when off, reduced
+//!   at city, audited always).
 //!
 //! **Architecture Invariant:** off unless the user opted in for the device; coordinates reach
 //! a prompt only at [`Precision::Exact`] and never inside a named place; every read for a
@@ -22,11 +24,11 @@ pub mod prompts;
 
 pub use context::{
     AuditEntry, AuditOutcome, ContextInput, DeviceFix, FENCE_CLOSE, FENCE_NOTE, FENCE_OPEN,
-    FixError, LocationPolicy, LocationRead, Precision, build_context,
+    FixError, LocationPolicy, LocationRead, Precision, ReadPath, build_context, reduce_for_tool,
 };
 pub use gazetteer::{Gazetteer, Place, local_time};
 pub use geo::haversine_m;
 pub use places::{NamedPlace, place_containing};
 pub use prompts::{
-    Clock, LedgerError, LocationLedger, LocationPrompts, MemoryLedger, PromptTarget,
+    Clock, LedgerError, LocationLedger, LocationPrompts, MemoryLedger, PromptTarget, ToolRead,
 };

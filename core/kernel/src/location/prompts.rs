@@ -13,9 +13,11 @@ use futures_util::future::BoxFuture;
 use perch_protocol::DeviceId;
 use perch_protocol::node_commands::LocationFix;
 
+use serde_json::Value;
+
 use super::context::{
     AuditEntry, AuditOutcome, ContextInput, DeviceFix, LocationPolicy, LocationRead, Precision,
-    build_context,
+    ReadPath, build_context, reduce_for_tool,
 };
 use super::gazetteer::Gazetteer;
 use super::places::NamedPlace;
@@ -60,6 +62,22 @@ pub struct PromptTarget {
     pub session_key: String,
     /// Display name of the device the user is at (from presence), when known.
     pub active_device: Option<String>,
+}
+
+/// What a model may see of one call to a node tool whose result carries a position
+/// ([`LocationPrompts::read_for_tool`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolRead<E> {
+    /// Sharing is off for the device (or its consent is unreadable): the device was not asked;
+    /// the call is refused (`LOCATION_SHARING_OFF`).
+    Off,
+    /// The device was asked and failed; its error goes to the model as it is.
+    Failed(E),
+    /// The device answered, but nothing may or can be said: the fix is unusable or too old for
+    /// `city`, or the audit could not be written. Says why, without coordinates.
+    Withheld(&'static str),
+    /// What the model reads: the node's answer at `exact`, the reduced object at `city`.
+    Result(Value),
 }
 
 /// Milliseconds since the epoch; swapped in tests.
@@ -189,6 +207,131 @@ impl LocationPrompts {
         self.finish(ledger, read).await
     }
 
+    /// One call of a node tool whose result carries a position, made for a model: reads the
+    /// device's consent first and calls `fetch` (the node invoke) only when sharing is on, then
+    /// gives the model what the precision allows: at `exact` the node's answer unchanged, at
+    /// `city` the [`reduce_for_tool`] object (place or city, time zone, local time; never
+    /// coordinates). `position` reads the fix out of the answer ([`DeviceFix::from_value`]
+    /// for `location.get`). Every call is audited with [`ReadPath::Tool`], and a result whose
+    /// audit fails is withheld.
+    pub async fn read_for_tool<F, Fut, E>(
+        &self,
+        ledger: &dyn LocationLedger,
+        target: &PromptTarget,
+        position: fn(&Value) -> Result<DeviceFix, super::context::FixError>,
+        fetch: F,
+    ) -> ToolRead<E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Value, E>>,
+    {
+        let device = target.device_id.short();
+        let tool_entry = |precision, outcome| {
+            let mut read = self.empty(target, precision, outcome);
+            read.audit.path = ReadPath::Tool;
+            read.audit
+        };
+        let precision = match ledger.precision(&target.device_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(device, error = %e, "location consent unreadable; refusing the tool call");
+                self.record(
+                    ledger,
+                    &tool_entry(Precision::Off, AuditOutcome::Unavailable),
+                )
+                .await;
+                return ToolRead::Off;
+            }
+        };
+        if precision == Precision::Off {
+            self.record(ledger, &tool_entry(precision, AuditOutcome::Off))
+                .await;
+            return ToolRead::Off;
+        }
+        let places = match ledger.places().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(device, error = %e, "named places unreadable; tool result withheld");
+                self.record(ledger, &tool_entry(precision, AuditOutcome::Unavailable))
+                    .await;
+                return ToolRead::Withheld("the host could not read the location settings");
+            }
+        };
+        let answer = match fetch().await {
+            Ok(v) => v,
+            Err(e) => {
+                self.record(ledger, &tool_entry(precision, AuditOutcome::Unavailable))
+                    .await;
+                return ToolRead::Failed(e);
+            }
+        };
+        let fix = match position(&answer) {
+            Ok(fix) => Some(fix),
+            Err(e) => {
+                tracing::warn!(device, error = %e, "device sent an unusable position");
+                None
+            }
+        };
+        if fix.is_some() && !self.gazetteer.is_warm() {
+            let gazetteer = self.gazetteer;
+            if let Err(e) = tokio::task::spawn_blocking(move || gazetteer.warm()).await {
+                tracing::error!(error = %e, "loading the gazetteer failed; tool result withheld");
+                self.record(ledger, &tool_entry(precision, AuditOutcome::Unavailable))
+                    .await;
+                return ToolRead::Withheld("the host could not place the position");
+            }
+        }
+        let (reduced, mut audit) = reduce_for_tool(
+            self.gazetteer,
+            &self.policy,
+            &ContextInput {
+                device_id: &target.device_id,
+                device_name: &target.device_name,
+                session_key: &target.session_key,
+                precision,
+                fix: fix.as_ref(),
+                places: &places,
+                active_device: target.active_device.as_deref(),
+                now_ms: (self.clock)(),
+            },
+        );
+        let result = if precision == Precision::Exact {
+            // The user chose exact: the node's own answer, whatever its age; the audit says
+            // an old one went out as stale.
+            if audit.outcome == AuditOutcome::Dropped {
+                audit.outcome = AuditOutcome::Stale;
+            }
+            Some(answer)
+        } else {
+            reduced
+        };
+        if !self.record(ledger, &audit).await {
+            return ToolRead::Withheld("the host could not record the location read");
+        }
+        match result {
+            Some(v) => ToolRead::Result(v),
+            None if fix.is_none() => {
+                ToolRead::Withheld("the device's answer holds no usable position")
+            }
+            None => ToolRead::Withheld("the device's position is too old to use"),
+        }
+    }
+
+    /// Writes one audit entry; `false` (logged) when it could not be written.
+    async fn record(&self, ledger: &dyn LocationLedger, entry: &AuditEntry) -> bool {
+        match ledger.record(entry).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    device = entry.device_id.short(),
+                    error = %e,
+                    "location audit not written"
+                );
+                false
+            }
+        }
+    }
+
     /// A read that says nothing, for the paths that stop before a fix is looked at.
     fn empty(
         &self,
@@ -206,6 +349,7 @@ impl LocationPrompts {
                 outcome,
                 place_name: None,
                 city: None,
+                path: ReadPath::Context,
             },
         }
     }
@@ -496,6 +640,145 @@ mod tests {
             .await;
         assert_eq!(read.block, None);
         assert_eq!(read.audit.outcome, AuditOutcome::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A node answer as JSON, with a field the reduction must drop.
+    fn answer(age_secs: i64) -> Value {
+        let mut v = serde_json::to_value(wire(age_secs)).unwrap();
+        v["altitudeMeters"] = serde_json::json!(182.5);
+        v
+    }
+
+    /// A tool fetch that counts its calls and returns `result`.
+    fn tool_fetcher(
+        calls: &AtomicUsize,
+        result: Result<Value, String>,
+    ) -> impl FnOnce() -> std::future::Ready<Result<Value, String>> + '_ {
+        move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(result)
+        }
+    }
+
+    fn read_tool<'a>(
+        ledger: &'a MemoryLedger,
+        calls: &'a AtomicUsize,
+        result: Result<Value, String>,
+    ) -> impl Future<Output = ToolRead<String>> + 'a {
+        let t = target();
+        async move {
+            prompts()
+                .read_for_tool(
+                    ledger,
+                    &t,
+                    DeviceFix::from_value,
+                    tool_fetcher(calls, result),
+                )
+                .await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tool_read_is_refused_when_off_without_asking_the_device() {
+        let ledger = MemoryLedger::new();
+        let calls = AtomicUsize::new(0);
+        let r = read_tool(&ledger, &calls, Ok(answer(1))).await;
+        assert_eq!(r, ToolRead::Off);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        let audit = ledger.audit();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (audit[0].outcome, audit[0].path, audit[0].precision),
+            (AuditOutcome::Off, ReadPath::Tool, Precision::Off)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tool_read_at_city_has_the_city_and_no_coordinates() {
+        let ledger = MemoryLedger::new();
+        ledger.set_precision(&target().device_id, Precision::City);
+        let calls = AtomicUsize::new(0);
+        let ToolRead::Result(v) = read_tool(&ledger, &calls, Ok(answer(30))).await else {
+            panic!("no result");
+        };
+        let text = v.to_string();
+        for needle in ["48.2", "16.3", "lat", "lon", "accuracy", "altitude", "182"] {
+            assert!(!text.contains(needle), "{needle} in {text}");
+        }
+        assert_eq!(v["city"], "Vienna");
+        assert_eq!(v["timeZone"], "Europe/Vienna");
+        assert_eq!(v["localTime"], "2026-11-21 14:03 (Saturday, UTC+01:00)");
+        assert_eq!(v["precision"], "city");
+        let audit = ledger.audit();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].path, ReadPath::Tool);
+        assert_eq!(audit[0].outcome, AuditOutcome::Included);
+        assert_eq!(audit[0].city.as_deref(), Some("Vienna, AT"));
+
+        // Too old for city, or no position at all: withheld, and audited as such.
+        let r = read_tool(&ledger, &calls, Ok(answer(7200))).await;
+        assert!(matches!(r, ToolRead::Withheld(_)), "{r:?}");
+        let r = read_tool(&ledger, &calls, Ok(serde_json::json!({"lat": "north"}))).await;
+        assert!(matches!(r, ToolRead::Withheld(_)), "{r:?}");
+        let outcomes: Vec<_> = ledger.audit().iter().map(|a| a.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                AuditOutcome::Included,
+                AuditOutcome::Dropped,
+                AuditOutcome::Unavailable
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tool_read_at_exact_is_unchanged_and_audited() {
+        let ledger = MemoryLedger::new();
+        ledger.set_precision(&target().device_id, Precision::Exact);
+        let calls = AtomicUsize::new(0);
+        let r = read_tool(&ledger, &calls, Ok(answer(30))).await;
+        assert_eq!(r, ToolRead::Result(answer(30)));
+        let r = read_tool(&ledger, &calls, Err("LOCATION_UNAVAILABLE".to_string())).await;
+        assert_eq!(r, ToolRead::Failed("LOCATION_UNAVAILABLE".to_string()));
+        let audit = ledger.audit();
+        let rows: Vec<_> = audit.iter().map(|a| (a.outcome, a.path)).collect();
+        assert_eq!(
+            rows,
+            [
+                (AuditOutcome::Included, ReadPath::Tool),
+                (AuditOutcome::Unavailable, ReadPath::Tool)
+            ]
+        );
+        assert_eq!(audit[0].city.as_deref(), Some("Vienna, AT"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_tool_read_whose_audit_fails_is_withheld() {
+        let calls = AtomicUsize::new(0);
+        let r = prompts()
+            .read_for_tool(
+                &BrokenLedger {
+                    consent_fails: false,
+                },
+                &target(),
+                DeviceFix::from_value,
+                tool_fetcher(&calls, Ok(answer(1))),
+            )
+            .await;
+        assert!(matches!(r, ToolRead::Withheld(_)), "{r:?}");
+        let r = prompts()
+            .read_for_tool(
+                &BrokenLedger {
+                    consent_fails: true,
+                },
+                &target(),
+                DeviceFix::from_value,
+                tool_fetcher(&calls, Ok(answer(1))),
+            )
+            .await;
+        assert_eq!(r, ToolRead::Off);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }
