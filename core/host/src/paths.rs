@@ -71,7 +71,7 @@ pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
         } else if mode & 0o077 != 0 {
             match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
                 Ok(()) => {
-                    tracing::warn!(dir = %dir.display(), old_mode = %shown, "the data directory was open to other users; it is now private (0700)");
+                    tracing::info!(dir = %dir.display(), old_mode = %shown, "the data directory was open to other users; it is now private (0700)");
                 }
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), mode = %shown, error = %e, "the data directory is open to other users and cannot be made private");
