@@ -108,6 +108,46 @@ pub struct GatewayConfig {
     pub ui_dir: Option<PathBuf>,
     /// Which settings came from the command line instead of `perch.toml`.
     pub overrides: Overrides,
+    /// Bounds on what unauthenticated clients can make the host hold.
+    pub limits: Limits,
+    /// Extra names the `Host` header may carry (`[gateway] allowed_hosts`), besides loopback
+    /// names, this machine's addresses and `<name>.local`.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Bounds on unauthenticated load (`[gateway]` keys of the same names); see docs/protocol.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections in total, counted from accept; more are refused with HTTP 503.
+    pub max_connections: usize,
+    /// Open connections from one source address; loopback is exempt unless
+    /// [`Limits::limit_loopback`] is set.
+    pub max_connections_per_source: usize,
+    /// Applies the per-source connection cap to loopback clients too (the local CLI, app and
+    /// tests all come from 127.0.0.1, so it is off by default).
+    pub limit_loopback: bool,
+    /// How long a WebSocket may take to complete `connect`; pings and junk do not extend it.
+    pub handshake_timeout_ms: u64,
+    /// How long a client may take to send a complete HTTP request head.
+    pub header_timeout_ms: u64,
+    /// Pending pairing requests in total; past it the oldest are expired.
+    pub max_pending_pairings: usize,
+    /// Pending pairing requests from one source address; past it new ones are refused.
+    pub max_pending_pairings_per_source: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_source: 512,
+            limit_loopback: false,
+            handshake_timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
+            max_pending_pairings: 64,
+            max_pending_pairings_per_source: 8,
+        }
+    }
 }
 
 /// Settings given on the command line (`--bind`, `--mdns`): while they stand, the file's
@@ -151,6 +191,8 @@ impl GatewayConfig {
             max_queued_invokes: 16,
             ui_dir: None,
             overrides: Overrides::default(),
+            limits: Limits::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -175,6 +217,32 @@ pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     }
     s.parse()
         .map_err(|_| format!("{s:?} is not ADDR:PORT (for example 127.0.0.1:18789)"))
+}
+
+/// Checks one `[gateway] allowed_hosts` entry: a DNS name or an IP address, without a port
+/// (any port is accepted), stored lowercase.
+pub fn parse_allowed_host(s: &str) -> Result<String, String> {
+    let h = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let bare = h.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(bare.to_string());
+    }
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(h)
+    } else {
+        Err(format!(
+            "{s:?} is not a host name or IP address (no port, no scheme)"
+        ))
+    }
 }
 
 fn default_host_name() -> String {
@@ -214,6 +282,16 @@ mod tests {
         );
         assert_eq!(parse_bind("[::1]:9000").unwrap().to_string(), "[::1]:9000");
         assert!(parse_bind("nope").unwrap_err().contains("ADDR:PORT"));
+    }
+
+    #[test]
+    fn allowed_hosts_are_names_or_addresses() {
+        assert_eq!(parse_allowed_host("Box.Example.").unwrap(), "box.example");
+        assert_eq!(parse_allowed_host("[fe80::1]").unwrap(), "fe80::1");
+        assert_eq!(parse_allowed_host("10.0.0.2").unwrap(), "10.0.0.2");
+        assert!(parse_allowed_host("box:8080").is_err());
+        assert!(parse_allowed_host("http://box").is_err());
+        assert!(parse_allowed_host("").is_err());
     }
 
     #[test]

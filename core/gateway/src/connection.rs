@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use perch_protocol::events::{
@@ -29,9 +31,10 @@ use perch_protocol::{
     DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, Reason, close_code,
 };
 use perch_store::bootstrap::BootstrapError;
-use perch_store::{DeviceRecord, NewPairingRequest};
+use perch_store::{DeviceRecord, Filed, NewPairingRequest, PendingCaps};
 
 use crate::dispatch::{self, Handler, NodeCall, OperatorCall};
+use crate::frame_limit::{SharedLimit, TooLarge};
 use crate::handshake::{MAX_LABEL, check_protocol, clean_label, verify_device};
 use crate::hub::{ConnId, Control, Hub, NodeSession, Outbound, Outbox, now_ms};
 use crate::operator::store_error;
@@ -39,6 +42,7 @@ use crate::pairing::{self, Admission, TokenCheck};
 use crate::phase::{Phase, PhaseEvent};
 use crate::secrets::{hash_token, new_token, random_b64, secrets_equal};
 use crate::selector::{Candidate, distinct_name};
+use crate::ws_upgrade::Socket;
 
 /// Messages queued for one client before it counts as too slow and is closed.
 const OUTBOX_CAPACITY: usize = 1024;
@@ -63,10 +67,12 @@ struct Conn {
     approved_token: Option<String>,
     /// This connection's presence entry, once admitted.
     presence_key: Option<String>,
+    /// The message size limit the socket's reader enforces; raised once admitted.
+    limit: SharedLimit,
 }
 
 /// Serves one upgraded socket until it closes.
-pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) {
+pub async fn serve_socket(hub: Arc<Hub>, socket: Socket, remote: SocketAddr, limit: SharedLimit) {
     let id = hub.next_conn_id();
     let (mut sink, mut stream) = socket.split();
     let slow = CancellationToken::new();
@@ -89,7 +95,7 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
                 Outbound::Close(code, reason) => {
                     let _ = sink
                         .send(Message::Close(Some(CloseFrame {
-                            code,
+                            code: CloseCode::from(code),
                             reason: Utf8Bytes::from(reason),
                         })))
                         .await;
@@ -123,6 +129,7 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
         running: HashMap::new(),
         approved_token: None,
         presence_key: None,
+        limit,
     };
     tracing::debug!(conn = %id, %remote, "connection opened");
     conn.send_challenge(&nonce);
@@ -131,6 +138,10 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_inbound = Instant::now();
+    // Until `connect` succeeds (or the device waits for the user's approval) the client has
+    // this long; nothing it sends extends it.
+    let handshake_time = Duration::from_millis(hub.config.limits.handshake_timeout_ms);
+    let mut handshake_deadline = Some(tokio::time::Instant::now() + handshake_time);
 
     loop {
         tokio::select! {
@@ -140,8 +151,27 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
                 writer.abort();
                 break;
             }
+            _ = sleep_until_some(handshake_deadline) => {
+                tracing::debug!(conn = %id, %remote, "no connect before the handshake deadline; closing");
+                let error = ErrorShape::new(
+                    ErrorCode::Timeout,
+                    format!("connect was not completed within {} ms", handshake_time.as_millis()),
+                )
+                .with_retryable(true);
+                conn.close(error, true, close_code::HANDSHAKE_TIMEOUT);
+                break;
+            }
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break };
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(WsError::Io(e))) if TooLarge::from_io(&e).is_some() => {
+                        if let Some(too) = TooLarge::from_io(&e) {
+                            conn.refuse_oversized(too);
+                        }
+                        break;
+                    }
+                    _ => break,
+                };
                 last_inbound = Instant::now();
                 if let Some(key) = &conn.presence_key {
                     hub.presence_seen(key);
@@ -152,13 +182,15 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
                         None,
                         ErrorShape::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text frames"),
                     ),
-                    Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
                     Message::Close(_) => Flow::Close,
                 };
                 if flow == Flow::Close { break }
+                handshake_deadline = conn.handshake_deadline(handshake_deadline, handshake_time);
             }
             Some(ctrl) = control_rx.recv() => {
                 if conn.on_control(ctrl) == Flow::Close { break }
+                handshake_deadline = conn.handshake_deadline(handshake_deadline, handshake_time);
             }
             _ = ticker.tick() => {
                 if last_inbound.elapsed() > 2 * tick_every {
@@ -192,7 +224,43 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: WebSocket, remote: SocketAddr) 
     tracing::debug!(conn = %id, "connection closed");
 }
 
+/// Sleeps until the deadline, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Conn {
+    /// The handshake deadline after a step: kept while waiting for `connect`, none while the
+    /// user decides or once admitted, and a fresh one when approval asks for `connect` again.
+    fn handshake_deadline(
+        &self,
+        current: Option<tokio::time::Instant>,
+        window: Duration,
+    ) -> Option<tokio::time::Instant> {
+        match (&self.phase, current) {
+            (Phase::AwaitingConnect { .. }, Some(d)) => Some(d),
+            (Phase::AwaitingConnect { .. }, None) => Some(tokio::time::Instant::now() + window),
+            _ => None,
+        }
+    }
+
+    /// The reader saw a message over the limit in force: says so and closes with 1009 (the
+    /// stream cannot be resynchronised past a payload it refused to read).
+    fn refuse_oversized(&mut self, too: TooLarge) {
+        let error = ErrorShape::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "frame of at least {} bytes exceeds the limit of {} bytes",
+                too.size, too.limit
+            ),
+        )
+        .with_details(json!({"limit": too.limit, "size": too.size}));
+        self.fail(None, error, close_code::TOO_BIG);
+    }
+
     fn send_challenge(&self, nonce: &str) {
         let ts = now_ms();
         self.out.event(
@@ -607,13 +675,34 @@ impl Conn {
                     device_family: params.client.device_family.clone(),
                     remote_addr: Some(self.remote.ip().to_string()),
                 };
-                let (rec, created) =
-                    match store.pairing().upsert_pending(req, &request_id, now).await {
-                        Ok(v) => v,
-                        Err(e) => {
-                            return self.fail(Some(id), store_error(e), close_code::GOING_AWAY);
+                let limits = &self.hub.config.limits;
+                let caps = PendingCaps {
+                    total: limits.max_pending_pairings,
+                    per_source: limits.max_pending_pairings_per_source,
+                };
+                let filed = match store
+                    .pairing()
+                    .file_pending(req, &request_id, now, caps)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return self.fail(Some(id), store_error(e), close_code::GOING_AWAY);
+                    }
+                };
+                let (rec, created) = match filed {
+                    Filed::Existing(rec) => (rec, false),
+                    Filed::Created { record, expired } => {
+                        for old in expired {
+                            self.hub.expire_waiters(&old);
                         }
-                    };
+                        (record, true)
+                    }
+                    Filed::SourceFull { pending } => {
+                        let e = pairing::source_full(pending);
+                        return self.fail(Some(id), e, close_code::POLICY);
+                    }
+                };
                 if created {
                     tracing::info!(request_id = %rec.request_id, device = %device_id.short(), name = %display_name, "new pairing request");
                     let verification_code = self.hub.verification_code(&dev);
@@ -883,6 +972,10 @@ impl Conn {
             },
         };
         let out = self.out.clone();
+        self.limit.store(
+            cfg.max_payload as usize + PRE_HANDSHAKE_MAX_FRAME,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // Snapshot, hello-ok and the role switch happen under the presence lock, so this client
         // sees every later change as an event and none before its hello-ok.
         self.hub.admit_conn(

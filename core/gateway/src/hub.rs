@@ -388,6 +388,20 @@ impl Hub {
             .insert(conn);
     }
 
+    /// Closes the connections waiting on a request that expired to make room for newer ones.
+    pub fn expire_waiters(&self, request_id: &str) {
+        let conns = lock(&self.waiters).remove(request_id).unwrap_or_default();
+        let all = lock(&self.conns);
+        for c in conns {
+            if let Some(e) = all.get(&c) {
+                let _ = e.control.send(Control::Close {
+                    error: crate::pairing::expired_for_room(request_id),
+                    reconnect: true,
+                });
+            }
+        }
+    }
+
     /// Requests that a connection is waiting on right now.
     pub fn waited_requests(&self) -> Vec<String> {
         lock(&self.waiters).keys().cloned().collect()

@@ -24,11 +24,16 @@
 //! get structured errors, slow readers are closed, and no client input can panic a task that
 //! others depend on.
 
+pub mod accept;
 pub mod chat;
 pub mod config;
+pub mod conn_limits;
 mod connection;
 pub mod dispatch;
+mod fd_limit;
+pub mod frame_limit;
 pub mod handshake;
+pub mod host_check;
 pub mod hub;
 mod idempotency;
 pub mod invoke;
@@ -49,6 +54,7 @@ pub mod setup_code;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod web;
+pub mod ws_upgrade;
 
 pub use config::GatewayConfig;
 pub use server::{GatewayError, RunningGateway, start};

@@ -91,6 +91,33 @@ pub fn rejected(request_id: &str) -> ErrorShape {
     .with_retryable(false)
 }
 
+/// How long a source whose pairing requests are at the cap is asked to wait before trying
+/// again (the user decides, or the requests expire, in the meantime).
+pub const SOURCE_FULL_RETRY_MS: u64 = 60_000;
+
+/// The refusal for a new pairing request from a source that has too many pending already.
+pub fn source_full(pending: usize) -> ErrorShape {
+    ErrorShape::new(
+        ErrorCode::RateLimited,
+        format!(
+            "{pending} pairing requests from this address are already waiting for the user; \
+             approve or reject them first, or pair with a setup code"
+        ),
+    )
+    .with_details(json!({"retryAfterMs": SOURCE_FULL_RETRY_MS, "pending": pending}))
+    .with_retryable(true)
+}
+
+/// Said to a device whose pending request expired to make room for newer ones.
+pub fn expired_for_room(request_id: &str) -> ErrorShape {
+    ErrorShape::new(
+        ErrorCode::NotPaired,
+        "this pairing request expired to make room for newer ones; connect again to file a new one",
+    )
+    .with_details(json!({"requestId": request_id, "reason": Reason::Expired}))
+    .with_retryable(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -188,6 +185,7 @@ pub async fn start(
         hub.shutdown.clone(),
     );
     let tracker = TaskTracker::new();
+    let allowlist = Arc::new(crate::host_check::HostAllowlist::new(&hub.config));
     let app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(health))
@@ -197,25 +195,21 @@ pub async fn start(
         .with_state(AppState {
             hub: hub.clone(),
             tracker: tracker.clone(),
-        });
-    let shutdown = hub.shutdown.clone();
-    let server = tokio::spawn(async move {
-        // Invokes are small request/response exchanges: Nagle plus delayed ACKs would add
-        // ~40 ms to every call, so every accepted socket gets TCP_NODELAY.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            allowlist,
+            crate::host_check::check_host,
+        ));
+    let limits = crate::conn_limits::ConnLimits::new(&hub.config.limits);
+    crate::fd_limit::raise_for(hub.config.limits.max_connections);
+    let server = tokio::spawn(crate::accept::serve(
+        listener,
+        app,
+        limits,
+        Duration::from_millis(hub.config.limits.header_timeout_ms),
+        hub.shutdown.clone(),
+        tracker.clone(),
+    ));
     tracker.spawn(janitor(hub.clone()));
     tracing::info!(%addr, host_id = %hub.host_id, name = %hub.config.name, "gateway listening");
     Ok(RunningGateway {
@@ -236,37 +230,45 @@ struct AppState {
 /// `/`: the protocol socket for a WebSocket upgrade from no origin or the host's own; for a
 /// browser asking for a page, the web UI; for anything else, the JSON banner.
 async fn root(
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    slot: Option<Extension<crate::accept::SlotHandle>>,
+    mut req: Request,
 ) -> Response {
-    let foreign = ws
-        .is_ok()
-        .then(|| crate::web::foreign_origin(&headers))
+    let upgrade = crate::ws_upgrade::Upgrade::from_request(&mut req);
+    let headers = req.headers();
+    let foreign = upgrade
+        .is_some()
+        .then(|| crate::web::foreign_origin(headers))
         .flatten();
     if let Some(origin) = foreign {
         return crate::web::forbidden_origin(&origin);
     }
-    match ws {
-        Err(_) if crate::web::wants_html(&headers) => {
+    match upgrade {
+        None if crate::web::wants_html(headers) => {
             Redirect::temporary(crate::web::UI_PATH).into_response()
         }
-        Ok(ws) => {
-            let limit =
+        Some(upgrade) => {
+            // The message limit starts at the pre-handshake size and is raised after `connect`;
+            // tungstenite's own limit is the most the socket ever allows.
+            let max =
                 state.hub.config.max_payload as usize + perch_protocol::PRE_HANDSHAKE_MAX_FRAME;
-            let hub = state.hub.clone();
-            let tracker = state.tracker.clone();
             // A small read buffer: most frames are tiny, and tungstenite's default of 128 KiB
             // per socket would dominate host memory with many nodes connected.
-            ws.max_message_size(limit)
-                .max_frame_size(limit)
-                .read_buffer_size(WS_READ_BUFFER)
-                .on_upgrade(move |socket| {
-                    tracker.track_future(crate::connection::serve_socket(hub, socket, remote))
-                })
+            let (response, limit, socket) =
+                upgrade.accept(perch_protocol::PRE_HANDSHAKE_MAX_FRAME, max, WS_READ_BUFFER);
+            let hub = state.hub.clone();
+            let slot = slot.map(|Extension(s)| s);
+            tokio::spawn(state.tracker.track_future(async move {
+                if let Some(socket) = socket.await {
+                    crate::connection::serve_socket(hub, socket, remote, limit).await;
+                }
+                // The connection's place under the caps is free once the socket is gone.
+                drop(slot);
+            }));
+            response
         }
-        Err(_) => axum::Json(json!({
+        None => axum::Json(json!({
             "service": "perch-gateway",
             "version": env!("CARGO_PKG_VERSION"),
             "hostId": state.hub.host_id,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use perch_gateway::GatewayConfig;
-use perch_gateway::config::{CommandPolicy, MdnsMode, parse_bind, parse_name};
+use perch_gateway::config::{CommandPolicy, MdnsMode, parse_allowed_host, parse_bind, parse_name};
 use perch_kernel::credentials::ModelsConfig;
 
 /// Name of the settings file inside the data directory.
@@ -108,8 +108,36 @@ struct GatewaySection {
     invoke_timeout_ms: Option<u64>,
     mdns: Option<MdnsMode>,
     ui_dir: Option<PathBuf>,
+    max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    limit_loopback: Option<bool>,
+    handshake_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
+    max_pending_pairings: Option<usize>,
+    max_pending_pairings_per_source: Option<usize>,
+    allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     nodes: NodesSection,
+}
+
+/// Checks that an optional `[gateway]` number is in range and stores it.
+fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+    value: Option<T>,
+    key: &str,
+    range: std::ops::RangeInclusive<T>,
+    slot: &mut T,
+) -> Result<(), String> {
+    if let Some(v) = value {
+        if !range.contains(&v) {
+            return Err(format!(
+                "[gateway] {key} must be between {} and {}",
+                range.start(),
+                range.end()
+            ));
+        }
+        *slot = v;
+    }
+    Ok(())
 }
 
 /// The `[gateway.nodes]` table: host policy for node commands.
@@ -181,6 +209,59 @@ pub fn apply_gateway(cfg: &mut GatewayConfig, path: &Path, text: &str) -> Result
             _ => dir,
         });
     }
+    let l = &mut cfg.limits;
+    in_range(
+        g.max_connections,
+        "max_connections",
+        16..=1_000_000,
+        &mut l.max_connections,
+    )
+    .map_err(invalid)?;
+    in_range(
+        g.max_connections_per_source,
+        "max_connections_per_source",
+        1..=1_000_000,
+        &mut l.max_connections_per_source,
+    )
+    .map_err(invalid)?;
+    if let Some(b) = g.limit_loopback {
+        l.limit_loopback = b;
+    }
+    in_range(
+        g.handshake_timeout_ms,
+        "handshake_timeout_ms",
+        100..=600_000,
+        &mut l.handshake_timeout_ms,
+    )
+    .map_err(invalid)?;
+    in_range(
+        g.header_timeout_ms,
+        "header_timeout_ms",
+        100..=600_000,
+        &mut l.header_timeout_ms,
+    )
+    .map_err(invalid)?;
+    in_range(
+        g.max_pending_pairings,
+        "max_pending_pairings",
+        1..=10_000,
+        &mut l.max_pending_pairings,
+    )
+    .map_err(invalid)?;
+    in_range(
+        g.max_pending_pairings_per_source,
+        "max_pending_pairings_per_source",
+        1..=10_000,
+        &mut l.max_pending_pairings_per_source,
+    )
+    .map_err(invalid)?;
+    if let Some(hosts) = g.allowed_hosts {
+        cfg.allowed_hosts = hosts
+            .iter()
+            .map(|h| parse_allowed_host(h))
+            .collect::<Result<_, _>>()
+            .map_err(|m| invalid(format!("[gateway] allowed_hosts: {m}")))?;
+    }
     if let Some(q) = g.nodes.queue_offline_invokes {
         cfg.queue_offline_invokes = q;
     }
@@ -217,6 +298,36 @@ mod tests {
         let mut c = GatewayConfig::defaults(PathBuf::from("/tmp/x"));
         apply_gateway(&mut c, Path::new("perch.toml"), text)?;
         Ok(c)
+    }
+
+    #[test]
+    fn limits_from_file_are_range_checked() {
+        let c = apply(
+            "[gateway]\nmax_connections = 100\nmax_connections_per_source = 10\nlimit_loopback = true\n\
+             handshake_timeout_ms = 500\nheader_timeout_ms = 700\nmax_pending_pairings = 5\n\
+             max_pending_pairings_per_source = 2\nallowed_hosts = [\"Perch.Example\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_connections, 100);
+        assert_eq!(c.limits.max_connections_per_source, 10);
+        assert!(c.limits.limit_loopback);
+        assert_eq!(c.limits.handshake_timeout_ms, 500);
+        assert_eq!(c.limits.header_timeout_ms, 700);
+        assert_eq!(c.limits.max_pending_pairings, 5);
+        assert_eq!(c.limits.max_pending_pairings_per_source, 2);
+        assert_eq!(c.allowed_hosts, vec!["perch.example".to_string()]);
+        let err = apply("[gateway]\nmax_connections = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_connections must be between"), "{err}");
+        let err = apply("[gateway]\nhandshake_timeout_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("handshake_timeout_ms"), "{err}");
+        let err = apply("[gateway]\nallowed_hosts = [\"a b\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allowed_hosts"), "{err}");
     }
 
     #[test]

@@ -86,6 +86,8 @@ error_codes! {
     ModelError => "MODEL_ERROR",
     /// The host cannot serve the request right now; retry later.
     Unavailable => "UNAVAILABLE",
+    /// Too many at once from this source (pending pairing requests); `details.retryAfterMs`.
+    RateLimited => "RATE_LIMITED",
     /// The host hit an internal fault; nothing was changed.
     Internal => "INTERNAL",
     /// The request was cancelled by the caller.

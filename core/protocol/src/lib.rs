@@ -67,4 +67,6 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The peer was silent for two tick intervals.
     pub const TICK_TIMEOUT: u16 = 4000;
+    /// The client did not complete `connect` within the handshake deadline.
+    pub const HANDSHAKE_TIMEOUT: u16 = 4001;
 }

@@ -50,7 +50,9 @@ pub use location::{
     NewPlace, PlaceError, PlaceRecord, SharingRecord,
 };
 pub use meta::MetaRepo;
-pub use pairing::{NewPairingRequest, PairingRepo, PairingRequestRecord, RequestStatus};
+pub use pairing::{
+    Filed, NewPairingRequest, PairingRepo, PairingRequestRecord, PendingCaps, RequestStatus,
+};
 pub use sessions::{MessageRecord, MessageRole, NewMessage, SessionRecord, SessionRepo};
 pub use tokens::TokenRepo;
 

@@ -210,6 +210,34 @@ fn require_pending(
     Ok(request)
 }
 
+/// Caps on pending requests for [`PairingRepo::file_pending`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCaps {
+    /// Pending requests in all; the oldest expire to make room past it.
+    pub total: usize,
+    /// Pending requests from one `remote_addr`; new ones are refused past it.
+    pub per_source: usize,
+}
+
+/// What [`PairingRepo::file_pending`] did.
+#[derive(Debug)]
+pub enum Filed {
+    /// The device already had a pending request; it was refreshed.
+    Existing(PairingRequestRecord),
+    /// A new request, and the ids of the oldest requests expired to make room for it.
+    Created {
+        /// The new request.
+        record: PairingRequestRecord,
+        /// Requests expired to stay under the total cap.
+        expired: Vec<String>,
+    },
+    /// The source has this many pending requests already; nothing was written.
+    SourceFull {
+        /// Pending requests from the source.
+        pending: usize,
+    },
+}
+
 /// Reads and decides pairing requests.
 #[derive(Debug, Clone, Copy)]
 pub struct PairingRepo<'a> {
@@ -231,6 +259,34 @@ impl<'a> PairingRepo<'a> {
         new_request_id: &str,
         now_ms: i64,
     ) -> Result<(PairingRequestRecord, bool), StoreError> {
+        let unlimited = PendingCaps {
+            total: usize::MAX,
+            per_source: usize::MAX,
+        };
+        match self
+            .file_pending(req, new_request_id, now_ms, unlimited)
+            .await?
+        {
+            Filed::Existing(r) => Ok((r, false)),
+            Filed::Created { record, .. } => Ok((record, true)),
+            Filed::SourceFull { .. } => Err(StoreError::NotFound {
+                what: "pairing request",
+                id: new_request_id.to_string(),
+            }),
+        }
+    }
+
+    /// Like [`PairingRepo::upsert_pending`], under caps: a device that already has a pending
+    /// request refreshes it whatever the caps; a new request from a source (`remote_addr`)
+    /// that has `per_source` pending already is refused without writing anything; and when
+    /// `total` are pending, the oldest (by `requested_at_ms`) are expired to make room.
+    pub async fn file_pending(
+        &self,
+        req: NewPairingRequest,
+        new_request_id: &str,
+        now_ms: i64,
+        caps: PendingCaps,
+    ) -> Result<Filed, StoreError> {
         let mut tx = begin_write(self.pool).await?;
         let existing: Option<String> = sqlx::query_scalar(
             "SELECT request_id FROM pairing_requests \
@@ -240,6 +296,47 @@ impl<'a> PairingRepo<'a> {
         .bind(req.role.as_str())
         .fetch_optional(&mut *tx)
         .await?;
+
+        let mut expired = Vec::new();
+        if existing.is_none() {
+            let from_source: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pairing_requests \
+                 WHERE status = 'pending' AND remote_addr IS $1",
+            )
+            .bind(&req.remote_addr)
+            .fetch_one(&mut *tx)
+            .await?;
+            if from_source as u64 >= caps.per_source as u64 {
+                return Ok(Filed::SourceFull {
+                    pending: from_source as usize,
+                });
+            }
+            let total: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pairing_requests WHERE status = 'pending'",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if total as u64 >= caps.total as u64 {
+                let excess = total - caps.total as i64 + 1;
+                expired = sqlx::query_scalar(
+                    "SELECT request_id FROM pairing_requests WHERE status = 'pending' \
+                     ORDER BY requested_at_ms, request_id LIMIT $1",
+                )
+                .bind(excess)
+                .fetch_all(&mut *tx)
+                .await?;
+                for id in &expired {
+                    sqlx::query(
+                        "UPDATE pairing_requests SET status = 'expired', decided_at_ms = $2 \
+                         WHERE request_id = $1",
+                    )
+                    .bind(id)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
 
         let (request_id, created) = match existing {
             Some(id) => {
@@ -288,15 +385,17 @@ impl<'a> PairingRepo<'a> {
                     id: request_id.clone(),
                 })?;
         tx.commit().await?;
-        if created {
-            tracing::info!(
-                request = %record.request_id,
-                device = record.device_id.short(),
-                role = %record.role,
-                "pairing requested"
-            );
+        if !created {
+            return Ok(Filed::Existing(record));
         }
-        Ok((record, created))
+        tracing::info!(
+            request = %record.request_id,
+            device = record.device_id.short(),
+            role = %record.role,
+            expired_to_make_room = expired.len(),
+            "pairing requested"
+        );
+        Ok(Filed::Created { record, expired })
     }
 
     /// The request with this id in any status; `None` if unknown.
@@ -418,6 +517,69 @@ mod tests {
     use crate::Store;
     use crate::devices::DeviceStatus;
     use crate::test_support::{device, request};
+
+    #[tokio::test]
+    async fn file_pending_refuses_a_full_source_and_expires_the_oldest_past_the_total() {
+        let store = Store::open_in_memory().await.unwrap();
+        let caps = PendingCaps {
+            total: 3,
+            per_source: 2,
+        };
+        let from = |n: u8, addr: &str| {
+            let mut r = request(n, Role::Node);
+            r.remote_addr = Some(addr.to_string());
+            r
+        };
+        let p = store.pairing();
+        for (n, addr, id, at) in [(1, "10.0.0.1", "a", 10), (2, "10.0.0.1", "b", 20)] {
+            assert!(matches!(
+                p.file_pending(from(n, addr), id, at, caps).await.unwrap(),
+                Filed::Created { .. }
+            ));
+        }
+        // The flooding source is refused; nothing is written.
+        assert!(matches!(
+            p.file_pending(from(3, "10.0.0.1"), "c", 30, caps)
+                .await
+                .unwrap(),
+            Filed::SourceFull { pending: 2 }
+        ));
+        assert_eq!(p.get("c").await.unwrap(), None);
+        // A retry of a device already pending is refreshed, not refused.
+        assert!(matches!(
+            p.file_pending(from(1, "10.0.0.1"), "x", 35, caps)
+                .await
+                .unwrap(),
+            Filed::Existing(r) if r.request_id == "a"
+        ));
+        // Other sources fill the total; past it the oldest request expires.
+        p.file_pending(from(4, "10.0.0.2"), "d", 40, caps)
+            .await
+            .unwrap();
+        match p
+            .file_pending(from(5, "10.0.0.3"), "e", 50, caps)
+            .await
+            .unwrap()
+        {
+            Filed::Created { record, expired } => {
+                assert_eq!(record.request_id, "e");
+                assert_eq!(expired, vec!["a".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let pending: Vec<String> = p
+            .list_pending()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect();
+        assert_eq!(pending, vec!["b", "d", "e"]);
+        assert_eq!(
+            p.get("a").await.unwrap().unwrap().status,
+            RequestStatus::Expired
+        );
+    }
 
     #[tokio::test]
     async fn upsert_pending_reuses_the_id_on_retry() {
