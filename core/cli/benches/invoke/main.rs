@@ -239,7 +239,12 @@ impl Host {
     async fn start(dir: &Path) -> Result<Host> {
         std::fs::write(
             dir.join("perch.toml"),
-            format!("[gateway]\ntick_interval_ms = {TICK_INTERVAL_MS}\n"),
+            // Every simulated node pairs from 127.0.0.1, PAIR_PARALLEL at a time: room for them
+            // in the per-source pending cap (the default 8 is for a real LAN).
+            format!(
+                "[gateway]\ntick_interval_ms = {TICK_INTERVAL_MS}\nmax_pending_pairings_per_source = {}\n",
+                PAIR_PARALLEL * 2
+            ),
         )
         .context("cannot write perch.toml")?;
         let port = free_port()?;
