@@ -390,6 +390,20 @@ impl Desktop {
                 .ok_or_else(|| ActionError::HostUnavailable {
                     reason: self.current().status,
                 })?;
+        // The page gets the token: only a host that proved this data directory's key (the
+        // operator connection is up, and its client checked the key) may serve it.
+        let verified = self
+            .inner
+            .client
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.current_state().is_connected()))
+            .unwrap_or(false);
+        if !verified {
+            return Err(ActionError::HostUnavailable {
+                reason: format!("the host at {addr} has not proved its identity yet"),
+            });
+        }
         let token = operator_token(self.data_dir())
             .map_err(|reason| ActionError::HostUnavailable { reason })?;
         let mut url = tauri::Url::parse(&format!("http://{addr}/ui/{page}"))
@@ -437,8 +451,34 @@ impl Session {
                 };
             }
         };
+        // The token goes only to the host whose key is in this data directory.
+        let host_key = match perch_host::paths::read_host_fingerprint(dir) {
+            Ok(Some(fp)) => fp,
+            Ok(None) => {
+                let reason = format!("no host key in {} to check the host against", dir.display());
+                tracing::warn!(%reason, "no operator connection");
+                return Session {
+                    addr,
+                    client: None,
+                    no_client: Some(reason),
+                    tracker: None,
+                    node: None,
+                };
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(%reason, "no operator connection");
+                return Session {
+                    addr,
+                    client: None,
+                    no_client: Some(reason),
+                    tracker: None,
+                    node: None,
+                };
+            }
+        };
         let url = format!("ws://{addr}");
-        let mut config = ClientConfig::new(url.clone(), token);
+        let mut config = ClientConfig::new(url.clone(), token, host_key);
         config.client_id = CLIENT_ID.into();
         config.display_name = Some("Perch menu".into());
         config.backoff_cap = inner.options.client_backoff_cap;
