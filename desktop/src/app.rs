@@ -425,6 +425,20 @@ impl Desktop {
     }
 }
 
+/// The operator token of `dir` and the key fingerprint of the host it belongs to: the token
+/// goes only to the host that proves that key. `Err` says why there is no operator connection.
+fn credentials(dir: &Path) -> Result<(OperatorToken, String), String> {
+    let token = OperatorToken::new(operator_token(dir)?);
+    match perch_host::paths::read_host_fingerprint(dir) {
+        Ok(Some(fp)) => Ok((token, fp)),
+        Ok(None) => Err(format!(
+            "no host key in {} to check the host against",
+            dir.display()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The operator connection, tracker and node for one running host.
 struct Session {
     addr: SocketAddr,
@@ -438,35 +452,9 @@ struct Session {
 impl Session {
     fn open(inner: &Inner, addr: SocketAddr) -> Session {
         let dir = &inner.options.host.data_dir;
-        let token = match operator_token(dir) {
-            Ok(t) => OperatorToken::new(t),
+        let (token, host_key) = match credentials(dir) {
+            Ok(c) => c,
             Err(reason) => {
-                tracing::warn!(%reason, "no operator connection");
-                return Session {
-                    addr,
-                    client: None,
-                    no_client: Some(reason),
-                    tracker: None,
-                    node: None,
-                };
-            }
-        };
-        // The token goes only to the host whose key is in this data directory.
-        let host_key = match perch_host::paths::read_host_fingerprint(dir) {
-            Ok(Some(fp)) => fp,
-            Ok(None) => {
-                let reason = format!("no host key in {} to check the host against", dir.display());
-                tracing::warn!(%reason, "no operator connection");
-                return Session {
-                    addr,
-                    client: None,
-                    no_client: Some(reason),
-                    tracker: None,
-                    node: None,
-                };
-            }
-            Err(e) => {
-                let reason = e.to_string();
                 tracing::warn!(%reason, "no operator connection");
                 return Session {
                     addr,
