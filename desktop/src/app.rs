@@ -630,7 +630,7 @@ mod tests {
                 device_id: "d".into(),
                 display_name: "n".into(),
                 platform: "p".into(),
-                verification_code: "000 000".into(),
+                verification_code: Some("000 000".into()),
                 requested_at_ms: 0,
             }],
             ..Snapshot::default()

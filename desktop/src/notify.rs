@@ -46,9 +46,14 @@ pub fn decide(obs: &Observation, ctx: &NotifyContext) -> Option<Notice> {
             ..
         } => Some(Notice {
             summary: format!("{display_name} wants to pair"),
-            body: format!(
-                "{display_name} ({platform}) asks to join Perch. Approve it from the Perch menu if the device shows code {verification_code}."
-            ),
+            body: match verification_code {
+                Some(code) => format!(
+                    "{display_name} ({platform}) asks to join Perch. Approve it from the Perch menu if the device shows code {code}."
+                ),
+                None => format!(
+                    "{display_name} ({platform}) asks to join Perch. It shows no verification code: approve it from the Perch menu only if you just started pairing it."
+                ),
+            },
         }),
         Observation::NodeOffline {
             node_id,
@@ -148,7 +153,7 @@ mod tests {
                 request_id: "r".into(),
                 display_name: "Kitchen".into(),
                 platform: "linux".into(),
-                verification_code: "123 456".into(),
+                verification_code: Some("123 456".into()),
             },
             &ctx(),
         )

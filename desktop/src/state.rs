@@ -172,7 +172,7 @@ mod tests {
             device_id: "d".into(),
             display_name: name.into(),
             platform: "ios".into(),
-            verification_code: "123 456".into(),
+            verification_code: Some("123 456".into()),
             requested_at_ms: 1,
         }
     }

@@ -36,8 +36,9 @@ pub struct PendingPairing {
     pub display_name: String,
     /// Its platform.
     pub platform: String,
-    /// The six digits the device shows too ("048 213").
-    pub verification_code: String,
+    /// The six digits the device shows too ("048 213"); `None` for a client that made no
+    /// commitment to derive one from (an OpenClaw node).
+    pub verification_code: Option<String>,
     /// When it asked, ms since the epoch.
     pub requested_at_ms: i64,
 }
@@ -87,8 +88,8 @@ pub enum Observation {
         display_name: String,
         /// Its platform.
         platform: String,
-        /// The verification code both sides show.
-        verification_code: String,
+        /// The verification code both sides show, when there is one.
+        verification_code: Option<String>,
     },
     /// A node's connection ended.
     NodeOffline {

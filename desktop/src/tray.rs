@@ -144,8 +144,11 @@ pub fn menu_model(view: &AppView, now_ms: i64, launch_at_login: Option<bool>) ->
         // The code first, and only the name and platform shortened: however long or odd the
         // device's name, the code the user compares is always whole and in the same place.
         rows.push(Row::Info(format!(
-            "code {} · {} ({})",
-            p.verification_code,
+            "{} · {} ({})",
+            match &p.verification_code {
+                Some(code) => format!("code {code}"),
+                None => "no code".to_string(),
+            },
             menu_label(&p.display_name, PENDING_NAME_CHARS),
             menu_label(&p.platform, PENDING_PLATFORM_CHARS)
         )));
@@ -417,7 +420,7 @@ mod tests {
             device_id: "d".into(),
             display_name: name.into(),
             platform: "ios".into(),
-            verification_code: "123 456".into(),
+            verification_code: Some("123 456".into()),
             requested_at_ms: 0,
         }
     }

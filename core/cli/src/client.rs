@@ -13,7 +13,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use perch_protocol::ErrorShape;
 use perch_protocol::frame::{Frame, Request, RequestId};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, HelloOk,
+    self, CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, HelloBinding,
+    HelloOk, Role,
 };
 
 /// How long to wait for the host to greet us.
@@ -53,7 +54,10 @@ impl OperatorClient {
         token: &str,
         host_fingerprint: &str,
     ) -> Result<Self, CallError> {
-        let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect_async(url))
+        let client_nonce = handshake::new_client_nonce()
+            .map_err(|e| CallError::Transport(anyhow!("cannot make a connection nonce: {e}")))?;
+        let dial_url = handshake::url_with_client_nonce(url, &client_nonce);
+        let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect_async(dial_url))
             .await
             .map_err(|_| CallError::Transport(anyhow!("timed out connecting to {url}")))?
             .map_err(|e| {
@@ -72,7 +76,7 @@ impl OperatorClient {
                     .map_err(|e| CallError::Transport(anyhow!("bad challenge from host: {e}")))?;
             }
         };
-        challenge.verify_host(host_fingerprint).map_err(|e| {
+        challenge.verify_host(host_fingerprint, &client_nonce).map_err(|e| {
             CallError::Transport(anyhow!(
                 "{e}: the host at {url} is not the Perch host whose data directory the operator token came from, so no token was sent"
             ))
@@ -101,8 +105,23 @@ impl OperatorClient {
             &mut |_| {},
         )
         .await?;
-        let _hello: HelloOk = serde_json::from_value(payload)
+        let hello: HelloOk = serde_json::from_value(payload)
             .map_err(|e| CallError::Transport(anyhow!("bad hello-ok from host: {e}")))?;
+        let host_id = challenge
+            .host
+            .as_ref()
+            .map(|p| p.host_id.as_str())
+            .unwrap_or("");
+        HelloBinding {
+            host_id,
+            nonce: &challenge.nonce,
+            client_nonce: &client_nonce,
+            role: Role::Operator,
+            device_id: "",
+            conn_id: &hello.server.conn_id,
+        }
+        .verify(&challenge, &hello)
+        .map_err(|e| CallError::Transport(anyhow!("{e}: the connection to {url} was dropped")))?;
         Ok(Self { ws, next_id })
     }
 

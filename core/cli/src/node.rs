@@ -129,7 +129,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                             "Check that the host shows the same verification code {code} beside request {request_id} before you approve it."
                         ),
                         None => say!(
-                            "The host did not prove a key, so there is no verification code to compare."
+                            "No verification code to compare: the host proved no key, or it keeps the code of an earlier connection (reject request {request_id} on the host and pair again to get one)."
                         ),
                     }
                 }

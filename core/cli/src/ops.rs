@@ -21,6 +21,10 @@ use crate::client::OperatorClient;
 use crate::output::{ago, print_json, short, table};
 use crate::{DevicesCmd, LocationCmd, NodesCmd, OperatorArgs, PlacesCmd, SessionsCmd};
 
+/// Shown in the code column for a request from a client that made no commitment (an OpenClaw
+/// node): there is nothing to compare.
+const NO_CODE: &str = "none";
+
 /// Deadline for methods that only read host state.
 const QUICK: Duration = Duration::from_secs(15);
 /// Time allowed on top of an invoke's own deadline for the round trip.
@@ -142,7 +146,9 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
                 for p in &l.pending {
                     t.add_row(vec![
                         p.request_id.clone(),
-                        p.verification_code.clone(),
+                        p.verification_code
+                            .clone()
+                            .unwrap_or_else(|| NO_CODE.to_string()),
                         short(&p.device_id).to_string(),
                         p.display_name.clone(),
                         p.platform.clone(),
@@ -154,10 +160,16 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
                 println!("Pending requests ({})", l.pending.len());
                 println!("{t}");
                 if let Some(p) = l.pending.first() {
-                    println!(
-                        "Approve with: perch devices approve {} (after checking that the device shows the code {})",
-                        p.request_id, p.verification_code
-                    );
+                    match &p.verification_code {
+                        Some(code) => println!(
+                            "Approve with: perch devices approve {} (after checking that the device shows the code {code})",
+                            p.request_id
+                        ),
+                        None => println!(
+                            "Approve with: perch devices approve {} (this client shows no code: approve only a device you just started pairing)",
+                            p.request_id
+                        ),
+                    }
                 }
             }
         }

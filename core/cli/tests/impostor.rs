@@ -15,18 +15,16 @@ use procs::*;
 
 const TOKEN: &str = "operator-token-that-must-never-leave-0123";
 
-/// A WebSocket server that greets like a Perch host signed with `key` (or with no proof) and
-/// forwards every text frame a client sends.
-async fn impostor(
-    key: Option<DeviceIdentity>,
-) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+/// A WebSocket server that greets like a Perch host with `proof` (or with none) and forwards
+/// every text frame a client sends.
+async fn impostor(proof: Option<HostProof>) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let tx = tx.clone();
-            let proof = key.as_ref().map(|k| HostProof::sign(k, "n1", 7));
+            let proof = proof.clone();
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
@@ -64,8 +62,27 @@ fn host_dir(host: &DeviceIdentity) -> tempfile::TempDir {
 async fn perch_status_sends_no_token_to_a_host_with_another_key() {
     let real = DeviceIdentity::from_seed(&[1; 32]);
     let dir = host_dir(&real);
-    for key in [Some(DeviceIdentity::from_seed(&[2; 32])), None] {
-        let (port, mut frames) = impostor(key).await;
+    let other = DeviceIdentity::from_seed(&[2; 32]);
+    for proof in [
+        // Another key (signed over a client nonce it could only guess).
+        Some(HostProof::sign(
+            &other,
+            "n1",
+            7,
+            Some("guessed-client-nonce-0001"),
+        )),
+        None,
+        // The real host's proof, recorded from another connection (another client nonce), and
+        // one from a client that sent none: both replays.
+        Some(HostProof::sign(
+            &real,
+            "n1",
+            7,
+            Some("recorded-client-nonce-0001"),
+        )),
+        Some(HostProof::sign(&real, "n1", 7, None)),
+    ] {
+        let (port, mut frames) = impostor(proof).await;
         let out = Command::new(PERCH)
             .args(["status", "--data-dir"])
             .arg(dir.path())
@@ -95,7 +112,8 @@ async fn perch_status_sends_no_token_to_a_host_with_another_key() {
 async fn without_a_host_key_the_token_goes_nowhere() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("operator.token"), format!("{TOKEN}\n")).unwrap();
-    let (port, mut frames) = impostor(Some(DeviceIdentity::from_seed(&[2; 32]))).await;
+    let other = DeviceIdentity::from_seed(&[2; 32]);
+    let (port, mut frames) = impostor(Some(HostProof::sign(&other, "n1", 7, None))).await;
     let out = Command::new(PERCH)
         .args(["status", "--data-dir"])
         .arg(dir.path())

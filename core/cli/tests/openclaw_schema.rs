@@ -56,9 +56,19 @@ const KNOWN: &[Known] = &[
         frames: &["hello-ok (node)", "hello-ok (operator)"],
         path: "/server",
         keyword: "additionalProperties",
-        props: &["hostId", "name"],
-        why: "Perch's clients show which host they reached and check its id; the schema has no \
-              place for either",
+        props: &["hostId", "name", "binding"],
+        why: "Perch's clients show which host they reached and check its id, and verify the \
+              host's signature binding hello-ok to the connection; the schema has no place for \
+              them",
+    },
+    Known {
+        id: "connect.device.pairingNonce",
+        frames: &["node req connect"],
+        path: "/device",
+        keyword: "additionalProperties",
+        props: &["pairingNonce"],
+        why: "the secret behind the commitment a Perch node sends as its client nonce, from \
+              which both sides derive a verification code a man in the middle cannot grind",
     },
     Known {
         id: "hello-ok.snapshot.presence",

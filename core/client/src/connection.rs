@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use perch_protocol::events::{CONNECTION_CLOSING, ConnectionClosing, SHUTDOWN, TICK};
 use perch_protocol::frame::{Cancel, EventFrame, RequestId};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, HelloOk,
+    self, CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, HelloBinding,
+    HelloOk, Role,
 };
 use perch_protocol::{DEFAULT_TICK_INTERVAL_MS, ErrorShape, Frame};
 
@@ -190,12 +191,15 @@ fn not_connected_reason(state: &ConnectionState) -> String {
 async fn connect(config: &ClientConfig) -> Result<(Ws, HelloOk), End> {
     let limit = config.connect_timeout;
     let url = config.url.as_str();
-    let (mut ws, _) = match tokio::time::timeout(limit, tokio_tungstenite::connect_async(url)).await
-    {
-        Ok(Ok(ok)) => ok,
-        Ok(Err(e)) => return Err(End::Lost(format!("cannot connect to {url}: {e}"))),
-        Err(_) => return Err(End::Lost(format!("connecting to {url} timed out"))),
-    };
+    let client_nonce = handshake::new_client_nonce()
+        .map_err(|e| End::Lost(format!("cannot make a connection nonce: {e}")))?;
+    let dial_url = handshake::url_with_client_nonce(url, &client_nonce);
+    let (mut ws, _) =
+        match tokio::time::timeout(limit, tokio_tungstenite::connect_async(dial_url)).await {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(e)) => return Err(End::Lost(format!("cannot connect to {url}: {e}"))),
+            Err(_) => return Err(End::Lost(format!("connecting to {url} timed out"))),
+        };
     // The challenge comes first: the host must prove the expected key before the token goes.
     let challenge: Challenge = loop {
         match next_frame(&mut ws, limit, "the host's challenge").await? {
@@ -206,7 +210,7 @@ async fn connect(config: &ClientConfig) -> Result<(Ws, HelloOk), End> {
             _ => {}
         }
     };
-    if let Err(e) = challenge.verify_host(&config.host_fingerprint) {
+    if let Err(e) = challenge.verify_host(&config.host_fingerprint, &client_nonce) {
         close(&mut ws, CloseCode::Normal).await;
         return Err(End::Lost(format!(
             "{e}: {url} is not the expected Perch host; the operator token was not sent"
@@ -243,6 +247,20 @@ async fn connect(config: &ClientConfig) -> Result<(Ws, HelloOk), End> {
                             .map_err(|e| {
                                 End::Lost(format!("the host sent a malformed hello-ok: {e}"))
                             })?;
+                        let host_id = challenge.host.as_ref().map(|p| p.host_id.as_str());
+                        let bound = HelloBinding {
+                            host_id: host_id.unwrap_or(""),
+                            nonce: &challenge.nonce,
+                            client_nonce: &client_nonce,
+                            role: Role::Operator,
+                            device_id: "",
+                            conn_id: &hello.server.conn_id,
+                        }
+                        .verify(&challenge, &hello);
+                        if let Err(e) = bound {
+                            close(&mut ws, CloseCode::Normal).await;
+                            return Err(End::Lost(format!("{e}: {url} was dropped")));
+                        }
                         Ok((ws, hello))
                     }
                     Err(error) => {

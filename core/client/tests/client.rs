@@ -12,8 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use perch_client::{Client, ClientConfig, ClientError, ConnectionState, OperatorToken};
 use perch_host::{Host, HostOptions, MdnsMode, RunningHost};
-use perch_protocol::handshake::HostProof;
+use perch_protocol::handshake::{self, HelloBinding, HostProof, Role};
 use perch_protocol::{DeviceIdentity, ErrorCode};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -316,7 +317,19 @@ async fn shutdown_closes_cleanly() {
 async fn fake_host(
     hello_delay: Option<Duration>,
 ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
-    fake_host_with_key(hello_delay, FAKE_KEY).await
+    fake_host_with_key(hello_delay, FAKE_KEY, Greeting::Honest).await
+}
+
+/// How the fake host proves itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Greeting {
+    /// Signs the client's nonce and binds hello-ok, as a real host does.
+    Honest,
+    /// Replays a proof recorded from another connection (another client nonce).
+    Replay,
+    /// Proves itself properly but answers connect with an unbound hello-ok, as a relay that
+    /// passed the real challenge through and then answers for the host would.
+    UnboundHello,
 }
 
 /// The fake host's key seed, and the fingerprint its clients expect.
@@ -330,6 +343,7 @@ fn fake_fp() -> String {
 async fn fake_host_with_key(
     hello_delay: Option<Duration>,
     seed: [u8; 32],
+    greeting: Greeting,
 ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
@@ -339,10 +353,24 @@ async fn fake_host_with_key(
             let tx = tx.clone();
             let key = DeviceIdentity::from_seed(&seed);
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                let (nonce_tx, nonce_rx) = std::sync::mpsc::channel();
+                // The handshake callback\'s error type is tungstenite\'s, not ours.
+                #[allow(clippy::result_large_err)]
+                let record = move |req: &Request, res: Response| {
+                    let q = req.uri().query().map(str::to_string);
+                    let _ = nonce_tx.send(handshake::client_nonce_from_query(q.as_deref()));
+                    Ok(res)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, record).await else {
                     return;
                 };
-                let proof = HostProof::sign(&key, "n", 0);
+                let client_nonce = nonce_rx.recv().unwrap().unwrap().unwrap();
+                let signed_nonce = match greeting {
+                    Greeting::Replay => "recorded-client-nonce-0001".to_string(),
+                    _ => client_nonce.clone(),
+                };
+                let proof = HostProof::sign(&key, "n", 0, Some(&signed_nonce));
+                let host_id = proof.host_id.clone();
                 let challenge = json!({"type": "event", "event": "connect.challenge", "seq": 1,
                     "payload": {"nonce": "n", "ts": 0, "host": proof}});
                 let _ = ws.send(Message::Text(challenge.to_string().into())).await;
@@ -353,9 +381,20 @@ async fn fake_host_with_key(
                     if v["method"] == "connect" {
                         let Some(delay) = hello_delay else { continue };
                         tokio::time::sleep(delay).await;
+                        let binding = (greeting == Greeting::Honest).then(|| {
+                            HelloBinding {
+                                host_id: &host_id,
+                                nonce: "n",
+                                client_nonce: &client_nonce,
+                                role: Role::Operator,
+                                device_id: "",
+                                conn_id: "c1",
+                            }
+                            .sign(&key)
+                        });
                         let hello = json!({"type": "res", "id": v["id"], "ok": true, "payload": {
                             "type": "hello-ok", "protocol": 4,
-                            "server": {"version": "0", "connId": "c1", "hostId": "fake", "name": "fake"},
+                            "server": {"version": "0", "connId": "c1", "hostId": host_id, "name": "fake", "binding": binding},
                             "features": {"methods": [], "events": []},
                             "snapshot": {"uptimeMs": 1, "presence": [], "stateVersion": {"presence": 0, "health": 0}},
                             "auth": {"role": "operator", "scopes": []},
@@ -389,7 +428,7 @@ async fn never_connected_before_hello_ok() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(client.current_state(), ConnectionState::Connecting);
     let hello = client.wait_connected(WAIT).await.unwrap();
-    assert_eq!(hello.server.host_id, "fake");
+    assert_eq!(hello.server.host_id, &fake_fp()[..16]);
     seen.push(rx.borrow_and_update().clone());
     assert_eq!(seen[0], ConnectionState::Connecting);
     assert!(seen[1].is_connected());
@@ -449,7 +488,8 @@ async fn timed_out_call_is_cancelled_on_the_host() {
 /// client closes before `connect`, says why, and keeps trying the expected host.
 #[tokio::test]
 async fn a_host_with_another_key_gets_no_token() {
-    let (url, mut frames) = fake_host_with_key(Some(Duration::ZERO), [10; 32]).await;
+    let (url, mut frames) =
+        fake_host_with_key(Some(Duration::ZERO), [10; 32], Greeting::Honest).await;
     let client = Client::start(config(
         url,
         "token-for-the-fake-host-0123456789",
@@ -463,5 +503,55 @@ async fn a_host_with_another_key_gets_no_token() {
     assert!(!s.to_string().contains("token-for-the-fake"), "{s}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(frames.try_recv().is_err(), "the impostor received a frame");
+    client.shutdown().await;
+}
+
+/// The real host's key in a proof recorded from another connection gets no token either: the
+/// proof does not cover this client's nonce.
+#[tokio::test]
+async fn a_replayed_proof_of_the_right_key_gets_no_token() {
+    let (url, mut frames) =
+        fake_host_with_key(Some(Duration::ZERO), FAKE_KEY, Greeting::Replay).await;
+    let client = Client::start(config(
+        url,
+        "token-for-the-fake-host-0123456789",
+        &fake_fp(),
+    ));
+    let s = wait_for(&client, "a refusal of the replay", |s| {
+        matches!(s, ConnectionState::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        s.to_string().contains("not made for this connection"),
+        "{s}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        frames.try_recv().is_err(),
+        "the replaying host received a frame"
+    );
+    client.shutdown().await;
+}
+
+/// A hello-ok the host did not bind to this connection is not a connection: the client never
+/// reports itself connected on it.
+#[tokio::test]
+async fn an_unbound_hello_ok_is_refused() {
+    let (url, _frames) =
+        fake_host_with_key(Some(Duration::ZERO), FAKE_KEY, Greeting::UnboundHello).await;
+    let client = Client::start(config(
+        url,
+        "token-for-the-fake-host-0123456789",
+        &fake_fp(),
+    ));
+    let s = wait_for(&client, "a refusal of the hello-ok", |s| {
+        matches!(s, ConnectionState::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        s.to_string().contains("not bound to this connection"),
+        "{s}"
+    );
+    assert!(!client.current_state().is_connected());
     client.shutdown().await;
 }

@@ -22,11 +22,12 @@ use perch_protocol::frame::StateVersion;
 use perch_protocol::frame::{Frame, FrameError, Request, RequestId, Response};
 use perch_protocol::handshake::{
     CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, Features, HelloAuth,
-    HelloOk, HelloOkTag, HostProof, Policy, Role, ServerInfo, Snapshot,
+    HelloBinding, HelloOk, HelloOkTag, HostProof, Policy, Role, ServerInfo, Snapshot,
 };
 use perch_protocol::methods::PairDecision;
 use perch_protocol::presence::PresenceEntry;
 use perch_protocol::scopes::Scopes;
+use perch_protocol::verification;
 use perch_protocol::{
     DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, Reason, close_code,
 };
@@ -38,7 +39,7 @@ use crate::frame_limit::{SharedLimit, TooLarge};
 use crate::handshake::{MAX_LABEL, check_protocol, clean_label, verify_device};
 use crate::hub::{ConnId, Control, Hub, NodeSession, Outbound, Outbox, now_ms};
 use crate::operator::store_error;
-use crate::pairing::{self, Admission, TokenCheck};
+use crate::pairing::{self, Admission, MAX_CODE_SETS, TokenCheck};
 use crate::phase::{Phase, PhaseEvent};
 use crate::secrets::{hash_token, new_token, random_b64, secrets_equal};
 use crate::selector::{Candidate, distinct_name};
@@ -69,10 +70,21 @@ struct Conn {
     presence_key: Option<String>,
     /// The message size limit the socket's reader enforces; raised once admitted.
     limit: SharedLimit,
+    /// The client's own nonce from the upgrade URL, signed into every challenge of this
+    /// connection so a recorded proof is worthless on another one.
+    client_nonce: Option<String>,
+    /// Whether the pending request this connection filed shows the code derived on it.
+    code_current: bool,
 }
 
 /// Serves one upgraded socket until it closes.
-pub async fn serve_socket(hub: Arc<Hub>, socket: Socket, remote: SocketAddr, limit: SharedLimit) {
+pub async fn serve_socket(
+    hub: Arc<Hub>,
+    socket: Socket,
+    remote: SocketAddr,
+    limit: SharedLimit,
+    client_nonce: Option<String>,
+) {
     let id = hub.next_conn_id();
     let (mut sink, mut stream) = socket.split();
     let slow = CancellationToken::new();
@@ -130,6 +142,8 @@ pub async fn serve_socket(hub: Arc<Hub>, socket: Socket, remote: SocketAddr, lim
         approved_token: None,
         presence_key: None,
         limit,
+        client_nonce,
+        code_current: false,
     };
     tracing::debug!(conn = %id, %remote, "connection opened");
     conn.send_challenge(&nonce);
@@ -268,7 +282,12 @@ impl Conn {
             &Challenge {
                 nonce: nonce.to_string(),
                 ts,
-                host: Some(HostProof::sign(&self.hub.host_key, nonce, ts)),
+                host: Some(HostProof::sign(
+                    &self.hub.host_key,
+                    nonce,
+                    ts,
+                    self.client_nonce.as_deref(),
+                )),
             },
         );
     }
@@ -390,7 +409,7 @@ impl Conn {
                 },
                 Frame::Req(r),
             ) => {
-                let e = pairing::not_paired(request_id, device_id.as_str());
+                let e = pairing::not_paired(request_id, device_id.as_str(), self.code_current);
                 self.reply(r.id, Err(e));
                 Flow::Continue
             }
@@ -598,6 +617,41 @@ impl Conn {
         name
     }
 
+    /// The pairing verification code for this connection: `None` when the client made no
+    /// commitment (no client nonce or no pairing nonce, as from an OpenClaw node); refused when
+    /// the revealed pairing nonce does not open the commitment it sent.
+    fn pairing_code(
+        &self,
+        params: &ConnectParams,
+        nonce: &str,
+    ) -> Result<Option<String>, ErrorShape> {
+        let (Some(commitment), Some(dev)) = (&self.client_nonce, &params.device) else {
+            return Ok(None);
+        };
+        let Some(pairing_nonce) = dev.pairing_nonce.as_deref() else {
+            return Ok(None);
+        };
+        let refused = || {
+            ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                "device.pairingNonce does not open the commitment sent as clientNonce",
+            )
+            .with_details(json!({"reason": Reason::PairingCommitment}))
+        };
+        match verification::opens_commitment(commitment, &dev.public_key, pairing_nonce) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(refused()),
+        }
+        verification::verification_code(
+            &self.hub.host_key.public_key_b64(),
+            &dev.public_key,
+            pairing_nonce,
+            nonce,
+        )
+        .map(Some)
+        .map_err(|_| refused())
+    }
+
     async fn connect_node(
         &mut self,
         id: RequestId,
@@ -608,6 +662,10 @@ impl Conn {
         let now = now_ms();
         let device_id = match verify_device(&params, nonce, now) {
             Ok(d) => d,
+            Err(e) => return self.fail(Some(id), e, close_code::POLICY),
+        };
+        let code = match self.pairing_code(&params, nonce) {
+            Ok(c) => c,
             Err(e) => return self.fail(Some(id), e, close_code::POLICY),
         };
         let store = &self.hub.store;
@@ -703,9 +761,26 @@ impl Conn {
                         return self.fail(Some(id), e, close_code::POLICY);
                     }
                 };
-                if created {
+                let code_current = match &code {
+                    Some(c) => match store
+                        .pairing()
+                        .set_code(&rec.request_id, c, MAX_CODE_SETS)
+                        .await
+                    {
+                        Ok(current) => current,
+                        Err(e) => {
+                            return self.fail(Some(id), store_error(e), close_code::GOING_AWAY);
+                        }
+                    },
+                    None => false,
+                };
+                if !created && code.is_some() && !code_current {
+                    tracing::warn!(request_id = %rec.request_id, device = %device_id.short(), "pairing request's code already changed {MAX_CODE_SETS} times; keeping the earlier one");
+                }
+                // A new request, or a new code for one (the device reconnected): operators show it.
+                if created || code_current {
                     tracing::info!(request_id = %rec.request_id, device = %device_id.short(), name = %display_name, "new pairing request");
-                    let verification_code = self.hub.verification_code(&dev);
+                    let verification_code = if code_current { code } else { None };
                     self.hub.broadcast_operators(
                         events::DEVICE_PAIR_REQUESTED,
                         &PairRequested {
@@ -722,7 +797,8 @@ impl Conn {
                     );
                 }
                 self.hub.add_waiter(&rec.request_id, self.id);
-                let e = pairing::not_paired(&rec.request_id, device_id.as_str());
+                self.code_current = code_current;
+                let e = pairing::not_paired(&rec.request_id, device_id.as_str(), code_current);
                 self.reply(id, Err(e));
                 self.transition(PhaseEvent::PairingRequested {
                     request_id: rec.request_id,
@@ -934,14 +1010,30 @@ impl Conn {
         let entry = self.presence_entry(role, device_id.as_ref(), client);
         let cfg = &self.hub.config;
         let issued_at_ms = token.as_ref().map(|_| now_ms());
+        let conn_id = self.id.to_string();
+        let binding = match (&self.client_nonce, &self.phase) {
+            (Some(client_nonce), Phase::AwaitingConnect { nonce }) => Some(
+                HelloBinding {
+                    host_id: &self.hub.host_id,
+                    nonce,
+                    client_nonce,
+                    role,
+                    device_id: device_id.as_ref().map(DeviceId::as_str).unwrap_or(""),
+                    conn_id: &conn_id,
+                }
+                .sign(&self.hub.host_key),
+            ),
+            _ => None,
+        };
         let mut hello = HelloOk {
             kind: HelloOkTag::HelloOk,
             protocol,
             server: ServerInfo {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                conn_id: self.id.to_string(),
+                conn_id,
                 host_id: self.hub.host_id.clone(),
                 name: cfg.name.clone(),
+                binding,
             },
             features: Features {
                 methods: dispatch::advertised(role, scopes),

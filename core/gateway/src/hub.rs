@@ -36,9 +36,6 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Shown instead of a verification code for a key that does not decode: it matches no device.
-pub const UNVERIFIABLE_CODE: &str = "--- ---";
-
 /// Identifies one WebSocket connection for its lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -240,22 +237,6 @@ impl Hub {
             arrivals: tokio::sync::broadcast::channel(256).0,
             events: tokio::sync::broadcast::channel(256).0,
         })
-    }
-
-    /// The pairing verification code for a device key, as the device computes it from this
-    /// host's key. Keys reaching here were verified at connect; one that does not decode
-    /// anyway gets a code that matches nothing, so the user cannot confirm it.
-    pub fn verification_code(&self, device_public_key: &str) -> String {
-        match perch_protocol::verification::verification_code(
-            &self.host_key.public_key_b64(),
-            device_public_key,
-        ) {
-            Ok(code) => code,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot compute a verification code");
-                UNVERIFIABLE_CODE.to_string()
-            }
-        }
     }
 
     /// Chat turns running now, for `status`.

@@ -88,7 +88,7 @@ pub(crate) async fn pair_list(hub: &Arc<Hub>) -> Result<DevicePairList, ErrorSha
         pending: pending
             .into_iter()
             .map(|r| PendingRequest {
-                verification_code: hub.verification_code(&r.public_key),
+                verification_code: r.verification_code,
                 request_id: r.request_id,
                 device_id: r.device_id.to_string(),
                 display_name: r.display_name,

@@ -66,7 +66,14 @@ pub fn admit(record: Option<&DeviceRecord>, token: TokenCheck) -> Admission {
 }
 
 /// The NOT_PAIRED answer that tells a device its request id and that it may wait.
-pub fn not_paired(request_id: &str, device_id: &str) -> ErrorShape {
+/// How many times a pending request's verification code may be set (the first connection and
+/// a few reconnects): past it the host keeps the code it showed, so a man in the middle cannot
+/// retry until a code matches.
+pub const MAX_CODE_SETS: u32 = 4;
+
+/// The answer to a device that must wait for approval; `code_current` says whether the host
+/// shows the code derived on this connection (the device shows its own only then).
+pub fn not_paired(request_id: &str, device_id: &str, code_current: bool) -> ErrorShape {
     ErrorShape::new(
         ErrorCode::NotPaired,
         format!(
@@ -77,6 +84,7 @@ pub fn not_paired(request_id: &str, device_id: &str) -> ErrorShape {
         "requestId": request_id,
         "deviceId": device_id,
         "waitForResolution": true,
+        "codeCurrent": code_current,
     }))
     .with_retryable(true)
 }
@@ -187,10 +195,11 @@ mod tests {
 
     #[test]
     fn not_paired_carries_request_id() {
-        let e = not_paired("req-1", "dev");
+        let e = not_paired("req-1", "dev", true);
         assert_eq!(e.code, ErrorCode::NotPaired);
         let d = e.details.unwrap();
         assert_eq!(d["requestId"], "req-1");
         assert_eq!(d["waitForResolution"], true);
+        assert_eq!(d["codeCurrent"], true);
     }
 }

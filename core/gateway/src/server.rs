@@ -249,6 +249,14 @@ async fn root(
             Redirect::temporary(crate::web::UI_PATH).into_response()
         }
         Some(upgrade) => {
+            let client_nonce =
+                match perch_protocol::handshake::client_nonce_from_query(req.uri().query()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        return (axum::http::StatusCode::BAD_REQUEST, format!("{e}\n"))
+                            .into_response();
+                    }
+                };
             // The message limit starts at the pre-handshake size and is raised after `connect`;
             // tungstenite's own limit is the most the socket ever allows.
             let max =
@@ -261,7 +269,7 @@ async fn root(
             let slot = slot.map(|Extension(s)| s);
             tokio::spawn(state.tracker.track_future(async move {
                 if let Some(socket) = socket.await {
-                    crate::connection::serve_socket(hub, socket, remote, limit).await;
+                    crate::connection::serve_socket(hub, socket, remote, limit, client_nonce).await;
                 }
                 // The connection's place under the caps is free once the socket is gone.
                 drop(slot);

@@ -15,6 +15,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use perch_protocol::DeviceIdentity;
 use perch_protocol::frame::Frame;
 use perch_protocol::identity::SignedConnectV3;
+use perch_protocol::{handshake, verification};
 
 /// Longest wait for any one frame.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -33,6 +34,12 @@ pub struct Raw {
     /// The host's public key as its first challenge proved it.
     pub host_key: String,
     pub next: u64,
+    /// The first challenge as it came.
+    pub challenge: Value,
+    /// The nonce sent in the upgrade URL, if any.
+    pub client_nonce: Option<String>,
+    /// The secret behind `client_nonce` when it is a pairing commitment.
+    pub pairing_nonce: Option<String>,
 }
 
 pub enum Got {
@@ -43,17 +50,70 @@ pub enum Got {
 impl Raw {
     /// Opens a socket and reads the challenge.
     pub async fn open(host: &impl Target) -> Raw {
-        let (ws, _) = connect_async(host.url()).await.unwrap();
+        Self::open_url(&host.url(), None, None).await
+    }
+
+    /// Opens a socket as a Perch node does: a fresh pairing nonce for `id`, its commitment sent
+    /// as the client nonce.
+    pub async fn open_committed(host: &impl Target, id: &DeviceIdentity) -> Raw {
+        let p = verification::new_pairing_nonce().unwrap();
+        let c = verification::pairing_commitment(&id.public_key_bytes(), &p);
+        let url = handshake::url_with_client_nonce(&host.url(), &c);
+        Self::open_url(&url, Some(c), Some(p)).await
+    }
+
+    /// Opens a socket with a client nonce that is no commitment (as operator clients send).
+    pub async fn open_with_client_nonce(host: &impl Target, client_nonce: &str) -> Raw {
+        let url = handshake::url_with_client_nonce(&host.url(), client_nonce);
+        Self::open_url(&url, Some(client_nonce.to_string()), None).await
+    }
+
+    async fn open_url(
+        url: &str,
+        client_nonce: Option<String>,
+        pairing_nonce: Option<String>,
+    ) -> Raw {
+        let (ws, _) = connect_async(url).await.unwrap();
         let mut r = Raw {
             ws,
             nonce: String::new(),
             host_key: String::new(),
             next: 0,
+            challenge: Value::Null,
+            client_nonce,
+            pairing_nonce,
         };
         let ev = r.event("connect.challenge").await;
         r.nonce = ev["nonce"].as_str().unwrap().to_string();
         r.host_key = ev["host"]["publicKey"].as_str().unwrap().to_string();
+        r.challenge = ev;
         r
+    }
+
+    /// Node connect params for this socket's current challenge, revealing the pairing nonce
+    /// when the socket made a commitment.
+    pub fn node_params(
+        &self,
+        id: &DeviceIdentity,
+        token: Option<&str>,
+        commands: &[&str],
+    ) -> Value {
+        let mut v = node_connect_params(id, &self.nonce, now_ms(), token, commands);
+        if let Some(p) = &self.pairing_nonce {
+            v["device"]["pairingNonce"] = json!(p);
+        }
+        v
+    }
+
+    /// The code the device shows for this socket's current challenge.
+    pub fn verification_code(&self, id: &DeviceIdentity) -> String {
+        verification::verification_code(
+            &self.host_key,
+            &id.public_key_b64(),
+            self.pairing_nonce.as_deref().unwrap(),
+            &self.nonce,
+        )
+        .unwrap()
     }
 
     pub async fn send_text(&mut self, text: &str) {

@@ -13,13 +13,9 @@ async fn retries_keep_the_same_request_id() {
     let id = DeviceIdentity::from_seed(&[20; 32]);
     let mut ids = vec![];
     for _ in 0..3 {
-        let mut n = Raw::open(&host).await;
-        let nonce = n.nonce.clone();
+        let mut n = Raw::open_committed(&host, &id).await;
         let err = n
-            .request(
-                "connect",
-                node_connect_params(&id, &nonce, now_ms(), None, &[]),
-            )
+            .request("connect", n.node_params(&id, None, &[]))
             .await
             .unwrap_err();
         ids.push(err["details"]["requestId"].as_str().unwrap().to_string());
@@ -47,23 +43,171 @@ async fn operators_hear_about_requests() {
     let host = start_host(|_| {}).await;
     let mut op = operator(&host).await;
     let id = DeviceIdentity::from_seed(&[21; 32]);
-    let mut n = Raw::open(&host).await;
-    let nonce = n.nonce.clone();
-    let _ = n
-        .request(
-            "connect",
-            node_connect_params(&id, &nonce, now_ms(), None, &[]),
-        )
-        .await;
+    let mut n = Raw::open_committed(&host, &id).await;
+    let err = n
+        .request("connect", n.node_params(&id, None, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err["details"]["codeCurrent"], true);
     let ev = op.event("device.pair.requested").await;
     assert_eq!(ev["deviceId"], id.device_id().as_str());
     assert_eq!(ev["displayName"], "Test Node");
-    // The code the device computes from the key the host proved in its challenge and its own.
-    let expected =
-        perch_protocol::verification::verification_code(&n.host_key, &id.public_key_b64()).unwrap();
+    // The code the device computes from the host's proved key, its own key, the secret behind
+    // its commitment and the challenge nonce.
+    let expected = n.verification_code(&id);
     assert_eq!(ev["verificationCode"], expected.as_str());
     let list = op.request("device.pair.list", json!({})).await.unwrap();
     assert_eq!(list["pending"][0]["verificationCode"], expected.as_str());
+}
+
+/// Each reconnect brings a new commitment and so a new code, which operators hear about; after
+/// a few the host keeps the code it shows and tells the device so, and a man in the middle
+/// gets no more tries by reconnecting.
+#[tokio::test]
+async fn a_requests_code_changes_only_a_few_times() {
+    let host = start_host(|_| {}).await;
+    let mut op = operator(&host).await;
+    let id = DeviceIdentity::from_seed(&[27; 32]);
+    let mut shown = vec![];
+    for attempt in 0..6 {
+        let mut n = Raw::open_committed(&host, &id).await;
+        let err = n
+            .request("connect", n.node_params(&id, None, &[]))
+            .await
+            .unwrap_err();
+        let current = err["details"]["codeCurrent"].as_bool().unwrap();
+        assert_eq!(current, attempt < 4, "attempt {attempt}: {err}");
+        if current {
+            let ev = op.event("device.pair.requested").await;
+            assert_eq!(ev["verificationCode"], n.verification_code(&id).as_str());
+            shown.push(n.verification_code(&id));
+        }
+    }
+    let list = op.request("device.pair.list", json!({})).await.unwrap();
+    assert_eq!(
+        list["pending"][0]["verificationCode"],
+        shown.last().unwrap().as_str()
+    );
+}
+
+/// A pairing nonce that does not open the commitment is refused with its reason, and files
+/// nothing.
+#[tokio::test]
+async fn a_pairing_nonce_that_does_not_open_the_commitment_is_refused() {
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[28; 32]);
+    let mut n = Raw::open_committed(&host, &id).await;
+    let mut params = n.node_params(&id, None, &[]);
+    params["device"]["pairingNonce"] = json!("not-the-nonce-behind-the-commitment");
+    let err = n.request("connect", params).await.unwrap_err();
+    assert_eq!(err["code"], "INVALID_REQUEST", "{err}");
+    assert_eq!(err["details"]["reason"], "pairing-commitment");
+    let mut op = operator(&host).await;
+    let list = op.request("device.pair.list", json!({})).await.unwrap();
+    assert!(list["pending"].as_array().unwrap().is_empty(), "{list}");
+}
+
+/// A client that made no commitment (an OpenClaw node) can still ask to pair, but no code is
+/// shown for it: a code over the keys alone could be ground by a man in the middle.
+#[tokio::test]
+async fn a_request_without_a_commitment_shows_no_code() {
+    let host = start_host(|_| {}).await;
+    let mut op = operator(&host).await;
+    let id = DeviceIdentity::from_seed(&[29; 32]);
+    let mut n = Raw::open(&host).await;
+    let err = n
+        .request("connect", n.node_params(&id, None, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], "NOT_PAIRED");
+    assert_eq!(err["details"]["codeCurrent"], false);
+    let ev = op.event("device.pair.requested").await;
+    assert!(ev.get("verificationCode").is_none(), "{ev}");
+    let list = op.request("device.pair.list", json!({})).await.unwrap();
+    assert!(
+        list["pending"][0].get("verificationCode").is_none(),
+        "{list}"
+    );
+}
+
+/// The challenge's proof covers the client's nonce, and hello-ok is bound to it; a client that
+/// sent none gets the older proof and no binding.
+#[tokio::test]
+async fn the_proof_and_hello_ok_are_bound_to_the_client_nonce() {
+    use perch_protocol::handshake::{Challenge, HelloBinding, HelloOk, Role};
+    let host = start_host(|_| {}).await;
+    let id = DeviceIdentity::from_seed(&[30; 32]);
+    let (n, token) = paired_node(&host, &id, &[]).await;
+    drop(n);
+    let mut n = Raw::open_committed(&host, &id).await;
+    let cn = n.client_nonce.clone().unwrap();
+    let challenge: Challenge = serde_json::from_value(n.challenge.clone()).unwrap();
+    assert_eq!(
+        challenge.host.as_ref().unwrap().client_nonce.as_deref(),
+        Some(cn.as_str())
+    );
+    let fp = id_fingerprint(&n.host_key);
+    challenge.verify_host(&fp, &cn).unwrap();
+    let hello = n
+        .request("connect", n.node_params(&id, Some(&token), &[]))
+        .await
+        .unwrap();
+    let hello: HelloOk = serde_json::from_value(hello).unwrap();
+    let host_id = challenge.host.as_ref().unwrap().host_id.clone();
+    let device_id = id.device_id();
+    let binding = HelloBinding {
+        host_id: &host_id,
+        nonce: &challenge.nonce,
+        client_nonce: &cn,
+        role: Role::Node,
+        device_id: device_id.as_str(),
+        conn_id: &hello.server.conn_id,
+    };
+    binding.verify(&challenge, &hello).unwrap();
+    // Checked for another device, the same hello-ok does not verify.
+    let other = DeviceIdentity::from_seed(&[31; 32]).device_id();
+    let for_other = HelloBinding {
+        device_id: other.as_str(),
+        ..binding
+    };
+    assert!(for_other.verify(&challenge, &hello).is_err());
+
+    let mut plain = Raw::open(&host).await;
+    assert!(plain.challenge["host"].get("clientNonce").is_none());
+    let hello = plain
+        .request("connect", plain.node_params(&id, Some(&token), &[]))
+        .await
+        .unwrap();
+    assert!(hello["server"].get("binding").is_none(), "{hello}");
+}
+
+/// The fingerprint a client pins for a host key.
+fn id_fingerprint(public_key_b64: &str) -> String {
+    let key = perch_protocol::identity::decode_public_key(public_key_b64).unwrap();
+    perch_protocol::DeviceId::from_public_key(key.as_bytes()).to_string()
+}
+
+/// A malformed client nonce in the upgrade URL is refused before the upgrade.
+#[tokio::test]
+async fn a_malformed_client_nonce_is_refused_before_the_upgrade() {
+    let host = start_host(|_| {}).await;
+    for query in [
+        "clientNonce=short",
+        "clientNonce=has%20space-0123456789",
+        "clientNonce=aaaaaaaaaaaaaaaaaaaa&clientNonce=aaaaaaaaaaaaaaaaaaaa",
+    ] {
+        let url = format!("{}/?{query}", host.url().trim_end_matches('/'));
+        let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+        match err {
+            tokio_tungstenite::tungstenite::Error::Http(r) => {
+                assert_eq!(r.status(), 400, "{query}")
+            }
+            other => panic!("{query}: {other}"),
+        }
+    }
+    // The host still serves a well-formed client.
+    let id = DeviceIdentity::from_seed(&[32; 32]);
+    let _ = Raw::open_committed(&host, &id).await;
 }
 
 #[tokio::test]

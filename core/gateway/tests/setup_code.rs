@@ -94,20 +94,16 @@ async fn unknown_bootstrap_tokens_are_refused() {
 #[tokio::test]
 async fn the_challenge_proves_the_hosts_key() {
     let host = start_host(|_| {}).await;
-    let (ws, _) = tokio_tungstenite::connect_async(host.gw.url())
-        .await
-        .unwrap();
-    let mut r = Raw {
-        ws,
-        nonce: String::new(),
-        host_key: String::new(),
-        next: 0,
-    };
-    let ch = r.event("connect.challenge").await;
+    let r = Raw::open_with_client_nonce(&host, "a-client-nonce-0123456789").await;
+    let ch = r.challenge.clone();
     let proof: perch_protocol::handshake::HostProof =
         serde_json::from_value(ch["host"].clone()).unwrap();
     let fp = proof
-        .verify(ch["nonce"].as_str().unwrap(), ch["ts"].as_i64().unwrap())
+        .verify_for(
+            ch["nonce"].as_str().unwrap(),
+            ch["ts"].as_i64().unwrap(),
+            "a-client-nonce-0123456789",
+        )
         .unwrap();
     let file: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(host.dir.path().join("host-identity.json")).unwrap(),

@@ -200,6 +200,9 @@ async fn upgrade(host: &TestHost, origin: Option<&str>) -> Result<String, u16> {
                 nonce: String::new(),
                 host_key: String::new(),
                 next: 0,
+                challenge: serde_json::Value::Null,
+                client_nonce: None,
+                pairing_nonce: None,
             };
             let ev = r.event("connect.challenge").await;
             assert!(ev["nonce"].is_string());

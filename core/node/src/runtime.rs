@@ -18,13 +18,14 @@ use futures_util::{SinkExt, StreamExt};
 use perch_protocol::events::{self, ConnectionClosing, InvokeCancel, InvokeRequest, PairResolved};
 use perch_protocol::frame::{EventFrame, Response};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams, HelloOk,
-    Role,
+    self, CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams,
+    HelloBinding, HelloOk, Role,
 };
 use perch_protocol::methods::{InvokeResultParams, NODE_INVOKE_RESULT, PairDecision};
 use perch_protocol::presence::{
     AlivePayload, NODE_EVENT, NODE_PRESENCE_ACTIVITY, NODE_PRESENCE_ALIVE, NodeEventParams,
 };
+use perch_protocol::verification;
 use perch_protocol::{
     DEFAULT_INVOKE_TIMEOUT_MS, DEFAULT_MAX_PAYLOAD, DEFAULT_TICK_INTERVAL_MS, DeviceId,
     DeviceIdentity, ErrorCode, ErrorShape, Frame, MAX_INVOKE_TIMEOUT_MS, PROTOCOL_VERSION, Reason,
@@ -419,6 +420,9 @@ enum Refusal {
     NotPaired {
         request_id: String,
         wait_for_resolution: bool,
+        /// Whether the host shows the code derived on this connection (absent: older hosts
+        /// always did).
+        code_current: bool,
     },
     Rejected(String),
     Revoked(String),
@@ -459,6 +463,12 @@ fn classify_refusal(shape: &ErrorShape) -> Refusal {
                 .and_then(|d| d.get("waitForResolution"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            code_current: shape
+                .details
+                .as_ref()
+                .and_then(|d| d.get("codeCurrent"))
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
         },
         ErrorCode::PairingRejected => Refusal::Rejected(shape.message.clone()),
         ErrorCode::BootstrapTokenInvalid => Refusal::SetupCode(shape.message.clone()),
@@ -647,9 +657,19 @@ impl Node {
     async fn connection(&self, shutdown: &mut Shutdown<'_>, attempts: &mut Attempts) -> End {
         let url = self.config.gateway_url.as_str();
         tracing::debug!(gateway = url, "connecting");
+        // A fresh secret per connection; its commitment goes out as the client nonce before the
+        // host says anything, so the host's proof is bound to this connection and the pairing
+        // code cannot be ground (perch_protocol::verification).
+        let pairing_nonce = match verification::new_pairing_nonce() {
+            Ok(n) => n,
+            Err(e) => return End::retry(format!("cannot make a connection nonce: {e}")),
+        };
+        let client_nonce =
+            verification::pairing_commitment(&self.identity.public_key_bytes(), &pairing_nonce);
+        let dial_url = handshake::url_with_client_nonce(url, &client_nonce);
         let dial = tokio::time::timeout(
             self.config.handshake_timeout,
-            tokio_tungstenite::connect_async(url),
+            tokio_tungstenite::connect_async(dial_url),
         );
         let ws = tokio::select! {
             r = dial => match r {
@@ -670,6 +690,8 @@ impl Node {
             closing: None,
             next_id: 0,
             timeout: self.config.handshake_timeout,
+            client_nonce,
+            pairing_nonce,
         };
         let hello = match self.handshake(&mut conn, shutdown, attempts).await {
             Ok(h) => h,
@@ -684,7 +706,11 @@ impl Node {
     /// Checks who answered before anything secret is sent: the host's proof must verify, match
     /// what the setup code or the user expects, and match any pin for this address. Returns the
     /// host id and fingerprint when the host proved one.
-    fn check_host(&self, challenge: &Challenge) -> Result<Option<(String, String)>, End> {
+    fn check_host(
+        &self,
+        challenge: &Challenge,
+        client_nonce: &str,
+    ) -> Result<Option<(String, String)>, End> {
         let url = self.config.gateway_url.as_str();
         let pinned_here = self
             .pins
@@ -708,8 +734,8 @@ impl Node {
             return Ok(None);
         };
         let fingerprint = proof
-            .verify(&challenge.nonce, challenge.ts)
-            .map_err(|e| End::retry(format!("the host's identity proof does not verify: {e}")))?;
+            .verify_for(&challenge.nonce, challenge.ts, client_nonce)
+            .map_err(|e| End::retry(format!("the host's identity proof was refused: {e}")))?;
         if let Some(expected) = &self.config.expected_host
             && expected.fingerprint != fingerprint
         {
@@ -731,14 +757,16 @@ impl Node {
         Ok(Some((proof.host_id.clone(), fingerprint)))
     }
 
-    /// The pairing verification code from the key the host proved in this challenge and this
-    /// device's key; `None` without a proof.
-    fn verification_code(&self, challenge: &Challenge) -> Option<String> {
+    /// The pairing verification code from the key the host proved in this challenge, this
+    /// device's key and this connection's nonces; `None` without a proof.
+    fn verification_code(&self, challenge: &Challenge, pairing_nonce: &str) -> Option<String> {
         let proof = challenge.host.as_ref()?;
         let host_key = perch_protocol::identity::decode_public_key(&proof.public_key).ok()?;
-        Some(perch_protocol::verification::verification_code_raw(
+        Some(verification::verification_code_raw(
             host_key.as_bytes(),
             &self.identity.public_key_bytes(),
+            pairing_nonce,
+            &challenge.nonce,
         ))
     }
 
@@ -809,7 +837,7 @@ impl Node {
             let challenge = conn
                 .wait_challenge(shutdown, pending_request.as_deref())
                 .await?;
-            let host = self.check_host(&challenge)?;
+            let host = self.check_host(&challenge, &conn.client_nonce)?;
             let token_key = match &host {
                 Some((host_id, _)) => format!("host:{host_id}"),
                 None => self.config.gateway_url.clone(),
@@ -818,7 +846,8 @@ impl Node {
             // Always offered while configured: a host that knows this device ignores it, and one
             // that forgot the device (removed) pairs it again with it.
             let bootstrap = self.config.bootstrap_token.as_ref().map(|b| b.0.as_str());
-            let params = self.connect_params(&challenge.nonce, token.as_deref(), bootstrap);
+            let mut params = self.connect_params(&challenge.nonce, token.as_deref(), bootstrap);
+            params.reveal_pairing_nonce(&conn.pairing_nonce);
             let params = serde_json::to_value(&params)
                 .map_err(|e| End::retry(format!("cannot encode connect params: {e}")))?;
             let id = conn.request_id("connect");
@@ -831,6 +860,20 @@ impl Node {
                 Ok(payload) => {
                     let hello: HelloOk = serde_json::from_value(payload.unwrap_or(Value::Null))
                         .map_err(|e| End::retry(format!("host sent a malformed hello-ok: {e}")))?;
+                    // A host that proved its key must also have signed this admission: nothing
+                    // from the connection is answered before that holds.
+                    if let Some((host_id, _)) = &host {
+                        HelloBinding {
+                            host_id,
+                            nonce: &challenge.nonce,
+                            client_nonce: &conn.client_nonce,
+                            role: Role::Node,
+                            device_id: self.device_id.as_str(),
+                            conn_id: &hello.server.conn_id,
+                        }
+                        .verify(&challenge, &hello)
+                        .map_err(|e| End::retry(format!("the host's hello-ok was refused: {e}")))?;
+                    }
                     if let Some(t) = hello.auth.device_token.as_deref() {
                         match self.tokens.set(&token_key, &self.device_id, t) {
                             Ok(()) => tracing::debug!("stored the device token issued by the host"),
@@ -855,8 +898,18 @@ impl Node {
                 Refusal::NotPaired {
                     request_id,
                     wait_for_resolution,
+                    code_current,
                 } => {
-                    let verification_code = self.verification_code(&challenge);
+                    let verification_code = if code_current {
+                        self.verification_code(&challenge, &conn.pairing_nonce)
+                    } else {
+                        tracing::warn!(
+                            request_id = %request_id,
+                            "the host keeps showing the code from an earlier connection; reject \
+                             this request on the host and pair again to get a code to compare"
+                        );
+                        None
+                    };
                     tracing::info!(
                         request_id = %request_id,
                         device_id = %self.device_id,
@@ -1233,6 +1286,10 @@ struct Conn {
     closing: Option<ConnectionClosing>,
     next_id: u64,
     timeout: Duration,
+    /// The nonce sent in the upgrade URL: the commitment to `pairing_nonce`.
+    client_nonce: String,
+    /// The secret revealed in `connect`, behind the commitment.
+    pairing_nonce: String,
 }
 
 impl Conn {
@@ -1548,7 +1605,19 @@ mod tests {
             )),
             Refusal::NotPaired {
                 request_id: "r1".into(),
-                wait_for_resolution: true
+                wait_for_resolution: true,
+                code_current: true,
+            }
+        );
+        assert_eq!(
+            classify_refusal(&e(
+                ErrorCode::NotPaired,
+                json!({"requestId": "r1", "waitForResolution": true, "codeCurrent": false})
+            )),
+            Refusal::NotPaired {
+                request_id: "r1".into(),
+                wait_for_resolution: true,
+                code_current: false,
             }
         );
         assert_eq!(

@@ -198,7 +198,7 @@ async fn the_node_says_it_is_here_and_reports_fresh_input() {
 }
 
 #[tokio::test]
-async fn awaiting_approval_shows_the_verification_code_of_both_keys() {
+async fn awaiting_approval_shows_the_verification_code_of_both_keys_and_the_commitment() {
     let host = Host::start().await;
     let dir = tempfile::tempdir().unwrap();
     let host_key = DeviceIdentity::from_seed(&[9; 32]);
@@ -219,16 +219,132 @@ async fn awaiting_approval_shows_the_verification_code_of_both_keys() {
             matches!(s, perch_node::NodeState::AwaitingApproval { .. })
         })
         .await;
-    let device_key = params.device.expect("a node signs its connect").public_key;
-    let expected =
-        perch_protocol::verification::verification_code(&host_key.public_key_b64(), &device_key)
-            .unwrap();
+    let device = params.device.expect("a node signs its connect");
+    let pairing_nonce = device
+        .pairing_nonce
+        .expect("a node reveals its pairing nonce");
+    // The nonce opens the commitment the node sent before the challenge.
+    assert!(
+        perch_protocol::verification::opens_commitment(
+            conn.client_nonce.as_deref().unwrap(),
+            &device.public_key,
+            &pairing_nonce
+        )
+        .unwrap()
+    );
+    let expected = perch_protocol::verification::verification_code(
+        &host_key.public_key_b64(),
+        &device.public_key,
+        &pairing_nonce,
+        "n1",
+    )
+    .unwrap();
     assert_eq!(
         state,
         perch_node::NodeState::AwaitingApproval {
             request_id: "req-7".into(),
             verification_code: Some(expected),
         }
+    );
+    node.request_stop();
+    let _ = node.join().await;
+}
+
+/// The host says it keeps an earlier code: the node shows none rather than one the user would
+/// compare in vain.
+#[tokio::test]
+async fn a_code_the_host_does_not_show_is_not_shown() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host_key = DeviceIdentity::from_seed(&[9; 32]);
+    let mut node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.challenge_signed("n1", &host_key).await;
+    let (id, _) = conn.recv_connect("n1").await;
+    conn.refuse(
+        id,
+        perch_protocol::ErrorShape::new(perch_protocol::ErrorCode::NotPaired, "pairing required")
+            .with_details(serde_json::json!({
+                "requestId": "req-8", "deviceId": node.device_id, "waitForResolution": true,
+                "codeCurrent": false
+            })),
+    )
+    .await;
+    let state = node
+        .wait_state("AwaitingApproval", |s| {
+            matches!(s, perch_node::NodeState::AwaitingApproval { .. })
+        })
+        .await;
+    assert_eq!(
+        state,
+        perch_node::NodeState::AwaitingApproval {
+            request_id: "req-8".into(),
+            verification_code: None,
+        }
+    );
+    node.request_stop();
+    let _ = node.join().await;
+}
+
+/// An impostor that recorded the real host's challenge (its proof covers another connection's
+/// client nonce) gets nothing from a node that pinned the host: no connect, no answer.
+#[tokio::test]
+async fn a_replayed_challenge_gets_no_connect_from_a_pinned_node() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let real = DeviceIdentity::from_seed(&[11; 32]);
+    let mut node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
+    let mut conn = host.accept().await;
+    let recorded = conn.client_nonce.clone().unwrap();
+    conn.challenge_signed("n1", &real).await;
+    let (id, _) = conn.recv_connect("n1").await;
+    conn.hello_ok(id, Some("tok-1")).await;
+    node.wait_connected().await;
+    drop(conn);
+
+    // The replay: the same key, nonce and time, signed over the client nonce of the recorded
+    // connection. The node refuses it, reconnects, and never sends connect.
+    for _ in 0..2 {
+        let mut fake = host.accept().await;
+        assert_ne!(fake.client_nonce.as_deref(), Some(recorded.as_str()));
+        fake.challenge_proved("n1", &real, Some(&recorded)).await;
+        fake.expect_close().await;
+    }
+    node.request_stop();
+    let _ = node.join().await;
+}
+
+/// A relay that passes the real challenge through but answers connect itself (an unbound
+/// hello-ok) is not a connection: the node drops it and answers no invoke on it.
+#[tokio::test]
+async fn an_unbound_hello_ok_is_not_trusted() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let real = DeviceIdentity::from_seed(&[12; 32]);
+    let mut node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
+    let mut conn = host.accept().await;
+    let cn = conn.client_nonce.clone();
+    // The proof is right for this connection, but hello-ok carries no binding.
+    conn.challenge_proved("n1", &real, cn.as_deref()).await;
+    let (id, _) = conn.recv_connect("n1").await;
+    conn.hello_ok(id, Some("tok-1")).await;
+    let invoke = Frame::event(
+        "node.invoke.request",
+        serde_json::json!({"id": "i1", "nodeId": node.device_id, "command": "device.info"}),
+    );
+    // It may have closed already; either way nothing but a close comes back.
+    let _ = futures_util::SinkExt::send(
+        &mut conn.ws,
+        tokio_tungstenite::tungstenite::Message::text(invoke.to_text()),
+    )
+    .await;
+    conn.expect_close().await;
+    assert!(
+        !matches!(
+            *node.state.borrow(),
+            perch_node::NodeState::Connected { .. }
+        ),
+        "the node must not count itself connected"
     );
     node.request_stop();
     let _ = node.join().await;

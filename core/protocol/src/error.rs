@@ -208,6 +208,8 @@ pub enum Reason {
     ConfigCorrupt,
     /// perch.toml could not be read or written.
     ConfigIo,
+    /// The revealed pairing nonce does not open the commitment the client sent.
+    PairingCommitment,
 }
 
 impl Reason {
@@ -226,6 +228,7 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::ConfigCorrupt => "config-corrupt",
             Reason::ConfigIo => "config-io",
+            Reason::PairingCommitment => "pairing-commitment",
         }
     }
 }
@@ -319,6 +322,7 @@ mod tests {
             Reason::Expired,
             Reason::ConfigCorrupt,
             Reason::ConfigIo,
+            Reason::PairingCommitment,
         ] {
             let v = serde_json::to_value(r).unwrap();
             assert_eq!(v, r.as_str());

@@ -85,9 +85,10 @@ pub struct PairRequested {
     )]
     pub remote_addr: Option<String>,
     /// The six digits the device shows too, so the user can tell it is the right device
-    /// ([`crate::verification`]); empty from hosts that predate it.
-    #[serde(default)]
-    pub verification_code: String,
+    /// ([`crate::verification`]); absent when the client made no commitment to derive one
+    /// from (an OpenClaw node): such a request cannot be verified by code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_code: Option<String>,
     /// When, ms since the epoch.
     pub ts: i64,
 }
@@ -194,7 +195,7 @@ mod tests {
             platform: "linux".into(),
             role: Role::Node,
             remote_addr: None,
-            verification_code: "048 213".into(),
+            verification_code: Some("048 213".into()),
             ts: 1,
         };
         let v = serde_json::to_value(&p).unwrap();

@@ -31,11 +31,13 @@ impl Challenge {
     /// Checks that the host that sent this challenge holds the key whose fingerprint the
     /// client expects (from `host-identity.json`, a setup code or a pin), before the client
     /// sends anything secret.
-    pub fn verify_host(&self, expected_fingerprint: &str) -> Result<(), HostCheckError> {
+    pub fn verify_host(
+        &self,
+        expected_fingerprint: &str,
+        client_nonce: &str,
+    ) -> Result<(), HostCheckError> {
         let proof = self.host.as_ref().ok_or(HostCheckError::NoProof)?;
-        let found = proof
-            .verify(&self.nonce, self.ts)
-            .map_err(|_| HostCheckError::BadProof)?;
+        let found = proof.verify_for(&self.nonce, self.ts, client_nonce)?;
         if !found.eq_ignore_ascii_case(expected_fingerprint.trim()) {
             return Err(HostCheckError::Mismatch {
                 found,
@@ -55,6 +57,12 @@ pub enum HostCheckError {
     /// The proof does not verify for this challenge.
     #[error("the host's proof of identity does not verify")]
     BadProof,
+    /// The proof does not cover the nonce this client sent: recorded from another connection.
+    #[error("the host's proof of identity was not made for this connection (a replay?)")]
+    NotBound,
+    /// `hello-ok` carries no valid binding to this connection's proof.
+    #[error("the host's hello-ok is not bound to this connection (a relay answering for it?)")]
+    HelloNotBound,
     /// Another key answered.
     #[error("the host's key fingerprint {found} is not the expected {expected}")]
     Mismatch {
@@ -63,6 +71,65 @@ pub enum HostCheckError {
         /// The fingerprint the client expected.
         expected: String,
     },
+}
+
+/// The query parameter of the WebSocket URL that carries a client's own nonce. The host signs
+/// it into the challenge's proof, so a proof recorded from one connection is worthless on
+/// another: a client that sent a fresh nonce accepts only a proof over that nonce.
+pub const CLIENT_NONCE_PARAM: &str = "clientNonce";
+
+/// A fresh client nonce: 16 random bytes, base64url.
+pub fn new_client_nonce() -> Result<String, crate::IdentityError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| crate::IdentityError::Randomness(e.to_string()))?;
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Whether a client nonce is one the host signs: 16 to 128 base64url characters.
+pub fn valid_client_nonce(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A client nonce in the upgrade URL that the host refuses: malformed or given twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("clientNonce must be 16 to 128 base64url characters, given once")]
+pub struct BadClientNonce;
+
+/// `url` with the client nonce added as a query parameter.
+pub fn url_with_client_nonce(url: &str, nonce: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    // `ws://host:port` has no path; with a query it needs one, or the request line is invalid.
+    let authority = base.split_once("://").map(|(_, rest)| rest).unwrap_or(base);
+    let slash = if authority.contains('/') { "" } else { "/" };
+    match query {
+        Some(q) if !q.is_empty() => format!("{base}{slash}?{q}&{CLIENT_NONCE_PARAM}={nonce}"),
+        _ => format!("{base}{slash}?{CLIENT_NONCE_PARAM}={nonce}"),
+    }
+}
+
+/// The client nonce in a request's query string, if there is exactly one well-formed one;
+/// `Err` when one is present but malformed or repeated.
+pub fn client_nonce_from_query(query: Option<&str>) -> Result<Option<String>, BadClientNonce> {
+    let mut found = None;
+    for pair in query.unwrap_or("").split('&') {
+        let Some(value) = pair
+            .strip_prefix(CLIENT_NONCE_PARAM)
+            .and_then(|r| r.strip_prefix('='))
+        else {
+            continue;
+        };
+        if found.is_some() || !valid_client_nonce(value) {
+            return Err(BadClientNonce);
+        }
+        found = Some(value.to_string());
+    }
+    Ok(found)
 }
 
 /// A host signs every challenge with its Ed25519 key so nodes can pin it.
@@ -75,28 +142,42 @@ pub struct HostProof {
     pub public_key: String,
     /// Signature over [`HostProof::payload`], base64url.
     pub signature: String,
+    /// The client's nonce the proof also covers, echoed (absent when the client sent none,
+    /// for example an OpenClaw node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_nonce: Option<String>,
 }
 
 impl HostProof {
-    /// The string a host signs: bound to this challenge's nonce and time.
-    pub fn payload(host_id: &str, nonce: &str, ts: i64) -> String {
-        format!("perch-host-v1|{host_id}|{nonce}|{ts}")
+    /// The string a host signs: bound to this challenge's nonce and time and, when the client
+    /// sent one, to the client's own nonce.
+    pub fn payload(host_id: &str, nonce: &str, ts: i64, client_nonce: Option<&str>) -> String {
+        match client_nonce {
+            None => format!("perch-host-v1|{host_id}|{nonce}|{ts}"),
+            Some(cn) => format!("perch-host-v2|{host_id}|{nonce}|{ts}|{cn}"),
+        }
     }
 
     /// Signs a challenge with the host key.
-    pub fn sign(identity: &DeviceIdentity, nonce: &str, ts: i64) -> Self {
+    pub fn sign(
+        identity: &DeviceIdentity,
+        nonce: &str,
+        ts: i64,
+        client_nonce: Option<&str>,
+    ) -> Self {
         let fingerprint = identity.device_id();
         let host_id = crate::identity::host_id_for(fingerprint.as_str());
-        let signature = identity.sign_b64(&Self::payload(&host_id, nonce, ts));
+        let signature = identity.sign_b64(&Self::payload(&host_id, nonce, ts, client_nonce));
         Self {
             host_id,
             public_key: identity.public_key_b64(),
             signature,
+            client_nonce: client_nonce.map(str::to_string),
         }
     }
 
-    /// Checks the proof for this nonce and time; returns the key fingerprint (hex SHA-256 of
-    /// the raw key), which is what nodes pin.
+    /// Checks the proof for this nonce and time (and the client nonce it says it covers);
+    /// returns the key fingerprint (hex SHA-256 of the raw key), which is what nodes pin.
     pub fn verify(&self, nonce: &str, ts: i64) -> Result<String, crate::IdentityError> {
         let key = crate::identity::decode_public_key(&self.public_key)?;
         let fingerprint = DeviceId::from_public_key(key.as_bytes()).to_string();
@@ -107,9 +188,23 @@ impl HostProof {
             &fingerprint,
             &self.public_key,
             &self.signature,
-            &Self::payload(&self.host_id, nonce, ts),
+            &Self::payload(&self.host_id, nonce, ts, self.client_nonce.as_deref()),
         )?;
         Ok(fingerprint)
+    }
+
+    /// [`HostProof::verify`], also requiring that the proof covers `client_nonce`: what a client
+    /// that sent a nonce checks, so a recorded proof cannot be replayed to it.
+    pub fn verify_for(
+        &self,
+        nonce: &str,
+        ts: i64,
+        client_nonce: &str,
+    ) -> Result<String, HostCheckError> {
+        if self.client_nonce.as_deref() != Some(client_nonce) {
+            return Err(HostCheckError::NotBound);
+        }
+        self.verify(nonce, ts).map_err(|_| HostCheckError::BadProof)
     }
 }
 
@@ -200,6 +295,11 @@ pub struct DeviceProof {
     pub signed_at: i64,
     /// The challenge nonce being answered.
     pub nonce: String,
+    /// The secret that opens the commitment this client sent as its client nonce; both sides
+    /// derive the pairing verification code from it (see [`crate::verification`]). Not signed:
+    /// a changed value no longer opens the commitment and the host refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_nonce: Option<String>,
 }
 
 /// Credentials presented at connect. Never logged.
@@ -330,6 +430,13 @@ impl ConnectParams {
         )
     }
 
+    /// Reveals the pairing nonce behind this client's commitment (after [`ConnectParams::sign`]).
+    pub fn reveal_pairing_nonce(&mut self, pairing_nonce: &str) {
+        if let Some(dev) = self.device.as_mut() {
+            dev.pairing_nonce = Some(pairing_nonce.to_string());
+        }
+    }
+
     /// Fills in `device` with a proof signed by `identity` for this challenge nonce. Set
     /// `auth` before calling: the token is part of what is signed.
     pub fn sign(&mut self, identity: &DeviceIdentity, signed_at_ms: i64, nonce: &str) {
@@ -339,6 +446,7 @@ impl ConnectParams {
             signature: String::new(),
             signed_at: signed_at_ms,
             nonce: nonce.to_string(),
+            pairing_nonce: None,
         });
         if let Some(payload) = self.signed_payload()
             && let Some(dev) = self.device.as_mut()
@@ -372,6 +480,76 @@ pub struct ServerInfo {
     pub host_id: String,
     /// The host's display name.
     pub name: String,
+    /// The host's signature binding this `hello-ok` to the connection's challenge, the
+    /// client's nonce and who was admitted ([`HelloBinding`]); present when the client sent a
+    /// nonce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+}
+
+/// What a host signs into `hello-ok`, so a client that checked the challenge's proof knows the
+/// admission came from the same host on the same connection and for itself: a relay that
+/// passed the real challenge through cannot then answer `connect` on the host's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloBinding<'a> {
+    /// The host's id.
+    pub host_id: &'a str,
+    /// The challenge nonce of this connection.
+    pub nonce: &'a str,
+    /// The client's nonce from the upgrade URL.
+    pub client_nonce: &'a str,
+    /// The role admitted.
+    pub role: Role,
+    /// The device admitted (empty for a device-less operator).
+    pub device_id: &'a str,
+    /// The connection id in `hello-ok.server.connId`.
+    pub conn_id: &'a str,
+}
+
+impl HelloBinding<'_> {
+    fn payload(&self) -> String {
+        format!(
+            "perch-hello-v1|{}|{}|{}|{}|{}|{}",
+            self.host_id,
+            self.nonce,
+            self.client_nonce,
+            self.role.as_str(),
+            self.device_id,
+            self.conn_id
+        )
+    }
+
+    /// The host's signature, base64url.
+    pub fn sign(&self, host: &DeviceIdentity) -> String {
+        host.sign_b64(&self.payload())
+    }
+
+    /// Checks `hello` against the challenge whose proof the client already verified.
+    pub fn verify(&self, challenge: &Challenge, hello: &HelloOk) -> Result<(), HostCheckError> {
+        let proof = challenge.host.as_ref().ok_or(HostCheckError::NoProof)?;
+        let signature = hello
+            .server
+            .binding
+            .as_deref()
+            .ok_or(HostCheckError::HelloNotBound)?;
+        if hello.server.host_id != proof.host_id
+            || hello.server.conn_id != self.conn_id
+            || self.host_id != proof.host_id
+        {
+            return Err(HostCheckError::HelloNotBound);
+        }
+        let key = crate::identity::decode_public_key(&proof.public_key)
+            .map_err(|_| HostCheckError::BadProof)?;
+        let fingerprint = DeviceId::from_public_key(key.as_bytes());
+        crate::identity::verify_device_signature(
+            fingerprint.as_str(),
+            &proof.public_key,
+            signature,
+            &self.payload(),
+        )
+        .map(|_| ())
+        .map_err(|_| HostCheckError::HelloNotBound)
+    }
 }
 
 /// What the host offers, so clients can adapt.
@@ -547,7 +725,7 @@ mod tests {
     #[test]
     fn host_proof_verifies_and_binds_the_nonce() {
         let host = DeviceIdentity::from_seed(&[4; 32]);
-        let proof = HostProof::sign(&host, "n1", 77);
+        let proof = HostProof::sign(&host, "n1", 77, None);
         let fp = proof.verify("n1", 77).unwrap();
         assert_eq!(fp, host.device_id().to_string());
         assert_eq!(proof.host_id, fp[..16]);
@@ -604,6 +782,7 @@ mod tests {
                 conn_id: "c1".into(),
                 host_id: "h".into(),
                 name: "desk".into(),
+                binding: None,
             },
             features: Features {
                 methods: vec!["node.invoke".into()],
@@ -639,23 +818,145 @@ mod tests {
         let host = DeviceIdentity::from_seed(&[3; 32]);
         let other = DeviceIdentity::from_seed(&[4; 32]);
         let fp = host.device_id().to_string();
+        let cn = "client-nonce-0123456789";
         let ch = Challenge {
             nonce: "n".into(),
             ts: 5,
-            host: Some(HostProof::sign(&host, "n", 5)),
+            host: Some(HostProof::sign(&host, "n", 5, Some(cn))),
         };
-        assert_eq!(ch.verify_host(&fp), Ok(()));
-        assert_eq!(ch.verify_host(&fp.to_uppercase()), Ok(()));
+        assert_eq!(ch.verify_host(&fp, cn), Ok(()));
+        assert_eq!(ch.verify_host(&fp.to_uppercase(), cn), Ok(()));
         assert!(matches!(
-            ch.verify_host(&other.device_id().to_string()),
+            ch.verify_host(&other.device_id().to_string(), cn),
             Err(HostCheckError::Mismatch { .. })
         ));
+        // Replayed to a client that sent another nonce, or stripped of it.
+        assert_eq!(
+            ch.verify_host(&fp, "another-nonce-0123456789"),
+            Err(HostCheckError::NotBound)
+        );
+        let v1 = Challenge {
+            host: Some(HostProof::sign(&host, "n", 5, None)),
+            ..ch.clone()
+        };
+        assert_eq!(v1.verify_host(&fp, cn), Err(HostCheckError::NotBound));
+        let mut claimed = HostProof::sign(&host, "n", 5, None);
+        claimed.client_nonce = Some(cn.into());
+        let claimed = Challenge {
+            host: Some(claimed),
+            ..ch.clone()
+        };
+        assert_eq!(claimed.verify_host(&fp, cn), Err(HostCheckError::BadProof));
         let forged = Challenge {
             nonce: "m".into(),
             ..ch.clone()
         };
-        assert_eq!(forged.verify_host(&fp), Err(HostCheckError::BadProof));
+        assert_eq!(forged.verify_host(&fp, cn), Err(HostCheckError::BadProof));
         let bare = Challenge { host: None, ..ch };
-        assert_eq!(bare.verify_host(&fp), Err(HostCheckError::NoProof));
+        assert_eq!(bare.verify_host(&fp, cn), Err(HostCheckError::NoProof));
+    }
+
+    #[test]
+    fn hello_ok_is_bound_to_the_connection_and_the_admitted_device() {
+        let host = DeviceIdentity::from_seed(&[3; 32]);
+        let cn = "client-nonce-0123456789";
+        let ch = Challenge {
+            nonce: "n".into(),
+            ts: 5,
+            host: Some(HostProof::sign(&host, "n", 5, Some(cn))),
+        };
+        let host_id = ch.host.as_ref().unwrap().host_id.clone();
+        let binding = HelloBinding {
+            host_id: &host_id,
+            nonce: "n",
+            client_nonce: cn,
+            role: Role::Node,
+            device_id: "dev-1",
+            conn_id: "c1",
+        };
+        let hello = |sig: Option<String>, conn: &str| {
+            let mut v: HelloOk = serde_json::from_value(json!({
+                "type": "hello-ok", "protocol": 4,
+                "server": {"version": "1", "connId": conn, "hostId": host_id, "name": "desk"},
+                "features": {"methods": [], "events": []},
+                "snapshot": {"uptimeMs": 0, "presence": [], "stateVersion": {"presence": 0, "health": 0}, "health": {}},
+                "auth": {"role": "node", "scopes": []},
+                "policy": {"maxPayload": 1, "maxBufferedBytes": 1, "tickIntervalMs": 1}
+            }))
+            .unwrap();
+            v.server.binding = sig;
+            v
+        };
+        let good = hello(Some(binding.sign(&host)), "c1");
+        assert_eq!(binding.verify(&ch, &good), Ok(()));
+        // Unsigned, signed by another key, for another device, nonce or connection: refused.
+        assert_eq!(
+            binding.verify(&ch, &hello(None, "c1")),
+            Err(HostCheckError::HelloNotBound)
+        );
+        let impostor = DeviceIdentity::from_seed(&[4; 32]);
+        assert_eq!(
+            binding.verify(&ch, &hello(Some(binding.sign(&impostor)), "c1")),
+            Err(HostCheckError::HelloNotBound)
+        );
+        for other in [
+            HelloBinding {
+                device_id: "dev-2",
+                ..binding
+            },
+            HelloBinding {
+                client_nonce: "another-client-nonce-01",
+                ..binding
+            },
+            HelloBinding {
+                nonce: "m",
+                ..binding
+            },
+            HelloBinding {
+                role: Role::Operator,
+                ..binding
+            },
+        ] {
+            let signed = hello(Some(other.sign(&host)), "c1");
+            assert_eq!(
+                binding.verify(&ch, &signed),
+                Err(HostCheckError::HelloNotBound)
+            );
+        }
+        let moved = HelloBinding {
+            conn_id: "c2",
+            ..binding
+        };
+        assert_eq!(
+            binding.verify(&ch, &hello(Some(moved.sign(&host)), "c2")),
+            Err(HostCheckError::HelloNotBound)
+        );
+    }
+
+    #[test]
+    fn client_nonces_travel_in_the_url() {
+        let n = new_client_nonce().unwrap();
+        assert!(valid_client_nonce(&n));
+        let url = url_with_client_nonce("ws://127.0.0.1:1", &n);
+        let q = url.split_once('?').map(|(_, q)| q);
+        assert_eq!(client_nonce_from_query(q), Ok(Some(n.clone())));
+        assert_eq!(
+            url_with_client_nonce("ws://h/?a=1", "x"),
+            "ws://h/?a=1&clientNonce=x"
+        );
+        assert_eq!(
+            url_with_client_nonce("ws://127.0.0.1:9", "x"),
+            "ws://127.0.0.1:9/?clientNonce=x"
+        );
+        assert_eq!(
+            url_with_client_nonce("wss://h:1/gw", "x"),
+            "wss://h:1/gw?clientNonce=x"
+        );
+        assert_eq!(client_nonce_from_query(None), Ok(None));
+        assert_eq!(client_nonce_from_query(Some("a=1")), Ok(None));
+        assert!(client_nonce_from_query(Some("clientNonce=short")).is_err());
+        assert!(client_nonce_from_query(Some("clientNonce=bad%20chars-0123456789")).is_err());
+        let twice = format!("clientNonce={n}&clientNonce={n}");
+        assert!(client_nonce_from_query(Some(&twice)).is_err());
     }
 }

@@ -104,10 +104,11 @@ pub struct PendingRequest {
     /// Remote address of the requesting connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
-    /// The six digits the device shows too ([`crate::verification`]); empty from hosts that
-    /// predate it.
-    #[serde(default)]
-    pub verification_code: String,
+    /// The six digits the device shows too, so the user can tell it is the right device
+    /// ([`crate::verification`]); absent when the client made no commitment to derive one
+    /// from (an OpenClaw node): such a request cannot be verified by code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_code: Option<String>,
 }
 
 /// Result of `device.pair.list`.
@@ -382,7 +383,7 @@ mod tests {
             role: Role::Node,
             requested_at_ms: 1,
             remote_addr: None,
-            verification_code: "048 213".into(),
+            verification_code: Some("048 213".into()),
         };
         assert_eq!(
             serde_json::to_value(&p).unwrap(),

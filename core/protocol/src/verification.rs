@@ -1,39 +1,111 @@
-//! The pairing verification code: six digits both sides compute from the host's and the
-//! device's public keys, so a person can check that the request they approve comes from the
-//! device in their hand and reached the host they mean (no one in between swapped a key).
+//! The pairing verification code: six digits the device and the host both show, so a person
+//! can check that the request they approve comes from the device in their hand and reached the
+//! host they mean.
 //!
-//! Value: SHA-256 over `perch-pair-verify-v1` followed by the two raw 32-byte keys in ascending
-//! byte order (so the order of the arguments does not matter); the first 4 bytes as a
-//! big-endian integer, modulo 1 000 000, written as two groups of three digits: `"048 213"`.
+//! A code over the two public keys alone can be ground: a man in the middle makes keys until
+//! one gives the code the device shows (a million tries, seconds of work). So the code also
+//! covers a secret of the device's that it commits to before it sees the host's challenge:
+//!
+//! 1. The device picks a fresh pairing nonce `p` and sends the commitment
+//!    `c = SHA-256("perch-pair-commit-v2" ‖ device key ‖ len(p) ‖ p)` as its client nonce in the
+//!    WebSocket URL, before the host says anything.
+//! 2. The host answers with its challenge nonce `n`, signed together with `c`.
+//! 3. The device reveals `p` in `connect`; the host checks it against `c`.
+//! 4. Both show `SHA-256("perch-pair-verify-v2" ‖ host key ‖ device key ‖ len(p) ‖ p ‖ len(n) ‖ n)`,
+//!    the first 4 bytes big-endian modulo 1 000 000, as `"NNN NNN"`.
+//!
+//! A man in the middle has to fix its own keys and nonces on each side before it learns the
+//! other side's secret, so each attempt matches with probability one in a million, and every
+//! attempt shows up as a new code (the host lets a request's code change only a few times).
+//! Lengths are 4-byte big-endian, so no two inputs hash the same bytes.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use crate::identity::{IdentityError, decode_public_key};
 
-/// Domain separation for the hash, so the code cannot collide with any other use of the keys.
-pub const VERIFICATION_CONTEXT: &[u8] = b"perch-pair-verify-v1";
+/// Domain separation for the commitment.
+pub const COMMIT_CONTEXT: &[u8] = b"perch-pair-commit-v2";
 
-/// The code for a host key and a device key, both base64url raw Ed25519 public keys as sent on
-/// the wire (`connect.challenge.host.publicKey`, `connect.device.publicKey`).
+/// Domain separation for the code.
+pub const VERIFICATION_CONTEXT: &[u8] = b"perch-pair-verify-v2";
+
+/// Longest pairing nonce the host accepts, in characters.
+pub const MAX_PAIRING_NONCE_LEN: usize = 128;
+
+/// A fresh pairing nonce: 32 random bytes, base64url.
+pub fn new_pairing_nonce() -> Result<String, IdentityError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| IdentityError::Randomness(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The commitment a device sends as its client nonce before it sees the challenge.
+pub fn pairing_commitment(device_public_key: &[u8; 32], pairing_nonce: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(COMMIT_CONTEXT)
+        .chain_update(device_public_key)
+        .chain_update(length_prefix(pairing_nonce))
+        .chain_update(pairing_nonce.as_bytes())
+        .finalize();
+    URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// Whether `pairing_nonce` opens `commitment` for this device key (base64url, as on the wire).
+pub fn opens_commitment(
+    commitment: &str,
+    device_public_key: &str,
+    pairing_nonce: &str,
+) -> Result<bool, IdentityError> {
+    if pairing_nonce.is_empty() || pairing_nonce.len() > MAX_PAIRING_NONCE_LEN {
+        return Ok(false);
+    }
+    let key = decode_public_key(device_public_key)?.to_bytes();
+    Ok(pairing_commitment(&key, pairing_nonce) == commitment)
+}
+
+/// The code both sides show, from base64url keys as sent on the wire
+/// (`connect.challenge.host.publicKey`, `connect.device.publicKey`).
 pub fn verification_code(
     host_public_key: &str,
     device_public_key: &str,
+    pairing_nonce: &str,
+    host_nonce: &str,
 ) -> Result<String, IdentityError> {
     let host = decode_public_key(host_public_key)?.to_bytes();
     let device = decode_public_key(device_public_key)?.to_bytes();
-    Ok(verification_code_raw(&host, &device))
+    Ok(verification_code_raw(
+        &host,
+        &device,
+        pairing_nonce,
+        host_nonce,
+    ))
 }
 
-/// The code for two raw public keys; symmetric in its arguments.
-pub fn verification_code_raw(a: &[u8; 32], b: &[u8; 32]) -> String {
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+/// The code for raw keys; the roles are not interchangeable.
+pub fn verification_code_raw(
+    host_public_key: &[u8; 32],
+    device_public_key: &[u8; 32],
+    pairing_nonce: &str,
+    host_nonce: &str,
+) -> String {
     let digest = Sha256::new()
         .chain_update(VERIFICATION_CONTEXT)
-        .chain_update(low)
-        .chain_update(high)
+        .chain_update(host_public_key)
+        .chain_update(device_public_key)
+        .chain_update(length_prefix(pairing_nonce))
+        .chain_update(pairing_nonce.as_bytes())
+        .chain_update(length_prefix(host_nonce))
+        .chain_update(host_nonce.as_bytes())
         .finalize();
     let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
     format_code(n)
+}
+
+/// A string's byte length as 4 big-endian bytes (saturating; the inputs are bounded far below).
+fn length_prefix(s: &str) -> [u8; 4] {
+    u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes()
 }
 
 /// Writes a number below one million as `"NNN NNN"`, zero-padded.
@@ -50,17 +122,29 @@ mod tests {
     /// §14.2).
     const DEVICE_KEY: &str = "A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";
     const HOST_KEY: &str = "Kay64UG8yvCyLhqU000LxzYeUm0L_hLIl5S8kyKWbdc";
+    const PAIRING_NONCE: &str = "pairing-nonce-for-the-known-answer";
+    const HOST_NONCE: &str = "host-nonce-1";
 
     /// Computed independently of this crate, with Python's hashlib:
     /// ```text
-    /// a, b = sorted([b64url(HOST_KEY), b64url(DEVICE_KEY)])
-    /// d = hashlib.sha256(b"perch-pair-verify-v1" + a + b).digest()
-    ///   = 600a8f0731baddc24778522cc7dd27c46f88c414bd88e8d6241c5ad9b8609286
-    /// int.from_bytes(d[:4], "big") % 1000000 = 304711
+    /// lp = lambda b: len(b).to_bytes(4, "big") + b
+    /// d = sha256(b"perch-pair-verify-v2" + host + device + lp(p) + lp(n)).digest()
+    ///   = ce6e13774b85a0ee606f571ba5c0f9285d3db6851e6dba64eb2f8cebb60db3ce
+    /// int.from_bytes(d[:4], "big") % 1000000 = 320439
+    /// urlsafe_b64(sha256(b"perch-pair-commit-v2" + device + lp(p)))
+    ///   = spvOkzUS5cmjECNP1DRPIU4k9CYmv_FjV2yDbsNp_CM
     /// ```
     #[test]
-    fn known_answer_for_the_test_keys() {
-        assert_eq!(verification_code(HOST_KEY, DEVICE_KEY).unwrap(), "304 711");
+    fn known_answers_for_the_test_keys() {
+        assert_eq!(
+            verification_code(HOST_KEY, DEVICE_KEY, PAIRING_NONCE, HOST_NONCE).unwrap(),
+            "320 439"
+        );
+        let device = decode_public_key(DEVICE_KEY).unwrap().to_bytes();
+        assert_eq!(
+            pairing_commitment(&device, PAIRING_NONCE),
+            "spvOkzUS5cmjECNP1DRPIU4k9CYmv_FjV2yDbsNp_CM"
+        );
     }
 
     #[test]
@@ -77,19 +161,58 @@ mod tests {
     }
 
     #[test]
-    fn symmetric_in_its_arguments() {
+    fn the_commitment_opens_only_with_its_nonce_and_key() {
+        let device = DeviceIdentity::from_seed(&[5; 32]);
+        let p = new_pairing_nonce().unwrap();
+        let c = pairing_commitment(&device.public_key_bytes(), &p);
+        assert_eq!(opens_commitment(&c, &device.public_key_b64(), &p), Ok(true));
+        let other = DeviceIdentity::from_seed(&[6; 32]).public_key_b64();
+        assert_eq!(opens_commitment(&c, &other, &p), Ok(false));
         assert_eq!(
-            verification_code(HOST_KEY, DEVICE_KEY).unwrap(),
-            verification_code(DEVICE_KEY, HOST_KEY).unwrap()
+            opens_commitment(&c, &device.public_key_b64(), "another"),
+            Ok(false)
         );
-        for s in 0..20u8 {
-            let a = DeviceIdentity::from_seed(&[s; 32]);
-            let b = DeviceIdentity::from_seed(&[s.wrapping_add(100); 32]);
-            assert_eq!(
-                verification_code(&a.public_key_b64(), &b.public_key_b64()).unwrap(),
-                verification_code(&b.public_key_b64(), &a.public_key_b64()).unwrap()
-            );
-        }
+        assert_eq!(
+            opens_commitment(&c, &device.public_key_b64(), ""),
+            Ok(false)
+        );
+        let long = "a".repeat(MAX_PAIRING_NONCE_LEN + 1);
+        assert_eq!(
+            opens_commitment(&c, &device.public_key_b64(), &long),
+            Ok(false)
+        );
+        assert_eq!(
+            opens_commitment(&c, "!!!", &p),
+            Err(IdentityError::BadPublicKey)
+        );
+        // A commitment is usable as a client nonce.
+        assert!(crate::handshake::valid_client_nonce(&c));
+    }
+
+    #[test]
+    fn every_input_changes_the_code() {
+        let base = verification_code(HOST_KEY, DEVICE_KEY, "p", "n").unwrap();
+        let other = DeviceIdentity::from_seed(&[2; 32]).public_key_b64();
+        assert_ne!(
+            verification_code(&other, DEVICE_KEY, "p", "n").unwrap(),
+            base
+        );
+        assert_ne!(verification_code(HOST_KEY, &other, "p", "n").unwrap(), base);
+        // Over many nonces the codes spread out (no constant, no swapped fields).
+        let codes: std::collections::HashSet<_> = (0..200)
+            .map(|i| verification_code(HOST_KEY, DEVICE_KEY, &format!("p{i}"), "n").unwrap())
+            .collect();
+        assert!(codes.len() > 190, "{}", codes.len());
+        // Moving a byte between the two nonces changes the code: the lengths keep them apart.
+        assert_ne!(
+            verification_code(HOST_KEY, DEVICE_KEY, "ab", "c").unwrap(),
+            verification_code(HOST_KEY, DEVICE_KEY, "a", "bc").unwrap()
+        );
+        // The roles are not interchangeable.
+        assert_ne!(
+            verification_code(DEVICE_KEY, HOST_KEY, "p", "n").unwrap(),
+            base
+        );
     }
 
     #[test]
@@ -100,7 +223,7 @@ mod tests {
         assert_eq!(format_code(999_999), "999 999");
         for s in 0..50u8 {
             let a = DeviceIdentity::from_seed(&[s; 32]).public_key_bytes();
-            let code = verification_code_raw(&a, &[0x42; 32]);
+            let code = verification_code_raw(&a, &[0x42; 32], "p", "n");
             let b = code.as_bytes();
             assert_eq!(b.len(), 7, "{code}");
             assert_eq!(b[3], b' ', "{code}");
@@ -114,23 +237,13 @@ mod tests {
     }
 
     #[test]
-    fn different_devices_get_different_codes() {
-        let a = DeviceIdentity::from_seed(&[1; 32]).public_key_b64();
-        let b = DeviceIdentity::from_seed(&[2; 32]).public_key_b64();
-        assert_ne!(
-            verification_code(HOST_KEY, &a).unwrap(),
-            verification_code(HOST_KEY, &b).unwrap()
-        );
-    }
-
-    #[test]
     fn bad_keys_are_refused() {
         assert_eq!(
-            verification_code("!!!", DEVICE_KEY),
+            verification_code("!!!", DEVICE_KEY, "p", "n"),
             Err(IdentityError::BadPublicKey)
         );
         assert_eq!(
-            verification_code(HOST_KEY, "AAAA"),
+            verification_code(HOST_KEY, "AAAA", "p", "n"),
             Err(IdentityError::BadPublicKey)
         );
     }

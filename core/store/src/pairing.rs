@@ -13,7 +13,7 @@ use crate::{StoreError, begin_write, parse_device_id, parse_role};
 macro_rules! request_columns {
     () => {
         "request_id, device_id, public_key, role, display_name, platform, device_family, \
-         remote_addr, requested_at_ms, updated_at_ms, status, decided_at_ms"
+         remote_addr, requested_at_ms, updated_at_ms, status, decided_at_ms, verification_code"
     };
 }
 
@@ -131,6 +131,9 @@ pub struct PairingRequestRecord {
     pub status: RequestStatus,
     /// When it was approved, rejected or expired.
     pub decided_at_ms: Option<i64>,
+    /// The code the device shows, as the host computed it; `None` when the client made no
+    /// commitment to derive one from.
+    pub verification_code: Option<String>,
 }
 
 /// The raw row, before enum parsing.
@@ -148,6 +151,7 @@ struct PairingRow {
     updated_at_ms: i64,
     status: String,
     decided_at_ms: Option<i64>,
+    verification_code: Option<String>,
 }
 
 impl TryFrom<PairingRow> for PairingRequestRecord {
@@ -169,6 +173,7 @@ impl TryFrom<PairingRow> for PairingRequestRecord {
             updated_at_ms: row.updated_at_ms,
             status,
             decided_at_ms: row.decided_at_ms,
+            verification_code: row.verification_code,
         })
     }
 }
@@ -398,6 +403,27 @@ impl<'a> PairingRepo<'a> {
         Ok(Filed::Created { record, expired })
     }
 
+    /// Sets the verification code of a pending request, unless its code was set `max_sets`
+    /// times already. Returns whether the request now shows `code`: `false` means the host
+    /// keeps showing an earlier code (or the request is no longer pending).
+    pub async fn set_code(
+        &self,
+        request_id: &str,
+        code: &str,
+        max_sets: u32,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE pairing_requests SET verification_code = $2, code_sets = code_sets + 1 \
+             WHERE request_id = $1 AND status = 'pending' AND code_sets < $3",
+        )
+        .bind(request_id)
+        .bind(code)
+        .bind(i64::from(max_sets))
+        .execute(self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The request with this id in any status; `None` if unknown.
     pub async fn get(&self, request_id: &str) -> Result<Option<PairingRequestRecord>, StoreError> {
         fetch_request(self.pool, request_id).await
@@ -579,6 +605,34 @@ mod tests {
             p.get("a").await.unwrap().unwrap().status,
             RequestStatus::Expired
         );
+    }
+
+    #[tokio::test]
+    async fn a_requests_code_changes_a_bounded_number_of_times_and_only_while_pending() {
+        let store = Store::open_in_memory().await.unwrap();
+        let p = store.pairing();
+        let (r, _) = p
+            .upsert_pending(request(1, Role::Node), "r1", 100)
+            .await
+            .unwrap();
+        assert_eq!(r.verification_code, None);
+        for (i, code) in ["111 111", "222 222", "333 333"].into_iter().enumerate() {
+            assert!(p.set_code("r1", code, 3).await.unwrap(), "set {i}");
+            let got = p.get("r1").await.unwrap().unwrap();
+            assert_eq!(got.verification_code.as_deref(), Some(code));
+        }
+        // Past the cap the earlier code stays.
+        assert!(!p.set_code("r1", "444 444", 3).await.unwrap());
+        let listed = p.list_pending().await.unwrap();
+        assert_eq!(listed[0].verification_code.as_deref(), Some("333 333"));
+        // Unknown or decided requests take no code.
+        assert!(!p.set_code("nope", "555 555", 3).await.unwrap());
+        let (r2, _) = p
+            .upsert_pending(request(2, Role::Node), "r2", 100)
+            .await
+            .unwrap();
+        p.reject(&r2.request_id, 101).await.unwrap();
+        assert!(!p.set_code("r2", "666 666", 3).await.unwrap());
     }
 
     #[tokio::test]

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use perch_node::{Capabilities, Node, NodeConfig, NodeError, NodeState};
+use perch_protocol::DeviceIdentity;
 use perch_protocol::frame::{RequestId, Response};
-use perch_protocol::handshake::{CHALLENGE_EVENT, CONNECT_METHOD, ConnectParams, Role};
+use perch_protocol::handshake::{
+    self, CHALLENGE_EVENT, CONNECT_METHOD, ConnectParams, HelloBinding, HostProof, Role,
+};
 use perch_protocol::identity::{SignedConnectV3, verify_device_signature};
 use perch_protocol::methods::{InvokeResultParams, NODE_INVOKE_RESULT};
 use perch_protocol::{ErrorShape, Frame, PROTOCOL_VERSION};
@@ -19,6 +22,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response as HsResponse};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -43,10 +47,27 @@ impl Host {
             .await
             .expect("node did not connect in time")
             .unwrap();
-        let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let (nonce_tx, nonce_rx) = std::sync::mpsc::channel();
+        // The handshake callback\'s error type is tungstenite\'s, not ours.
+        #[allow(clippy::result_large_err)]
+        let record = move |req: &Request, res: HsResponse| {
+            let q = req.uri().query().map(str::to_string);
+            let _ = nonce_tx.send(handshake::client_nonce_from_query(q.as_deref()));
+            Ok(res)
+        };
+        let ws = tokio_tungstenite::accept_hdr_async(tcp, record)
+            .await
+            .unwrap();
+        let client_nonce = nonce_rx
+            .recv()
+            .unwrap()
+            .expect("a well-formed client nonce");
         HostConn {
             ws,
             beacons: Vec::new(),
+            client_nonce,
+            signed: None,
+            device_id: None,
         }
     }
 
@@ -62,6 +83,13 @@ pub struct HostConn {
     pub ws: WebSocketStream<TcpStream>,
     /// Params of the `node.event` presence beacons the node sent.
     pub beacons: Vec<Value>,
+    /// The client nonce from the node's upgrade URL.
+    pub client_nonce: Option<String>,
+    /// The key and nonce of the last signed challenge, so hello-ok can be bound as a Perch
+    /// host binds it.
+    pub signed: Option<(DeviceIdentity, String)>,
+    /// The device that sent the last connect.
+    pub device_id: Option<String>,
 }
 
 impl HostConn {
@@ -74,8 +102,24 @@ impl HostConn {
     }
 
     /// A challenge signed with a host key, as a Perch host sends it.
-    pub async fn challenge_signed(&mut self, nonce: &str, host: &perch_protocol::DeviceIdentity) {
-        let proof = perch_protocol::handshake::HostProof::sign(host, nonce, 1);
+    pub async fn challenge_signed(&mut self, nonce: &str, host: &DeviceIdentity) {
+        let cn = self.client_nonce.clone();
+        self.signed = Some((
+            DeviceIdentity::from_private_b64(&host.private_b64()).unwrap(),
+            nonce.to_string(),
+        ));
+        self.challenge_proved(nonce, host, cn.as_deref()).await;
+    }
+
+    /// A challenge whose proof covers `client_nonce` (a replay when it is not this
+    /// connection's).
+    pub async fn challenge_proved(
+        &mut self,
+        nonce: &str,
+        host: &DeviceIdentity,
+        client_nonce: Option<&str>,
+    ) {
+        let proof = HostProof::sign(host, nonce, 1, client_nonce);
         self.event(
             CHALLENGE_EVENT,
             json!({"nonce": nonce, "ts": 1, "host": serde_json::to_value(proof).unwrap()}),
@@ -159,6 +203,7 @@ impl HostConn {
         .payload();
         verify_device_signature(&device.id, &device.public_key, &device.signature, &payload)
             .expect("connect signature must verify");
+        self.device_id = Some(device.id.clone());
         (req.id, p)
     }
 
@@ -179,10 +224,26 @@ impl HostConn {
             auth["deviceToken"] = json!(t);
             auth["issuedAtMs"] = json!(1);
         }
+        let mut server = json!({"version": "0.1.0", "connId": "conn-1", "hostId": "host-1", "name": "Test host"});
+        if let (Some((key, nonce)), Some(cn)) = (&self.signed, &self.client_nonce) {
+            let host_id = perch_protocol::identity::host_id_for(key.device_id().as_str());
+            server["hostId"] = json!(host_id);
+            server["binding"] = json!(
+                HelloBinding {
+                    host_id: &host_id,
+                    nonce,
+                    client_nonce: cn,
+                    role: Role::Node,
+                    device_id: self.device_id.as_deref().unwrap_or(""),
+                    conn_id: "conn-1",
+                }
+                .sign(key)
+            );
+        }
         let hello = json!({
             "type": "hello-ok",
             "protocol": PROTOCOL_VERSION,
-            "server": {"version": "0.1.0", "connId": "conn-1", "hostId": "host-1", "name": "Test host"},
+            "server": server,
             "features": {"methods": ["node.invoke.result"], "events": ["tick"]},
             "snapshot": {"uptimeMs": 1, "presence": []},
             "auth": auth,
