@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::credential_origins::{CredentialOrigins, Verdict, tier_origin};
+
 /// The tiers a turn can ask for.
 pub const TIERS: &[&str] = &["fast", "default", "smart"];
 /// Keyring service name for Perch secrets.
@@ -91,6 +93,9 @@ pub struct TierConfig {
     /// A key in the file itself (discouraged; the keyring is better).
     #[serde(default)]
     pub api_key: Option<Secret>,
+    /// Lets `settings.set` point this tier at a plain `http://` URL off this machine.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// The `[models]` section.
@@ -134,6 +139,20 @@ pub enum CredentialError {
         provider: &'static str,
         /// The places looked in, in order (names, never values).
         tried: Vec<String>,
+    },
+    /// The stored credential is bound to another origin than the tier now points at.
+    #[error(
+        "model tier {tier:?} ({provider}) now points at {origin}, but its stored credential was set for {bound}; it is not sent to the new address until you store it again with `perch auth set {provider}`"
+    )]
+    OriginChanged {
+        /// The tier.
+        tier: String,
+        /// The provider.
+        provider: &'static str,
+        /// Where the secret may go.
+        bound: String,
+        /// Where the tier points now (`unknown` when its base URL does not parse).
+        origin: String,
     },
 }
 
@@ -234,6 +253,60 @@ impl ModelsConfig {
             .get(tier)
             .ok_or_else(|| CredentialError::TierNotConfigured(tier.to_string()))?;
         resolve(tier, cfg, sources)
+    }
+
+    /// [`ModelsConfig::resolve`], refusing a secret-store credential bound to another origin
+    /// (a local OpenAI-compatible server then gets none, as it needs none). Also returns the
+    /// binding to record, `(account, origin)`, when this tier has none yet.
+    pub fn resolve_bound(
+        &self,
+        tier: &str,
+        sources: &dyn SecretSources,
+        origins: &CredentialOrigins,
+    ) -> Result<(Resolved, Option<(String, String)>), CredentialError> {
+        let resolved = self.resolve(tier, sources)?;
+        let CredentialSource::Keyring(account) = &resolved.source else {
+            return Ok((resolved, None));
+        };
+        let Some(cfg) = self.tiers.get(tier) else {
+            return Err(CredentialError::TierNotConfigured(tier.to_string()));
+        };
+        let origin = tier_origin(cfg);
+        let verdict = match &origin {
+            Some(o) => origins.check(tier, account, o),
+            None => Verdict::Refused {
+                bound: origins
+                    .bound(tier, account)
+                    .unwrap_or_else(|| "another address".into()),
+            },
+        };
+        match verdict {
+            Verdict::Allowed => Ok((resolved, None)),
+            Verdict::Unbound => {
+                let record = origin.map(|o| (account.clone(), o));
+                Ok((resolved, record))
+            }
+            Verdict::Refused { bound } => {
+                if cfg.provider == ProviderKind::Openai
+                    && cfg.auth_mode == AuthMode::Auto
+                    && is_local(cfg.base_url.as_deref())
+                {
+                    return Ok((
+                        Resolved {
+                            credential: Credential::None,
+                            source: CredentialSource::NoneNeeded,
+                        },
+                        None,
+                    ));
+                }
+                Err(CredentialError::OriginChanged {
+                    tier: tier.to_string(),
+                    provider: cfg.provider.as_str(),
+                    bound,
+                    origin: origin.unwrap_or_else(|| "unknown".into()),
+                })
+            }
+        }
     }
 }
 
@@ -362,7 +435,60 @@ mod tests {
             base_url: None,
             auth_mode: mode,
             api_key: None,
+            allow_insecure_http: false,
         }
+    }
+
+    #[test]
+    fn a_stored_key_is_not_sent_to_an_origin_it_was_not_set_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let origins = CredentialOrigins::new(dir.path());
+        let mut f = Fake::default();
+        f.keyring.insert("openai:api_key".into(), "kr".into());
+        f.env.insert("ANTHROPIC_API_KEY".into(), "env".into());
+        let mut models = ModelsConfig::default();
+        models
+            .tiers
+            .insert("fast".into(), tier(ProviderKind::Openai, AuthMode::Auto));
+        // First use: allowed, and the caller is told what to record.
+        let (r, record) = models.resolve_bound("fast", &f, &origins).unwrap();
+        assert_eq!(r.credential, Credential::ApiKey(Secret::new("kr")));
+        let record = record.unwrap();
+        assert_eq!(record.1, "https://api.openai.com:443");
+        origins.bind("fast", &record.0, &record.1).unwrap();
+        assert_eq!(models.resolve_bound("fast", &f, &origins).unwrap().1, None);
+        // Pointed elsewhere: refused, naming both origins and the way out.
+        let t = models.tiers.get_mut("fast").unwrap();
+        t.base_url = Some("https://proxy.example/v1".into());
+        let e = models.resolve_bound("fast", &f, &origins).unwrap_err();
+        assert!(matches!(e, CredentialError::OriginChanged { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("https://proxy.example:443"), "{msg}");
+        assert!(msg.contains("https://api.openai.com:443"), "{msg}");
+        assert!(msg.contains("perch auth set openai"), "{msg}");
+        assert!(!msg.contains("kr"), "{msg}");
+        // A local server gets no key at all rather than the bound one.
+        models.tiers.get_mut("fast").unwrap().base_url = Some("http://localhost:11434/v1".into());
+        let (r, _) = models.resolve_bound("fast", &f, &origins).unwrap();
+        assert_eq!(r.credential, Credential::None);
+        // Storing the key again releases it.
+        models.tiers.get_mut("fast").unwrap().base_url = Some("https://proxy.example/v1".into());
+        origins.release("openai:api_key").unwrap();
+        assert!(models.resolve_bound("fast", &f, &origins).is_ok());
+        // Environment credentials are not bound.
+        let mut a = tier(ProviderKind::Anthropic, AuthMode::Auto);
+        a.base_url = Some("https://elsewhere.example".into());
+        models.tiers.insert("smart".into(), a);
+        origins
+            .bind(
+                "smart",
+                "anthropic:api_key",
+                "https://api.anthropic.com:443",
+            )
+            .unwrap();
+        let (r, record) = models.resolve_bound("smart", &f, &origins).unwrap();
+        assert_eq!(r.source, CredentialSource::Env("ANTHROPIC_API_KEY"));
+        assert_eq!(record, None);
     }
 
     #[test]

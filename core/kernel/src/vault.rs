@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::credential_origins::CredentialOrigins;
 use crate::credentials::{KEYRING_SERVICE, Secret, SecretSources};
 
 /// The fallback file in the data directory.
@@ -95,8 +96,22 @@ impl Vault {
         }
     }
 
-    /// Stores a secret; returns where it went. Blocking.
+    /// Stores a secret; returns where it went. The account's origin bindings are released, so
+    /// its next use binds it to where its tier points then. Blocking.
     pub fn set(&self, account: &str, secret: &Secret) -> Result<Backend, VaultError> {
+        let backend = self.store(account, secret)?;
+        if let Some(dir) = self.file.parent() {
+            CredentialOrigins::new(dir)
+                .release(account)
+                .map_err(|e| VaultError::File {
+                    path: e.path,
+                    source: e.source,
+                })?;
+        }
+        Ok(backend)
+    }
+
+    fn store(&self, account: &str, secret: &Secret) -> Result<Backend, VaultError> {
         match self.backend() {
             Backend::Keyring => {
                 let stored = keyring::Entry::new(KEYRING_SERVICE, account)
