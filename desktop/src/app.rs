@@ -390,6 +390,20 @@ impl Desktop {
                 .ok_or_else(|| ActionError::HostUnavailable {
                     reason: self.current().status,
                 })?;
+        // The page gets the token: only a host that proved this data directory's key (the
+        // operator connection is up, and its client checked the key) may serve it.
+        let verified = self
+            .inner
+            .client
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.current_state().is_connected()))
+            .unwrap_or(false);
+        if !verified {
+            return Err(ActionError::HostUnavailable {
+                reason: format!("the host at {addr} has not proved its identity yet"),
+            });
+        }
         let token = operator_token(self.data_dir())
             .map_err(|reason| ActionError::HostUnavailable { reason })?;
         let mut url = tauri::Url::parse(&format!("http://{addr}/ui/{page}"))
@@ -411,6 +425,20 @@ impl Desktop {
     }
 }
 
+/// The operator token of `dir` and the key fingerprint of the host it belongs to: the token
+/// goes only to the host that proves that key. `Err` says why there is no operator connection.
+fn credentials(dir: &Path) -> Result<(OperatorToken, String), String> {
+    let token = OperatorToken::new(operator_token(dir)?);
+    match perch_host::paths::read_host_fingerprint(dir) {
+        Ok(Some(fp)) => Ok((token, fp)),
+        Ok(None) => Err(format!(
+            "no host key in {} to check the host against",
+            dir.display()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The operator connection, tracker and node for one running host.
 struct Session {
     addr: SocketAddr,
@@ -424,8 +452,8 @@ struct Session {
 impl Session {
     fn open(inner: &Inner, addr: SocketAddr) -> Session {
         let dir = &inner.options.host.data_dir;
-        let token = match operator_token(dir) {
-            Ok(t) => OperatorToken::new(t),
+        let (token, host_key) = match credentials(dir) {
+            Ok(c) => c,
             Err(reason) => {
                 tracing::warn!(%reason, "no operator connection");
                 return Session {
@@ -438,7 +466,7 @@ impl Session {
             }
         };
         let url = format!("ws://{addr}");
-        let mut config = ClientConfig::new(url.clone(), token);
+        let mut config = ClientConfig::new(url.clone(), token, host_key);
         config.client_id = CLIENT_ID.into();
         config.display_name = Some("Perch menu".into());
         config.backoff_cap = inner.options.client_backoff_cap;

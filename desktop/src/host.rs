@@ -408,7 +408,10 @@ async fn attempt(options: &HostOptions, plan: Plan) -> Result<Up, (String, Optio
     // Port 0 means "any free port": nothing can be listening there yet.
     if bind.port() != 0 {
         let target = dial_addr(bind);
-        match probe(target, options.probe_timeout).await {
+        match own_host(
+            probe(target, options.probe_timeout).await,
+            &options.data_dir,
+        ) {
             Probe::Perch(host_id) => {
                 return Ok(Up {
                     addr: target,
@@ -452,6 +455,22 @@ async fn attempt(options: &HostOptions, plan: Plan) -> Result<Up, (String, Optio
 /// One line for the tray and a hint for the shell page.
 fn describe_start_error(e: &StartError) -> (String, Option<String>) {
     (e.to_string(), Some(e.hint().to_string()))
+}
+
+/// A Perch host counts only if it is the host of `data_dir` (its id derives from the key
+/// there); any other is "something else", so the app never attaches to it. The operator
+/// connection then makes the host prove that key before the token is sent.
+fn own_host(found: Probe, data_dir: &Path) -> Probe {
+    let Probe::Perch(id) = found else {
+        return found;
+    };
+    match perch_host::paths::read_host_fingerprint(data_dir) {
+        Ok(Some(fp)) if perch_protocol::identity::host_id_for(&fp) != id => Probe::Other(format!(
+            "another Perch host ({id}) answers there, not the one of {}",
+            data_dir.display()
+        )),
+        _ => Probe::Perch(id),
+    }
 }
 
 /// Asks `http://ADDR/healthz` whether a Perch host answers.
@@ -573,6 +592,36 @@ mod tests {
         assert_eq!(
             resolve_data_dir(Some(PathBuf::from("/x"))).unwrap(),
             PathBuf::from("/x")
+        );
+    }
+
+    #[test]
+    fn only_this_data_directorys_host_is_attached_to() {
+        let dir = tempfile::tempdir().unwrap();
+        // No host key yet: whatever Perch host answers may be attached to (it proves its key
+        // to the operator connection before any token is sent).
+        assert_eq!(
+            own_host(Probe::Perch("abc".into()), dir.path()),
+            Probe::Perch("abc".into())
+        );
+        let key = perch_protocol::DeviceIdentity::from_seed(&[5; 32]);
+        std::fs::write(
+            dir.path().join("host-identity.json"),
+            serde_json::json!({"privateKey": key.private_b64()}).to_string(),
+        )
+        .unwrap();
+        let mine = perch_protocol::identity::host_id_for(key.device_id().as_str());
+        assert_eq!(
+            own_host(Probe::Perch(mine.clone()), dir.path()),
+            Probe::Perch(mine)
+        );
+        assert!(matches!(
+            own_host(Probe::Perch("0123456789abcdef".into()), dir.path()),
+            Probe::Other(why) if why.contains("another Perch host")
+        ));
+        assert_eq!(
+            own_host(Probe::Nothing("x".into()), dir.path()),
+            Probe::Nothing("x".into())
         );
     }
 

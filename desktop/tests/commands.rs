@@ -78,7 +78,11 @@ fn tray(v: &Value) -> &str {
 }
 
 fn operator(url: String, dir: &std::path::Path) -> Client {
-    Client::start(ClientConfig::new(url, OperatorToken::new(token(dir))))
+    Client::start(ClientConfig::new(
+        url,
+        OperatorToken::new(token(dir)),
+        host_key(dir),
+    ))
 }
 
 #[test]

@@ -41,6 +41,7 @@ async fn a_chat_turn_is_working_then_a_notice_then_idle() {
     let caller = Client::start(ClientConfig::new(
         format!("ws://{addr}"),
         OperatorToken::new(token(dir.path())),
+        host_key(dir.path()),
     ));
     let chat = tokio::spawn({
         let caller = caller.clone();
@@ -150,6 +151,7 @@ async fn a_fixed_location_set_in_settings_is_offered_at_once_and_withdrawn_the_s
     let op = Client::start(ClientConfig::new(
         format!("ws://{addr}"),
         OperatorToken::new(token(dir.path())),
+        host_key(dir.path()),
     ));
     let list = op.call("node.list", None, WAIT).await.unwrap();
     assert!(!offers_location(&list, &me), "no location set: {list}");

@@ -177,9 +177,10 @@ pub async fn doctor(args: LocalArgs) -> Result<()> {
             Err(e) => e.to_string(),
         },
     );
-    if let (Ok(c), Ok(t)) = (&cfg, &token) {
+    let host_key = crate::ops::expected_host(&dir);
+    if let (Ok(c), Ok(t), Ok(key)) = (&cfg, &token, &host_key) {
         let url = format!("ws://{}", perch_host::paths::dial_addr(c.bind));
-        match crate::client::OperatorClient::connect(&url, t).await {
+        match crate::client::OperatorClient::connect(&url, t, key).await {
             Ok(client) => {
                 client.close().await;
                 add("host", true, format!("answering at {url}"));

@@ -46,8 +46,13 @@ pub struct OperatorClient {
 }
 
 impl OperatorClient {
-    /// Connects and authenticates with the operator token.
-    pub async fn connect(url: &str, token: &str) -> Result<Self, CallError> {
+    /// Connects, checks that the host proves the key `host_fingerprint` (the host of the data
+    /// directory the token came from), and only then authenticates with the operator token.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        host_fingerprint: &str,
+    ) -> Result<Self, CallError> {
         let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect_async(url))
             .await
             .map_err(|_| CallError::Transport(anyhow!("timed out connecting to {url}")))?
@@ -56,7 +61,7 @@ impl OperatorClient {
                     "cannot reach the Perch host at {url}: {e} (is `perch serve` running?)"
                 ))
             })?;
-        let _challenge: Challenge = loop {
+        let challenge: Challenge = loop {
             let frame = next_frame(&mut ws, CONNECT_TIMEOUT)
                 .await
                 .map_err(CallError::Transport)?;
@@ -67,6 +72,11 @@ impl OperatorClient {
                     .map_err(|e| CallError::Transport(anyhow!("bad challenge from host: {e}")))?;
             }
         };
+        challenge.verify_host(host_fingerprint).map_err(|e| {
+            CallError::Transport(anyhow!(
+                "{e}: the host at {url} is not the Perch host whose data directory the operator token came from, so no token was sent"
+            ))
+        })?;
         let params = ConnectParams::operator(
             ClientInfo {
                 id: "perch-cli".into(),

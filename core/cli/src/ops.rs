@@ -30,7 +30,25 @@ async fn connect(data_dir: Option<PathBuf>, op: &OperatorArgs) -> Result<Operato
     let dir = crate::paths::data_dir(data_dir)?;
     let url = crate::paths::gateway_url(op.gateway.clone(), &dir)?;
     let token = operator_token(&dir)?;
-    Ok(OperatorClient::connect(&url, &token).await?)
+    let host = expected_host(&dir)?;
+    Ok(OperatorClient::connect(&url, &token, &host).await?)
+}
+
+/// The host key fingerprint an operator connection insists on: `PERCH_HOST_FINGERPRINT`, else
+/// the key of the host whose data directory this is. Without one the token goes nowhere.
+pub fn expected_host(dir: &std::path::Path) -> Result<String> {
+    if let Ok(fp) = std::env::var("PERCH_HOST_FINGERPRINT")
+        && !fp.trim().is_empty()
+    {
+        return Ok(fp.trim().to_string());
+    }
+    match perch_host::paths::read_host_fingerprint(dir)? {
+        Some(fp) => Ok(fp),
+        None => Err(anyhow::anyhow!(
+            "no host key in {} to check the host against (start `perch serve` there once, or set PERCH_HOST_FINGERPRINT to the host's fingerprint); the operator token is not sent to an unchecked host",
+            dir.display()
+        )),
+    }
 }
 
 /// The operator token: `PERCH_OPERATOR_TOKEN`, else the data directory's token file.

@@ -32,7 +32,8 @@ pub async fn run(print_url: bool, data_dir: Option<PathBuf>, op: OperatorArgs) -
         return Ok(());
     }
     // Fail here, in words, rather than in a browser tab.
-    let client = OperatorClient::connect(&ws_url, &token)
+    let host_key = crate::ops::expected_host(&dir)?;
+    let client = OperatorClient::connect(&ws_url, &token, &host_key)
         .await
         .with_context(|| {
             format!("the host at {ws_url} does not answer; is `perch serve` running?")

@@ -52,6 +52,9 @@ pub struct ClientConfig {
     pub url: String,
     /// The operator token (from `operator.token` in the host's data directory).
     pub token: OperatorToken,
+    /// The host key fingerprint the host must prove in its challenge before the token is
+    /// sent (from `host-identity.json` in the same data directory).
+    pub host_fingerprint: String,
     /// `client.id` sent in `connect`, shown in presence.
     pub client_id: String,
     /// `client.mode`: `cli` keeps the connection out of presence; `ui` shows it.
@@ -70,13 +73,18 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A config for `url` with the operator token, presenting as `perch-client` in `ui` mode,
-    /// with a 10 s handshake limit and 250 ms to 10 s backoff (the shared scheme of
-    /// `perch_protocol::backoff`).
-    pub fn new(url: impl Into<String>, token: OperatorToken) -> Self {
+    /// A config for `url` with the operator token and the fingerprint of the host it belongs
+    /// to, presenting as `perch-client` in `ui` mode, with a 10 s handshake limit and 250 ms to
+    /// 10 s backoff (the shared scheme of `perch_protocol::backoff`).
+    pub fn new(
+        url: impl Into<String>,
+        token: OperatorToken,
+        host_fingerprint: impl Into<String>,
+    ) -> Self {
         Self {
             url: url.into(),
             token,
+            host_fingerprint: host_fingerprint.into(),
             client_id: "perch-client".into(),
             mode: perch_protocol::handshake::client_mode::UI.into(),
             display_name: None,

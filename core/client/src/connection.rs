@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use perch_protocol::events::{CONNECTION_CLOSING, ConnectionClosing, SHUTDOWN, TICK};
 use perch_protocol::frame::{Cancel, EventFrame, RequestId};
 use perch_protocol::handshake::{
-    CHALLENGE_EVENT, CONNECT_METHOD, ClientInfo, ConnectParams, HelloOk,
+    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectParams, HelloOk,
 };
 use perch_protocol::{DEFAULT_TICK_INTERVAL_MS, ErrorShape, Frame};
 
@@ -196,12 +196,21 @@ async fn connect(config: &ClientConfig) -> Result<(Ws, HelloOk), End> {
         Ok(Err(e)) => return Err(End::Lost(format!("cannot connect to {url}: {e}"))),
         Err(_) => return Err(End::Lost(format!("connecting to {url} timed out"))),
     };
-    // The challenge comes first; operators need no device proof, so its content is unused.
-    loop {
+    // The challenge comes first: the host must prove the expected key before the token goes.
+    let challenge: Challenge = loop {
         match next_frame(&mut ws, limit, "the host's challenge").await? {
-            Frame::Event(e) if e.event == CHALLENGE_EVENT => break,
+            Frame::Event(e) if e.event == CHALLENGE_EVENT => {
+                break serde_json::from_value(e.payload.unwrap_or(Value::Null))
+                    .map_err(|e| End::Lost(format!("the host sent a malformed challenge: {e}")))?;
+            }
             _ => {}
         }
+    };
+    if let Err(e) = challenge.verify_host(&config.host_fingerprint) {
+        close(&mut ws, CloseCode::Normal).await;
+        return Err(End::Lost(format!(
+            "{e}: {url} is not the expected Perch host; the operator token was not sent"
+        )));
     }
     let params = ConnectParams::operator(
         ClientInfo {

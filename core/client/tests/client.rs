@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use perch_client::{Client, ClientConfig, ClientError, ConnectionState, OperatorToken};
 use perch_host::{Host, HostOptions, MdnsMode, RunningHost};
-use perch_protocol::ErrorCode;
+use perch_protocol::handshake::HostProof;
+use perch_protocol::{DeviceIdentity, ErrorCode};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -32,8 +33,15 @@ fn any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-fn config(url: String, token: &str) -> ClientConfig {
-    let mut c = ClientConfig::new(url, OperatorToken::new(token));
+/// The fingerprint of the host key in `dir`: what a client of that host expects it to prove.
+fn fp(dir: &Path) -> String {
+    perch_host::paths::read_host_fingerprint(dir)
+        .unwrap()
+        .unwrap()
+}
+
+fn config(url: String, token: &str, host: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(url, OperatorToken::new(token), host);
     c.client_id = "perch-client-test".into();
     c.backoff_base = Duration::from_millis(50);
     c.backoff_cap = Duration::from_millis(300);
@@ -74,7 +82,7 @@ async fn wait_for(
 async fn concurrent_calls_each_get_their_own_answer() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, token) = start_host(dir.path(), any_port()).await;
-    let client = Client::start(config(gw.url(), &token));
+    let client = Client::start(config(gw.url(), &token, &fp(dir.path())));
     let mut calls = Vec::new();
     for i in 0..40 {
         let c = client.clone();
@@ -113,7 +121,7 @@ async fn concurrent_calls_each_get_their_own_answer() {
 async fn connected_carries_hello_and_calls_work_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, token) = start_host(dir.path(), any_port()).await;
-    let client = Client::start(config(gw.url(), &token));
+    let client = Client::start(config(gw.url(), &token, &fp(dir.path())));
     // A call made while still connecting waits for the connection.
     let status: Value = client.call_as("status", None, WAIT).await.unwrap();
     let state = client.current_state();
@@ -128,7 +136,7 @@ async fn connected_carries_hello_and_calls_work_at_once() {
 async fn events_reach_every_subscriber() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, token) = start_host(dir.path(), any_port()).await;
-    let client = Client::start(config(gw.url(), &token));
+    let client = Client::start(config(gw.url(), &token, &fp(dir.path())));
     client.wait_connected(WAIT).await.unwrap();
     let mut a = client.subscribe();
     let mut b = client.subscribe();
@@ -170,7 +178,7 @@ async fn reconnects_after_the_host_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, token) = start_host(dir.path(), any_port()).await;
     let addr = gw.addr();
-    let client = Client::start(config(gw.url(), &token));
+    let client = Client::start(config(gw.url(), &token, &fp(dir.path())));
     let first = client.wait_connected(WAIT).await.unwrap();
     gw.shutdown().await;
     let gone = wait_for(&client, "disconnected", |s| {
@@ -195,7 +203,7 @@ async fn wrong_token_parks_in_unauthorized_without_retrying() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, _token) = start_host(dir.path(), any_port()).await;
     let secret = "wrong-token-0123456789abcdefghijkl";
-    let client = Client::start(config(gw.url(), secret));
+    let client = Client::start(config(gw.url(), secret, &fp(dir.path())));
     let s = wait_for(&client, "unauthorized", |s| {
         matches!(s, ConnectionState::Unauthorized { .. })
     })
@@ -244,7 +252,7 @@ async fn host_gone_is_disconnected_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, token) = start_host(dir.path(), any_port()).await;
     let url = gw.url();
-    let client = Client::start(config(url.clone(), &token));
+    let client = Client::start(config(url.clone(), &token, &fp(dir.path())));
     client.wait_connected(WAIT).await.unwrap();
     let mut rx = client.state();
     rx.borrow_and_update();
@@ -276,9 +284,9 @@ async fn host_gone_is_disconnected_with_the_reason() {
 async fn shutdown_closes_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, token) = start_host(dir.path(), any_port()).await;
-    let watcher = Client::start(config(gw.url(), &token));
+    let watcher = Client::start(config(gw.url(), &token, &fp(dir.path())));
     watcher.wait_connected(WAIT).await.unwrap();
-    let client = Client::start(config(gw.url(), &token));
+    let client = Client::start(config(gw.url(), &token, &fp(dir.path())));
     client.wait_connected(WAIT).await.unwrap();
     let other = client.clone();
     client.shutdown().await;
@@ -308,18 +316,35 @@ async fn shutdown_closes_cleanly() {
 async fn fake_host(
     hello_delay: Option<Duration>,
 ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    fake_host_with_key(hello_delay, FAKE_KEY).await
+}
+
+/// The fake host's key seed, and the fingerprint its clients expect.
+const FAKE_KEY: [u8; 32] = [9; 32];
+
+fn fake_fp() -> String {
+    DeviceIdentity::from_seed(&FAKE_KEY).device_id().to_string()
+}
+
+/// [`fake_host`] signing its challenges with the key of `seed`.
+async fn fake_host_with_key(
+    hello_delay: Option<Duration>,
+    seed: [u8; 32],
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let tx = tx.clone();
+            let key = DeviceIdentity::from_seed(&seed);
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                     return;
                 };
+                let proof = HostProof::sign(&key, "n", 0);
                 let challenge = json!({"type": "event", "event": "connect.challenge", "seq": 1,
-                    "payload": {"nonce": "n", "ts": 0}});
+                    "payload": {"nonce": "n", "ts": 0, "host": proof}});
                 let _ = ws.send(Message::Text(challenge.to_string().into())).await;
                 while let Some(Ok(msg)) = ws.next().await {
                     let Message::Text(t) = msg else { continue };
@@ -347,7 +372,11 @@ async fn fake_host(
 #[tokio::test]
 async fn never_connected_before_hello_ok() {
     let (url, mut frames) = fake_host(Some(Duration::from_millis(600))).await;
-    let client = Client::start(config(url, "token-for-the-fake-host-0123456789"));
+    let client = Client::start(config(
+        url,
+        "token-for-the-fake-host-0123456789",
+        &fake_fp(),
+    ));
     let mut rx = client.state();
     let mut seen = vec![rx.borrow_and_update().clone()];
     // The connect request arrives, but hello-ok is still 600 ms away.
@@ -370,7 +399,7 @@ async fn never_connected_before_hello_ok() {
 #[tokio::test]
 async fn missing_hello_ok_times_out_as_disconnected() {
     let (url, _frames) = fake_host(None).await;
-    let mut cfg = config(url, "token-for-the-fake-host-0123456789");
+    let mut cfg = config(url, "token-for-the-fake-host-0123456789", &fake_fp());
     cfg.connect_timeout = Duration::from_millis(300);
     let client = Client::start(cfg);
     let s = wait_for(&client, "a handshake timeout", |s| {
@@ -384,7 +413,11 @@ async fn missing_hello_ok_times_out_as_disconnected() {
 #[tokio::test]
 async fn timed_out_call_is_cancelled_on_the_host() {
     let (url, mut frames) = fake_host(Some(Duration::ZERO)).await;
-    let client = Client::start(config(url, "token-for-the-fake-host-0123456789"));
+    let client = Client::start(config(
+        url,
+        "token-for-the-fake-host-0123456789",
+        &fake_fp(),
+    ));
     client.wait_connected(WAIT).await.unwrap();
     let err = client
         .call("node.list", None, Duration::from_millis(200))
@@ -409,5 +442,26 @@ async fn timed_out_call_is_cancelled_on_the_host() {
     .await
     .expect("a cancel frame");
     assert_eq!(Some(cancel["id"].clone()), req_id);
+    client.shutdown().await;
+}
+
+/// An impostor at the host's address (another key, a well-formed challenge) gets no token: the
+/// client closes before `connect`, says why, and keeps trying the expected host.
+#[tokio::test]
+async fn a_host_with_another_key_gets_no_token() {
+    let (url, mut frames) = fake_host_with_key(Some(Duration::ZERO), [10; 32]).await;
+    let client = Client::start(config(
+        url,
+        "token-for-the-fake-host-0123456789",
+        &fake_fp(),
+    ));
+    let s = wait_for(&client, "a refusal of the host", |s| {
+        matches!(s, ConnectionState::Disconnected { .. })
+    })
+    .await;
+    assert!(s.to_string().contains("not the expected Perch host"), "{s}");
+    assert!(!s.to_string().contains("token-for-the-fake"), "{s}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(frames.try_recv().is_err(), "the impostor received a frame");
     client.shutdown().await;
 }

@@ -70,6 +70,16 @@ pub fn load_or_create_host_identity(data_dir: &Path) -> Result<DeviceIdentity, S
     }
 }
 
+/// The fingerprint of the host key in `data_dir`, derived from the key itself (not from the
+/// file's other fields), or `None` when the host there has never started. What operator
+/// clients on this machine expect the host to prove before they send the operator token.
+pub fn read_host_fingerprint(data_dir: &Path) -> Result<Option<String>, SecretError> {
+    if !data_dir.join(HOST_IDENTITY_FILE).exists() {
+        return Ok(None);
+    }
+    load_or_create_host_identity(data_dir).map(|id| Some(id.device_id().to_string()))
+}
+
 /// Creates `path` with mode 0600 and `bytes`, failing if it already exists.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretError> {
     let io = |source| SecretError::Io {

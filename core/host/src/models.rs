@@ -127,9 +127,4 @@ impl Models {
             .unwrap_or_else(|e| e.into_inner())
             .remove(tier);
     }
-
-    /// Whether a tier's provider is built (for tests and diagnostics).
-    pub fn is_built(&self, tier: &str) -> bool {
-        self.cached(tier).is_some()
-    }
 }

@@ -51,7 +51,7 @@ pub fn local_url(data_dir: &Path) -> Result<String, ConfigError> {
     Ok(format!("ws://{}", dial_addr(cfg.gateway.bind)))
 }
 
-pub use perch_gateway::secrets::{operator_token_path, read_operator_token};
+pub use perch_gateway::secrets::{operator_token_path, read_host_fingerprint, read_operator_token};
 
 /// Makes the data directory (keys, tokens, database, settings) reachable by this user only:
 /// created with mode 0700, and an existing one that others can enter is tightened, saying so.

@@ -78,6 +78,36 @@ async fn audit(op: &mut Raw) -> Vec<(String, String, String)> {
     rows
 }
 
+/// A node sharing its location at `precision`, and a chat turn started in which the model calls
+/// `location_get` once and then answers `text`: the node and the operator, the turn running.
+async fn location_turn(
+    host: &TestHost,
+    fake: &FakeProvider,
+    id: &DeviceIdentity,
+    precision: &str,
+    text: &str,
+    message: &str,
+) -> (Raw, Raw) {
+    let (node, _t) = paired_node(host, id, &["location.get"]).await;
+    let mut op = operator(host).await;
+    op.request(
+        "location.share",
+        json!({"nodeId": id.device_id().as_str(), "precision": precision}),
+    )
+    .await
+    .unwrap();
+    fake.push(
+        Script::new()
+            .tool_call("c1", "location_get", ["{}"])
+            .stop(StopReason::ToolUse),
+    );
+    fake.push(Script::new().text(text).usage(2, 2));
+    op.send(json!({"type": "req", "id": "chat1", "method": "chat.send",
+                   "params": {"message": message}}))
+        .await;
+    (node, op)
+}
+
 #[tokio::test]
 async fn off_sends_no_coordinates_by_any_path_and_refuses_a_forced_call() {
     let fake = FakeProvider::start().await.unwrap();
@@ -138,23 +168,8 @@ async fn city_sends_the_city_and_no_coordinates_on_both_paths() {
     let fake = FakeProvider::start().await.unwrap();
     let host = start_host(&fake_models(&fake)).await;
     let id = DeviceIdentity::from_seed(&[91; 32]);
-    let (mut node, _t) = paired_node(&host, &id, &["location.get"]).await;
-    let mut op = operator(&host).await;
-    op.request(
-        "location.share",
-        json!({"nodeId": id.device_id().as_str(), "precision": "city"}),
-    )
-    .await
-    .unwrap();
-    fake.push(
-        Script::new()
-            .tool_call("c1", "location_get", ["{}"])
-            .stop(StopReason::ToolUse),
-    );
-    fake.push(Script::new().text("Vienna.").usage(2, 2));
-    op.send(json!({"type": "req", "id": "chat1", "method": "chat.send",
-                   "params": {"message": "Where am I?"}}))
-        .await;
+    let (mut node, mut op) =
+        location_turn(&host, &fake, &id, "city", "Vienna.", "Where am I?").await;
     // One read for the device-context block, one for the tool.
     answer(&mut node, &id, fix()).await;
     answer(&mut node, &id, fix()).await;
@@ -192,23 +207,15 @@ async fn exact_sends_the_coordinates_and_audits_them() {
     let fake = FakeProvider::start().await.unwrap();
     let host = start_host(&fake_models(&fake)).await;
     let id = DeviceIdentity::from_seed(&[92; 32]);
-    let (mut node, _t) = paired_node(&host, &id, &["location.get"]).await;
-    let mut op = operator(&host).await;
-    op.request(
-        "location.share",
-        json!({"nodeId": id.device_id().as_str(), "precision": "exact"}),
+    let (mut node, mut op) = location_turn(
+        &host,
+        &fake,
+        &id,
+        "exact",
+        "Stephansplatz.",
+        "Where exactly am I?",
     )
-    .await
-    .unwrap();
-    fake.push(
-        Script::new()
-            .tool_call("c1", "location_get", ["{}"])
-            .stop(StopReason::ToolUse),
-    );
-    fake.push(Script::new().text("Stephansplatz.").usage(2, 2));
-    op.send(json!({"type": "req", "id": "chat1", "method": "chat.send",
-                   "params": {"message": "Where exactly am I?"}}))
-        .await;
+    .await;
     answer(&mut node, &id, fix()).await;
     answer(&mut node, &id, fix()).await;
     op.response("chat1").await.unwrap();

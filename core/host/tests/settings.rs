@@ -152,3 +152,25 @@ async fn a_corrupt_file_is_refused_until_reset() {
         "[gateway]\nname = \"Fixed\"\n"
     );
 }
+
+/// The host handle's in-process event stream sees what operators see.
+#[tokio::test]
+async fn the_host_handle_streams_operator_events() {
+    let host = start_host("").await;
+    let mut events = host.gw.events();
+    let mut op = operator(&host).await;
+    op.request("settings.set", json!({"name": "Studio"}))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(WAIT, async {
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.event == "settings.changed" {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ev.payload.unwrap()["name"], "Studio");
+}

@@ -27,6 +27,44 @@ pub struct Challenge {
     pub host: Option<HostProof>,
 }
 
+impl Challenge {
+    /// Checks that the host that sent this challenge holds the key whose fingerprint the
+    /// client expects (from `host-identity.json`, a setup code or a pin), before the client
+    /// sends anything secret.
+    pub fn verify_host(&self, expected_fingerprint: &str) -> Result<(), HostCheckError> {
+        let proof = self.host.as_ref().ok_or(HostCheckError::NoProof)?;
+        let found = proof
+            .verify(&self.nonce, self.ts)
+            .map_err(|_| HostCheckError::BadProof)?;
+        if !found.eq_ignore_ascii_case(expected_fingerprint.trim()) {
+            return Err(HostCheckError::Mismatch {
+                found,
+                expected: expected_fingerprint.trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a client did not trust the host that answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostCheckError {
+    /// The challenge carried no host proof (not a Perch host, or an old one).
+    #[error("the host sent no proof of its identity")]
+    NoProof,
+    /// The proof does not verify for this challenge.
+    #[error("the host's proof of identity does not verify")]
+    BadProof,
+    /// Another key answered.
+    #[error("the host's key fingerprint {found} is not the expected {expected}")]
+    Mismatch {
+        /// The fingerprint the host proved.
+        found: String,
+        /// The fingerprint the client expected.
+        expected: String,
+    },
+}
+
 /// A host signs every challenge with its Ed25519 key so nodes can pin it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -594,5 +632,30 @@ mod tests {
         assert_eq!(v["policy"]["tickIntervalMs"], 3);
         assert_eq!(v["snapshot"]["health"], json!({}));
         assert_eq!(serde_json::from_value::<HelloOk>(v).unwrap(), h);
+    }
+
+    #[test]
+    fn a_client_checks_the_host_before_it_trusts_it() {
+        let host = DeviceIdentity::from_seed(&[3; 32]);
+        let other = DeviceIdentity::from_seed(&[4; 32]);
+        let fp = host.device_id().to_string();
+        let ch = Challenge {
+            nonce: "n".into(),
+            ts: 5,
+            host: Some(HostProof::sign(&host, "n", 5)),
+        };
+        assert_eq!(ch.verify_host(&fp), Ok(()));
+        assert_eq!(ch.verify_host(&fp.to_uppercase()), Ok(()));
+        assert!(matches!(
+            ch.verify_host(&other.device_id().to_string()),
+            Err(HostCheckError::Mismatch { .. })
+        ));
+        let forged = Challenge {
+            nonce: "m".into(),
+            ..ch.clone()
+        };
+        assert_eq!(forged.verify_host(&fp), Err(HostCheckError::BadProof));
+        let bare = Challenge { host: None, ..ch };
+        assert_eq!(bare.verify_host(&fp), Err(HostCheckError::NoProof));
     }
 }

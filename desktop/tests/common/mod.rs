@@ -107,6 +107,13 @@ pub fn token(dir: &Path) -> String {
         .to_string()
 }
 
+/// The fingerprint of the host key in `dir`.
+pub fn host_key(dir: &Path) -> String {
+    perch_host::paths::read_host_fingerprint(dir)
+        .unwrap()
+        .unwrap()
+}
+
 /// A path inside a regular file: no directory can be made there.
 pub fn unusable_dir(base: &Path) -> PathBuf {
     let file = base.join("not-a-dir");

@@ -178,31 +178,18 @@ impl LocationPrompts {
                 None
             }
         };
-        if fix.is_some() && !self.gazetteer.is_warm() {
-            let gazetteer = self.gazetteer;
-            if let Err(e) = tokio::task::spawn_blocking(move || gazetteer.warm()).await {
-                tracing::error!(error = %e, "loading the gazetteer failed; location left out");
-                return self
-                    .finish(
-                        ledger,
-                        self.empty(target, precision, AuditOutcome::Unavailable),
-                    )
-                    .await;
-            }
+        if fix.is_some() && !self.warm_gazetteer().await {
+            return self
+                .finish(
+                    ledger,
+                    self.empty(target, precision, AuditOutcome::Unavailable),
+                )
+                .await;
         }
         let read = build_context(
             self.gazetteer,
             &self.policy,
-            &ContextInput {
-                device_id: &target.device_id,
-                device_name: &target.device_name,
-                session_key: &target.session_key,
-                precision,
-                fix: fix.as_ref(),
-                places: &places,
-                active_device: target.active_device.as_deref(),
-                now_ms: (self.clock)(),
-            },
+            &self.input(target, precision, fix.as_ref(), &places),
         );
         self.finish(ledger, read).await
     }
@@ -272,28 +259,15 @@ impl LocationPrompts {
                 None
             }
         };
-        if fix.is_some() && !self.gazetteer.is_warm() {
-            let gazetteer = self.gazetteer;
-            if let Err(e) = tokio::task::spawn_blocking(move || gazetteer.warm()).await {
-                tracing::error!(error = %e, "loading the gazetteer failed; tool result withheld");
-                self.record(ledger, &tool_entry(precision, AuditOutcome::Unavailable))
-                    .await;
-                return ToolRead::Withheld("the host could not place the position");
-            }
+        if fix.is_some() && !self.warm_gazetteer().await {
+            self.record(ledger, &tool_entry(precision, AuditOutcome::Unavailable))
+                .await;
+            return ToolRead::Withheld("the host could not place the position");
         }
         let (reduced, mut audit) = reduce_for_tool(
             self.gazetteer,
             &self.policy,
-            &ContextInput {
-                device_id: &target.device_id,
-                device_name: &target.device_name,
-                session_key: &target.session_key,
-                precision,
-                fix: fix.as_ref(),
-                places: &places,
-                active_device: target.active_device.as_deref(),
-                now_ms: (self.clock)(),
-            },
+            &self.input(target, precision, fix.as_ref(), &places),
         );
         let result = if precision == Precision::Exact {
             // The user chose exact: the node's own answer, whatever its age; the audit says
@@ -314,6 +288,42 @@ impl LocationPrompts {
                 ToolRead::Withheld("the device's answer holds no usable position")
             }
             None => ToolRead::Withheld("the device's position is too old to use"),
+        }
+    }
+
+    /// Loads the gazetteer off the async threads the first time a fix needs placing; `false`
+    /// (logged) when loading failed.
+    async fn warm_gazetteer(&self) -> bool {
+        if self.gazetteer.is_warm() {
+            return true;
+        }
+        let gazetteer = self.gazetteer;
+        match tokio::task::spawn_blocking(move || gazetteer.warm()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "loading the gazetteer failed; location left out");
+                false
+            }
+        }
+    }
+
+    /// What the context code reads for one device, now.
+    fn input<'a>(
+        &self,
+        target: &'a PromptTarget,
+        precision: Precision,
+        fix: Option<&'a DeviceFix>,
+        places: &'a [NamedPlace],
+    ) -> ContextInput<'a> {
+        ContextInput {
+            device_id: &target.device_id,
+            device_name: &target.device_name,
+            session_key: &target.session_key,
+            precision,
+            fix,
+            places,
+            active_device: target.active_device.as_deref(),
+            now_ms: (self.clock)(),
         }
     }
 
