@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use perch_kernel::credential_origins::CredentialOrigins;
+use perch_kernel::credential_origins::{CredentialOrigins, redact_userinfo};
 use perch_kernel::credentials::{ModelsConfig, ProviderKind};
 use perch_kernel::provider::ModelProvider;
 use perch_kernel::provider::anthropic::{AnthropicConfig, AnthropicProvider};
 use perch_kernel::provider::openai::{OpenAiConfig, OpenAiProvider};
 use perch_kernel::vault::{Vault, VaultSources};
 use perch_protocol::{ErrorCode, ErrorShape};
+use serde_json::json;
 
 /// A tier's provider and the model name it asks for.
 #[derive(Clone)]
@@ -76,7 +77,14 @@ impl Models {
         })
         .await
         .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| ErrorShape::new(ErrorCode::CredentialMissing, e.to_string()))?;
+        .map_err(|e| {
+            // The reason and the tier are for clients to branch on; the message says what to do.
+            ErrorShape::new(
+                ErrorCode::CredentialMissing,
+                redact_userinfo(&e.to_string()),
+            )
+            .with_details(json!({"reason": e.reason(), "tier": tier}))
+        })?;
         let cfg = models.tiers.get(tier).ok_or_else(|| {
             ErrorShape::new(
                 ErrorCode::CredentialMissing,

@@ -179,6 +179,29 @@ pub fn without_userinfo(url: &str) -> String {
     }
 }
 
+/// Free text (an error message, a problem found in a hand-edited file) with the userinfo of
+/// every URL in it removed, so a `user:password@` never reaches a log or a client.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let start = i + 3;
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        out.push_str(match authority.rfind('@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        });
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `scheme://host:port` of an `http(s)` URL, port spelled out; `None` when it does not parse.
 pub fn origin_of(url: &str) -> Option<String> {
     let u = reqwest::Url::parse(url.trim()).ok()?;
@@ -267,6 +290,16 @@ mod tests {
         assert!(!has_userinfo("https://h/x@y"));
         assert_eq!(without_userinfo("https://u:p@h:1/x@y"), "https://h:1/x@y");
         assert_eq!(without_userinfo("https://h/x"), "https://h/x");
+    }
+
+    #[test]
+    fn userinfo_is_removed_from_free_text() {
+        assert_eq!(
+            redact_userinfo("bad \"http://u:p@h:1/x\" and https://k@x.y?q, ok"),
+            "bad \"http://h:1/x\" and https://x.y?q, ok"
+        );
+        assert_eq!(redact_userinfo("no url at all"), "no url at all");
+        assert_eq!(redact_userinfo("ends http://a:b@c"), "ends http://c");
     }
 
     #[test]
