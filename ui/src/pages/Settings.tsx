@@ -404,15 +404,17 @@ function TierFields(props: {
           />
         </Field>
       </div>
-      <label class="checkbox">
-        <input
-          type="checkbox"
-          id={id('allowInsecureHttp')}
-          checked={f.allowInsecureHttp}
-          onChange={(e) => update((d) => (d.models[tier].allowInsecureHttp = (e.currentTarget as HTMLInputElement).checked))}
-        />{' '}
-        Allow plain http:// to a server off this computer (only on a network you trust)
-      </label>
+      {(f.allowInsecureHttp || f.baseUrl.trim().toLowerCase().startsWith('http://')) && (
+        <label class="checkbox">
+          <input
+            type="checkbox"
+            id={id('allowInsecureHttp')}
+            checked={f.allowInsecureHttp}
+            onChange={(e) => update((d) => (d.models[tier].allowInsecureHttp = (e.currentTarget as HTMLInputElement).checked))}
+          />{' '}
+          Allow plain http:// to a server off this computer (only on a network you trust)
+        </label>
+      )}
       {cur?.credential.problem && cur.credential.problem.reason !== 'credential-missing' && (
         <p class="field-error" role="alert" data-testid={`credential-problem-${tier}`}>
           {cur.credential.problem.message}
