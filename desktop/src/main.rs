@@ -23,11 +23,17 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    let mut filter =
+        EnvFilter::try_from_env("PERCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Frames carry tokens and keys: the wire libraries never log them, whatever was asked.
+    for cap in perch_host::log_caps::WIRE_LOG_CAPS {
+        if let Ok(d) = cap.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_env("PERCH_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .init();
     let args = Args::parse();
     let bind = args

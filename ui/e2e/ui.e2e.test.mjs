@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -129,7 +129,7 @@ before(async () => {
   hostData = data;
   // The same values as the flags below, so the settings page starts with nothing to restart for.
   writeFileSync(join(data, 'perch.toml'), `# e2e host\n[gateway]\nname = "e2e-host"\nbind = "127.0.0.1:${port}"\nmdns = "off"\n`);
-  const host = start('host', ['serve', '--data-dir', data, '--bind', `127.0.0.1:${port}`, '--mdns', 'off'], cleanEnv({ PERCH_UI_DIR: DIST, HOME: data }));
+  const host = start('host', ['serve', '--data-dir', data, '--bind', `127.0.0.1:${port}`, '--mdns', 'off'], cleanEnv({ PERCH_UI_DIR: DIST, HOME: data, PERCH_NO_KEYRING: '1' }));
   await waitFor('the host to answer /healthz', async () => {
     if (host.exited) throw new Error(`perch serve exited ${JSON.stringify(host.exited)}:\n${host.out}`);
     const r = await fetch(`${base}/healthz`);
@@ -315,6 +315,48 @@ describe('the web UI against a real host', () => {
     await page.reload();
     await waitFor('sharing to reload as city', () => sharing().getByRole('radio', { name: 'city' }).isChecked(), 15_000);
     await shot(page, 'settings');
+    await page.close();
+  });
+
+  test('settings: a tier\'s key is set from the page, shown only as "set", and removed', async () => {
+    const KEY = 'sk-e2e-NEVER-SHOWN-9090';
+    const page = await openPage(`/ui/settings#token=${encodeURIComponent(token)}`);
+    await page.getByRole('status').filter({ hasText: 'Connected to' }).waitFor({ timeout: 15_000 });
+    await page.getByLabel('Listen address').waitFor({ timeout: 15_000 });
+    // A tier first: the key field belongs to a configured tier.
+    await page.locator('#f-models-fast-provider').selectOption('openai');
+    await page.locator('#f-models-fast-model').fill('gpt-e2e');
+    await page.getByRole('button', { name: 'Save' }).click();
+    const state = page.getByTestId('key-state-fast');
+    await state.waitFor({ timeout: 10_000 });
+    assert.equal(await state.innerText(), 'not set');
+    const field = page.locator('#f-models-fast-key');
+    assert.equal(await field.getAttribute('type'), 'password');
+
+    await field.fill(KEY);
+    await page.getByRole('button', { name: 'Set', exact: true }).click();
+    await waitFor('the key to show as set', async () => (await state.innerText()) === 'set', 10_000);
+    assert.equal(await field.inputValue(), '', 'the field is emptied once the key is sent');
+    assert.ok(await page.getByRole('button', { name: 'Replace', exact: true }).isVisible());
+
+    await page.reload();
+    await page.getByTestId('key-state-fast').waitFor({ timeout: 15_000 });
+    await waitFor('the key to reload as set', async () => (await page.getByTestId('key-state-fast').innerText()) === 'set', 10_000);
+    assert.equal(await page.locator('#f-models-fast-key').inputValue(), '');
+    assert.ok(!(await page.content()).includes(KEY), 'the page never holds the key');
+    await shot(page, 'settings-tier-key');
+
+    // Stored in the host's secret store (its 0600 file here), never in perch.toml or the log.
+    assert.ok(!readFileSync(join(hostData, 'perch.toml'), 'utf8').includes(KEY));
+    const secretsFile = join(hostData, 'secrets.json');
+    assert.ok(readFileSync(secretsFile, 'utf8').includes('openai:api_key:fast'));
+    assert.equal(statSync(secretsFile).mode & 0o777, 0o600);
+    const host = procs.find((p) => p.name === 'host');
+    assert.ok(!host.out.includes(KEY), 'the key is in the host log');
+
+    await page.getByRole('button', { name: 'Remove', exact: true }).click();
+    await waitFor('the key to be removed', async () => (await page.getByTestId('key-state-fast').innerText()) === 'not set', 10_000);
+    assert.ok(!readFileSync(secretsFile, 'utf8').includes('openai:api_key:fast'));
     await page.close();
   });
 

@@ -122,12 +122,14 @@ fn status_report(dir: &std::path::Path, vault: &Vault) -> Result<Value> {
         perch_host::config::read_text(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let models = ModelsConfig::from_toml(&text)?;
     let sources = VaultSources(vault.clone());
+    // Read-only: where each tier's key may go is checked, nothing is recorded.
+    let origins = perch_kernel::credential_origins::CredentialOrigins::new(dir);
     let tiers: Vec<Value> = TIERS
         .iter()
         .map(|tier| match models.tiers.get(*tier) {
             None => json!({"tier": tier, "configured": false,
                            "summary": format!("not configured (add [models.{tier}] to perch.toml)")}),
-            Some(cfg) => match models.resolve(tier, &sources) {
+            Some(cfg) => match models.resolve_bound(tier, &sources, &origins).map(|(r, _)| r) {
                 Ok(r) => json!({"tier": tier, "configured": true, "provider": cfg.provider.as_str(),
                                 "model": cfg.model, "credential": r.source.to_string(),
                                 "summary": format!("{} {}: credential from {}", cfg.provider.as_str(), cfg.model, r.source)}),

@@ -24,7 +24,9 @@ use perch_protocol::node_reports::{
 use perch_protocol::presence::{NODE_EVENT, NodeEventParams, SYSTEM_PRESENCE};
 use perch_protocol::scopes::{Scope, Scopes};
 use perch_protocol::sessions::{SESSIONS_HISTORY, SESSIONS_LIST};
-use perch_protocol::settings::{SETTINGS_CHANGED_EVENT, SETTINGS_GET, SETTINGS_SET};
+use perch_protocol::settings::{
+    SETTINGS_CHANGED_EVENT, SETTINGS_GET, SETTINGS_SECRET_CLEAR, SETTINGS_SECRET_SET, SETTINGS_SET,
+};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
 
 use crate::hub::{Hub, Outbox};
@@ -257,6 +259,19 @@ static TABLE: LazyLock<Vec<Method>> = LazyLock::new(|| {
         operator!(SETTINGS_SET, Admin, |c| {
             let patch = c.params.unwrap_or_else(|| json!({}));
             let settings = c.hub.services.update_settings(&c.hub, patch).await?;
+            c.hub.broadcast_operators(SETTINGS_CHANGED_EVENT, &settings);
+            to_value(&settings)
+        }),
+        // Write-only: the answer and the event carry whether a key is set, never the key.
+        operator!(SETTINGS_SECRET_SET, Admin, |c| {
+            let (tier, secret) = crate::tier_secret::parse_set(c.params)?;
+            let settings = c.hub.services.set_tier_secret(&c.hub, tier, secret).await?;
+            c.hub.broadcast_operators(SETTINGS_CHANGED_EVENT, &settings);
+            to_value(&settings)
+        }),
+        operator!(SETTINGS_SECRET_CLEAR, Admin, |c| {
+            let tier = crate::tier_secret::parse_clear(c.params)?;
+            let settings = c.hub.services.clear_tier_secret(&c.hub, tier).await?;
             c.hub.broadcast_operators(SETTINGS_CHANGED_EVENT, &settings);
             to_value(&settings)
         }),

@@ -53,6 +53,7 @@ pub mod sessions;
 pub mod setup_code;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod tier_secret;
 pub mod web;
 pub mod ws_upgrade;
 

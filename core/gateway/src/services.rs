@@ -1,5 +1,5 @@
 //! What the gateway asks of the host it runs in. The gateway owns the methods (`chat.send`,
-//! `settings.get`, `settings.set`) and the connections they arrive on; the host composition
+//! `settings.get`, `settings.set`, `settings.secret.*`) and the connections they arrive on; the host composition
 //! (perch-host) owns what they act on: perch.toml, model providers, the kernel's agent, tools
 //! made from node commands. So the gateway never reads a settings file or builds a provider.
 
@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use perch_kernel::agent::{TurnEvent, TurnOutcome};
+use perch_kernel::credentials::Secret;
 use perch_protocol::settings::Settings;
 use perch_protocol::{ErrorCode, ErrorShape};
 
@@ -48,6 +49,24 @@ pub trait HostServices: Send + Sync + 'static {
         hub: &'a Arc<Hub>,
         patch: Value,
     ) -> BoxFuture<'a, Result<Settings, ErrorShape>>;
+
+    /// `settings.secret.set`: stores a tier's own key in the secret store, bound to where the
+    /// tier points; the next turn uses it. Answers like [`HostServices::settings`], which
+    /// never hold the secret.
+    fn set_tier_secret<'a>(
+        &'a self,
+        hub: &'a Arc<Hub>,
+        tier: String,
+        secret: Secret,
+    ) -> BoxFuture<'a, Result<Settings, ErrorShape>>;
+
+    /// `settings.secret.clear`: removes a tier's own key; answers like
+    /// [`HostServices::settings`].
+    fn clear_tier_secret<'a>(
+        &'a self,
+        hub: &'a Arc<Hub>,
+        tier: String,
+    ) -> BoxFuture<'a, Result<Settings, ErrorShape>>;
 }
 
 /// A gateway on its own, without an assistant or a settings file: what tests of the transport
@@ -82,5 +101,22 @@ impl HostServices for GatewayOnly {
         _patch: Value,
     ) -> BoxFuture<'a, Result<Settings, ErrorShape>> {
         Box::pin(async { Err(not_here("settings file")) })
+    }
+
+    fn set_tier_secret<'a>(
+        &'a self,
+        _hub: &'a Arc<Hub>,
+        _tier: String,
+        _secret: Secret,
+    ) -> BoxFuture<'a, Result<Settings, ErrorShape>> {
+        Box::pin(async { Err(not_here("secret store")) })
+    }
+
+    fn clear_tier_secret<'a>(
+        &'a self,
+        _hub: &'a Arc<Hub>,
+        _tier: String,
+    ) -> BoxFuture<'a, Result<Settings, ErrorShape>> {
+        Box::pin(async { Err(not_here("secret store")) })
     }
 }

@@ -19,6 +19,7 @@ pub mod config;
 pub mod context;
 mod host;
 pub mod location_ledger;
+pub mod log_caps;
 pub mod models;
 pub mod options;
 pub mod paths;

@@ -8,12 +8,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use perch_kernel::credential_origins::{CredentialOrigins, redact_userinfo};
 use perch_kernel::credentials::{ModelsConfig, ProviderKind};
 use perch_kernel::provider::ModelProvider;
 use perch_kernel::provider::anthropic::{AnthropicConfig, AnthropicProvider};
 use perch_kernel::provider::openai::{OpenAiConfig, OpenAiProvider};
 use perch_kernel::vault::{Vault, VaultSources};
 use perch_protocol::{ErrorCode, ErrorShape};
+use serde_json::json;
 
 /// A tier's provider and the model name it asks for.
 #[derive(Clone)]
@@ -61,11 +63,28 @@ impl Models {
             .as_ref()
             .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, e.clone()))?;
         let (dir, m, t) = (self.data_dir.clone(), models.clone(), tier.to_string());
-        let resolved =
-            tokio::task::spawn_blocking(move || m.resolve(&t, &VaultSources(Vault::new(&dir))))
-                .await
-                .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
-                .map_err(|e| ErrorShape::new(ErrorCode::CredentialMissing, e.to_string()))?;
+        let resolved = tokio::task::spawn_blocking(move || {
+            let origins = CredentialOrigins::new(&dir);
+            let (resolved, record) =
+                m.resolve_bound(&t, &VaultSources(Vault::new(&dir)), &origins)?;
+            if let Some((account, origin)) = record {
+                // First use binds the stored secret to where this tier points.
+                if let Err(e) = origins.bind(&t, &account, &origin) {
+                    tracing::warn!(error = %e, "cannot record the credential's origin");
+                }
+            }
+            Ok::<_, perch_kernel::credentials::CredentialError>(resolved)
+        })
+        .await
+        .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| {
+            // The reason and the tier are for clients to branch on; the message says what to do.
+            ErrorShape::new(
+                ErrorCode::CredentialMissing,
+                redact_userinfo(&e.to_string()),
+            )
+            .with_details(json!({"reason": e.reason(), "tier": tier}))
+        })?;
         let cfg = models.tiers.get(tier).ok_or_else(|| {
             ErrorShape::new(
                 ErrorCode::CredentialMissing,

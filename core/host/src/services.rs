@@ -1,5 +1,7 @@
 //! What the host gives its gateway ([`HostServices`]): assistant turns over the providers of
-//! the settings in force, and `settings.get` / `settings.set` over perch.toml. A change
+//! the settings in force, `settings.get` / `settings.set` over perch.toml, and a tier's own key
+//! in the secret store (`settings.secret.*`; the tier's provider is built afresh for the next
+//! turn). A change
 //! written through `settings.set` is reloaded from the text just written (the model tiers take
 //! effect on the next turn); what needs a new listener (name, bind, mDNS) is reported as
 //! `restartRequired`.
@@ -14,7 +16,7 @@ use tokio::sync::mpsc;
 use perch_gateway::hub::Hub;
 use perch_gateway::{HostServices, TurnRequest};
 use perch_kernel::agent::{TurnEvent, TurnOutcome};
-use perch_kernel::credentials::ModelsConfig;
+use perch_kernel::credentials::{ModelsConfig, Secret};
 use perch_kernel::pipeline::Pipeline;
 use perch_kernel::vault::{Vault, VaultSources};
 use perch_protocol::settings::Settings;
@@ -101,6 +103,48 @@ impl HostServices for Services {
             .map_err(join_error)?
             .map_err(|e| e.to_shape())?;
             self.reload(&text);
+            Ok(settings::with_running(s, settings::running(&hub.config)))
+        })
+    }
+
+    fn set_tier_secret<'a>(
+        &'a self,
+        hub: &'a Arc<Hub>,
+        tier: String,
+        secret: Secret,
+    ) -> BoxFuture<'a, Result<Settings, ErrorShape>> {
+        Box::pin(async move {
+            let dir = self.data_dir.clone();
+            let t = tier.clone();
+            let s = tokio::task::spawn_blocking(move || {
+                let vault = Vault::new(&dir);
+                settings::store_secret(&dir, &t, &secret, &vault, &VaultSources(vault.clone()))
+            })
+            .await
+            .map_err(join_error)?
+            .map_err(|e| e.to_shape())?;
+            // The next turn builds this tier's provider with the new key.
+            self.models().forget(&tier);
+            Ok(settings::with_running(s, settings::running(&hub.config)))
+        })
+    }
+
+    fn clear_tier_secret<'a>(
+        &'a self,
+        hub: &'a Arc<Hub>,
+        tier: String,
+    ) -> BoxFuture<'a, Result<Settings, ErrorShape>> {
+        Box::pin(async move {
+            let dir = self.data_dir.clone();
+            let t = tier.clone();
+            let s = tokio::task::spawn_blocking(move || {
+                let vault = Vault::new(&dir);
+                settings::clear_secret(&dir, &t, &vault, &VaultSources(vault.clone()))
+            })
+            .await
+            .map_err(join_error)?
+            .map_err(|e| e.to_shape())?;
+            self.models().forget(&tier);
             Ok(settings::with_running(s, settings::running(&hub.config)))
         })
     }

@@ -16,11 +16,18 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 use toml_edit::{DocumentMut, InlineTable, Item, Table, TableLike};
 
-use perch_kernel::credentials::{CredentialSource, ModelsConfig, ProviderKind, SecretSources};
+use perch_kernel::credential_origins::{
+    CredentialOrigins, Verdict, has_userinfo, is_loopback, redact_userinfo, tier_origin,
+    without_userinfo,
+};
+use perch_kernel::credentials::{
+    CredentialSource, ModelsConfig, ProviderKind, Secret, SecretSources, TIERS, is_tier_account,
+    tier_account,
+};
 use perch_kernel::vault::{Vault, VaultSources};
 use perch_protocol::settings::{
-    CredentialInfo, CredentialSourceKind, DesktopLocation, DesktopSettings, ModelTiers,
-    RunningSettings, Settings, SettingsPatch, SettingsProblem, TierInfo, TierPatch,
+    CredentialInfo, CredentialProblem, CredentialSourceKind, DesktopLocation, DesktopSettings,
+    ModelTiers, RunningSettings, Settings, SettingsPatch, SettingsProblem, TierInfo, TierPatch,
     find_secret_key,
 };
 use perch_protocol::{ErrorCode, ErrorShape, Reason};
@@ -78,6 +85,18 @@ pub enum SettingsError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A change of address would take along a credential that no binding can hold back (one
+    /// from the host's environment or from perch.toml); nothing was written.
+    #[error("{field}: {message}")]
+    CredentialWouldMove {
+        /// The field that moves the tier (`models.fast.baseUrl`, `models.fast.provider`).
+        field: String,
+        /// Which credential, where to, and how to confirm.
+        message: String,
+    },
+    /// The secret store refused (the message never holds the secret).
+    #[error("the secret store failed: {0}")]
+    SecretStore(String),
 }
 
 impl SettingsError {
@@ -97,6 +116,17 @@ impl SettingsError {
                 format!("invalid settings: {field}: {message}"),
             )
             .with_details(json!({"field": field})),
+            Self::CredentialWouldMove { field, message } => ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("invalid settings: {field}: {message}"),
+            )
+            .with_details(json!({"field": field, "reason": "credential-would-move"})),
+            Self::SecretStore(_) => {
+                tracing::warn!(error = %self, "secret store unusable");
+                ErrorShape::new(ErrorCode::Unavailable, self.to_string())
+                    .with_details(json!({"reason": "secret-store"}))
+                    .with_retryable(true)
+            }
             Self::Corrupt { path, line, .. } => {
                 ErrorShape::new(ErrorCode::Unavailable, self.to_string())
                     .with_details(json!({
@@ -226,6 +256,7 @@ pub(crate) fn update_text(
         Err(e) => return Err(e),
     };
     apply(&mut doc, &patch)?;
+    let binds = credential_moves(data_dir, &patch, &text, &doc.to_string(), sources)?;
     std::fs::create_dir_all(data_dir).map_err(|source| SettingsError::Write {
         path: path.clone(),
         source,
@@ -241,8 +272,180 @@ pub(crate) fn update_text(
     let new_text = doc.to_string();
     write_atomically(&path, new_text.as_bytes())?;
     tracing::info!(path = %path.display(), "settings changed");
+    let origins = CredentialOrigins::new(data_dir);
+    for (tier, account, origin) in binds {
+        // The key stays with the address it was used at; the tier now needs it stored again.
+        if let Err(e) = origins.bind(&tier, &account, &origin) {
+            tracing::warn!(error = %e, "cannot record the credential's origin");
+        }
+    }
     let settings = settings_from(data_dir, &path, &new_text, &doc, sources);
     Ok((settings, new_text))
+}
+
+/// What a patch that points a tier elsewhere (another `scheme://host:port`, or another
+/// provider's default) does to its credential, checked before anything is written:
+/// - a key from the secret store stays with the address it was used at: the binding is made
+///   now if first use has not made it yet (returned, to record after the write), and the
+///   tier's settings then say to store the key again;
+/// - a key from the host's environment or from perch.toml cannot be held back, so the move is
+///   refused unless the tier's patch says `moveCredential`.
+///
+/// Refusing the keyring case too would make every address change a two-step dance for no
+/// gain: nothing leaves, and the Settings page shows the key field right where the problem is.
+fn credential_moves(
+    data_dir: &Path,
+    patch: &SettingsPatch,
+    old_text: &str,
+    new_text: &str,
+    sources: &dyn SecretSources,
+) -> Result<Vec<(String, String, String)>, SettingsError> {
+    let mut binds = Vec::new();
+    let Some(models) = &patch.models else {
+        return Ok(binds);
+    };
+    let (Ok(before), Ok(after)) = (
+        ModelsConfig::from_toml(old_text),
+        ModelsConfig::from_toml(new_text),
+    ) else {
+        return Ok(binds);
+    };
+    let origins = CredentialOrigins::new(data_dir);
+    for (tier, p) in [
+        ("fast", &models.fast),
+        ("default", &models.default),
+        ("smart", &models.smart),
+    ] {
+        let Some(p) = p else { continue };
+        let (Some(old), Some(new)) = (before.tiers.get(tier), after.tiers.get(tier)) else {
+            continue;
+        };
+        let (Some(from), Some(to)) = (tier_origin(old), tier_origin(new)) else {
+            continue;
+        };
+        if from == to {
+            continue;
+        }
+        let Ok(was) = before.resolve(tier, sources) else {
+            continue;
+        };
+        let field = if p.base_url.is_some() {
+            format!("models.{tier}.baseUrl")
+        } else {
+            format!("models.{tier}.provider")
+        };
+        match &was.source {
+            CredentialSource::Keyring(account) => {
+                if origins.bound(tier, account).is_none()
+                    && origins.check(tier, account, &from) == Verdict::Unbound
+                {
+                    binds.push((tier.to_string(), account.clone(), from.clone()));
+                }
+            }
+            CredentialSource::Env(_) | CredentialSource::Config => {
+                let still = after.resolve(tier, sources).map(|r| r.source).ok();
+                if still.as_ref() == Some(&was.source) && !p.move_credential {
+                    return Err(SettingsError::CredentialWouldMove {
+                        field,
+                        message: format!(
+                            "tier {tier}'s key comes from {} and cannot be held back, so it would \
+                             be sent to {to} instead of {from}; store a key for this tier \
+                             (settings.secret.set) first, or send \"moveCredential\": true with \
+                             the change to send it there",
+                            was.source
+                        ),
+                    });
+                }
+            }
+            CredentialSource::NoneNeeded => {}
+        }
+    }
+    Ok(binds)
+}
+
+/// Stores `secret` as `tier`'s own key (see [`tier_account`]) in the secret store and binds it
+/// to the address the tier points at now, then answers like [`read`]. The tier must be
+/// configured and pass the transport rule. The secret never appears in a message. Blocking.
+pub fn store_secret(
+    data_dir: &Path,
+    tier: &str,
+    secret: &Secret,
+    vault: &Vault,
+    sources: &dyn SecretSources,
+) -> Result<Settings, SettingsError> {
+    let _one_writer = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = data_dir.join(CONFIG_FILE);
+    let text = read_text(&path)?;
+    let doc = parse(&path, &text)?;
+    if !TIERS.contains(&tier) {
+        return Err(SettingsError::invalid(
+            "tier",
+            "not a model tier; use fast, default or smart",
+        ));
+    }
+    let models = ModelsConfig::from_toml(&text).map_err(|e| {
+        SettingsError::invalid(
+            "tier",
+            format!(
+                "perch.toml [models] cannot be read ({}); fix it first",
+                redact_userinfo(&e.to_string())
+            ),
+        )
+    })?;
+    let cfg = models.tiers.get(tier).ok_or_else(|| {
+        SettingsError::invalid(
+            "tier",
+            format!("tier {tier} is not configured; choose its provider and model first"),
+        )
+    })?;
+    cfg.check_transport(tier)
+        .map_err(|e| SettingsError::invalid("tier", e.to_string()))?;
+    let origin = tier_origin(cfg).ok_or_else(|| {
+        SettingsError::invalid(
+            "tier",
+            format!("tier {tier}'s base_url is not an http(s) URL; fix it first"),
+        )
+    })?;
+    let account = tier_account(cfg.provider, cfg.uses_oauth(), tier);
+    let stored = vault
+        .set(&account, secret)
+        .map_err(|e| SettingsError::SecretStore(e.to_string()))?;
+    CredentialOrigins::new(data_dir)
+        .bind(tier, &account, &origin)
+        .map_err(|e| SettingsError::SecretStore(e.to_string()))?;
+    tracing::info!(tier, %origin, backend = %stored, "a tier's key was stored");
+    Ok(settings_from(data_dir, &path, &text, &doc, sources))
+}
+
+/// Removes `tier`'s own keys (every provider and kind) from the secret store, then answers
+/// like [`read`]. A key from `perch auth set`, the environment or perch.toml is not touched.
+/// Blocking.
+pub fn clear_secret(
+    data_dir: &Path,
+    tier: &str,
+    vault: &Vault,
+    sources: &dyn SecretSources,
+) -> Result<Settings, SettingsError> {
+    let _one_writer = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !TIERS.contains(&tier) {
+        return Err(SettingsError::invalid(
+            "tier",
+            "not a model tier; use fast, default or smart",
+        ));
+    }
+    let path = data_dir.join(CONFIG_FILE);
+    let text = read_text(&path)?;
+    let doc = parse(&path, &text)?;
+    let mut removed = false;
+    for provider in [ProviderKind::Openai, ProviderKind::Anthropic] {
+        for oauth in [false, true] {
+            removed |= vault
+                .delete(&tier_account(provider, oauth, tier))
+                .map_err(|e| SettingsError::SecretStore(e.to_string()))?;
+        }
+    }
+    tracing::info!(tier, removed, "a tier's key was removed");
+    Ok(settings_from(data_dir, &path, &text, &doc, sources))
 }
 
 fn read_text(path: &Path) -> Result<String, SettingsError> {
@@ -322,7 +525,7 @@ fn settings_from(
     let mut problem = |section: &str, message: String| {
         problems.push(SettingsProblem {
             section: section.into(),
-            message,
+            message: redact_userinfo(&message),
         })
     };
     let defaults = GatewayConfig::defaults(data_dir.to_path_buf());
@@ -408,28 +611,66 @@ fn tier_info(
         .and_then(|m| m.get(tier))
         .and_then(Item::as_table_like)?;
     let text = |key: &str| table.get(key).and_then(Item::as_str).map(str::to_string);
-    let credential = match models.and_then(|m| m.tiers.contains_key(tier).then_some(m)) {
-        Some(m) => match m.resolve(tier, sources) {
-            Ok(r) => CredentialInfo {
-                configured: true,
-                source: source_kind(data_dir, &r.source, sources),
-            },
-            Err(_) => CredentialInfo {
-                configured: false,
-                source: None,
-            },
-        },
-        None => CredentialInfo {
-            configured: false,
-            source: None,
-        },
+    let missing = CredentialInfo {
+        configured: false,
+        source: None,
+        tier_secret: false,
+        problem: None,
+    };
+    let credential = match models.and_then(|m| m.tiers.get(tier).map(|cfg| (m, cfg))) {
+        Some((m, cfg)) => {
+            let origins = CredentialOrigins::new(data_dir);
+            // Read-only: a first use found here is not recorded (the next turn does that).
+            let resolved = m.resolve_bound(tier, sources, &origins).map(|(r, _)| r);
+            let tier_secret = match &resolved {
+                Ok(r) => match &r.source {
+                    CredentialSource::Keyring(account) => is_tier_account(account),
+                    // The tier's own key comes before these, so it was looked for and is absent.
+                    CredentialSource::Env(_) | CredentialSource::NoneNeeded => false,
+                    CredentialSource::Config => has_tier_secret(cfg, tier, sources),
+                },
+                Err(_) => has_tier_secret(cfg, tier, sources),
+            };
+            match resolved {
+                Ok(r) => CredentialInfo {
+                    configured: true,
+                    source: source_kind(data_dir, &r.source, sources),
+                    tier_secret,
+                    problem: None,
+                },
+                Err(e) => CredentialInfo {
+                    tier_secret,
+                    problem: Some(CredentialProblem {
+                        reason: e.reason().to_string(),
+                        message: redact_userinfo(&e.to_string()),
+                    }),
+                    ..missing
+                },
+            }
+        }
+        None => missing,
     };
     Some(TierInfo {
         provider: text("provider").unwrap_or_default(),
         model: text("model").unwrap_or_default(),
-        base_url: text("base_url"),
+        base_url: text("base_url").map(|u| without_userinfo(&u)),
+        allow_insecure_http: table
+            .get("allow_insecure_http")
+            .and_then(Item::as_bool)
+            .unwrap_or(false),
         credential,
     })
+}
+
+/// Whether the tier's own key (of the kind its auth mode uses) is in the secret store.
+fn has_tier_secret(
+    cfg: &perch_kernel::credentials::TierConfig,
+    tier: &str,
+    sources: &dyn SecretSources,
+) -> bool {
+    sources
+        .keyring(&tier_account(cfg.provider, cfg.uses_oauth(), tier))
+        .is_some_and(|k| !k.trim().is_empty())
 }
 
 /// Where a credential came from, in the settings' terms. The secret store answers from the OS
@@ -615,6 +856,39 @@ fn apply_tier(root: &mut dyn TableLike, tier: &str, p: &TierPatch) -> Result<(),
         }
         Some(Some(u)) => set_in_place(table, "base_url", u.into()),
     }
+    match p.allow_insecure_http {
+        None => {}
+        Some(true) => set_in_place(table, "allow_insecure_http", true.into()),
+        Some(false) => {
+            table.remove("allow_insecure_http");
+        }
+    }
+    // The rule holds for the tier as it ends up, whichever of the two fields changed.
+    let allowed = table
+        .get("allow_insecure_http")
+        .and_then(Item::as_bool)
+        .unwrap_or(false);
+    if let Some(u) = table.get("base_url").and_then(Item::as_str)
+        && u.get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        && !allowed
+        && !is_loopback(u)
+    {
+        let key = if p.base_url.is_some() {
+            "baseUrl"
+        } else {
+            "allowInsecureHttp"
+        };
+        return Err(SettingsError::invalid(
+            field(key),
+            format!(
+                "{} is plain http off this machine: requests and the key would cross the \
+                 network in clear. Use https://, or allow it for this tier (allowInsecureHttp) \
+                 if the server is on a network you trust",
+                without_userinfo(u)
+            ),
+        ));
+    }
     for key in ["provider", "model"] {
         if table.get(key).and_then(Item::as_str).is_none() {
             return Err(SettingsError::invalid(
@@ -626,18 +900,30 @@ fn apply_tier(root: &mut dyn TableLike, tier: &str, p: &TierPatch) -> Result<(),
     Ok(())
 }
 
-/// An `http://` or `https://` URL with a host, without spaces.
+/// An `http://` or `https://` URL with a host, without spaces and without `user:password@`
+/// (a credential in a plain file, and in every message that quotes the URL). Messages quote
+/// the URL without its userinfo.
 fn check_base_url(u: &str) -> Result<String, String> {
     let u = u.trim();
+    let shown = without_userinfo(u);
     let rest = u
         .strip_prefix("https://")
         .or_else(|| u.strip_prefix("http://"))
-        .ok_or_else(|| format!("{u:?} must start with http:// or https://"))?;
+        .ok_or_else(|| format!("{shown:?} must start with http:// or https://"))?;
     if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("{u:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     if u.chars().count() > MAX_TEXT || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{u:?} is not a URL"));
+        return Err(format!("{shown:?} is not a URL"));
+    }
+    if has_userinfo(u) {
+        return Err(format!(
+            "{shown:?} must not carry user:password@; store the key as the tier's key \
+             (settings.secret.set) or with `perch auth set`"
+        ));
+    }
+    if perch_kernel::credential_origins::origin_of(u).is_none() {
+        return Err(format!("{shown:?} is not a URL"));
     }
     Ok(u.to_string())
 }
@@ -1084,20 +1370,18 @@ location = { lat = 48.2, lon = 16.37, accuracy_m = 100.0 }
             source(&s.models.fast),
             CredentialInfo {
                 configured: true,
-                source: Some(CredentialSourceKind::Config)
+                source: Some(CredentialSourceKind::Config),
+                tier_secret: false,
+                problem: None,
             }
         );
         assert_eq!(
             source(&s.models.default).source,
             Some(CredentialSourceKind::Env)
         );
-        assert_eq!(
-            source(&s.models.smart),
-            CredentialInfo {
-                configured: false,
-                source: None
-            }
-        );
+        let smart = source(&s.models.smart);
+        assert!(!smart.configured && smart.source.is_none(), "{smart:?}");
+        assert_eq!(smart.problem.unwrap().reason, "credential-missing");
         let wire = serde_json::to_string(&s).unwrap();
         assert!(
             !wire.contains("sk-in-file") && !wire.contains("sk-env"),
@@ -1140,7 +1424,9 @@ location = { lat = 48.2, lon = 16.37, accuracy_m = 100.0 }
             fast.credential,
             CredentialInfo {
                 configured: true,
-                source: None
+                source: None,
+                tier_secret: false,
+                problem: None,
             }
         );
     }
@@ -1181,5 +1467,200 @@ location = { lat = 48.2, lon = 16.37, accuracy_m = 100.0 }
             .restart_required,
             "the name has no flag"
         );
+    }
+
+    const OPENAI_TIER: &str = "[models.fast]\nprovider = \"openai\"\nmodel = \"m\"\n";
+
+    #[test]
+    fn userinfo_is_refused_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), OPENAI_TIER);
+        let e = update_with(
+            dir.path(),
+            patch(json!({"models": {"fast": {"baseUrl": "https://me:hunter2@gw.example/v1"}}})),
+            &Fake::default(),
+        )
+        .unwrap_err();
+        let shape = e.to_shape();
+        assert_eq!(
+            shape.details.as_ref().unwrap()["field"],
+            "models.fast.baseUrl"
+        );
+        assert!(
+            shape.message.contains("user:password@"),
+            "{}",
+            shape.message
+        );
+        assert!(!shape.message.contains("hunter2"), "{}", shape.message);
+        assert_eq!(file(dir.path()), OPENAI_TIER);
+        // A hand-edited file may have it; settings.get never returns it.
+        write(
+            dir.path(),
+            "[models.fast]\nprovider = \"openai\"\nmodel = \"m\"\nbase_url = \"https://me:hunter2@gw.example/v1\"\n",
+        );
+        let s = read_with(dir.path(), &Fake::default()).unwrap();
+        let wire = serde_json::to_string(&s).unwrap();
+        assert!(!wire.contains("hunter2") && !wire.contains("me:"), "{wire}");
+        assert_eq!(
+            s.models.fast.unwrap().base_url.as_deref(),
+            Some("https://gw.example/v1")
+        );
+    }
+
+    #[test]
+    fn plain_http_needs_loopback_or_the_tiers_permission() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), OPENAI_TIER);
+        let lan = json!({"models": {"fast": {"baseUrl": "http://192.168.1.9:8080/v1"}}});
+        let e = update_with(dir.path(), patch(lan.clone()), &Fake::default()).unwrap_err();
+        assert_eq!(invalid_field(e), "models.fast.baseUrl");
+        assert_eq!(file(dir.path()), OPENAI_TIER);
+        for ok in [
+            "http://127.0.0.1:9/v1",
+            "http://localhost:1",
+            "http://[::1]:2/v1",
+        ] {
+            update_with(
+                dir.path(),
+                patch(json!({"models": {"fast": {"baseUrl": ok}}})),
+                &Fake::default(),
+            )
+            .unwrap();
+        }
+        let s = update_with(
+            dir.path(),
+            patch(
+                json!({"models": {"fast": {"baseUrl": "http://192.168.1.9:8080/v1",
+                                              "allowInsecureHttp": true}}}),
+            ),
+            &Fake::default(),
+        )
+        .unwrap();
+        assert!(s.models.fast.unwrap().allow_insecure_http);
+        assert!(file(dir.path()).contains("allow_insecure_http = true"));
+        // Taking the permission back while the URL is plain http is refused too.
+        let e = update_with(
+            dir.path(),
+            patch(json!({"models": {"fast": {"allowInsecureHttp": false}}})),
+            &Fake::default(),
+        )
+        .unwrap_err();
+        assert_eq!(invalid_field(e), "models.fast.allowInsecureHttp");
+        // A hand-edited file without the permission: the tier is not usable, and says why.
+        write(
+            dir.path(),
+            "[models.fast]\nprovider = \"openai\"\nmodel = \"m\"\nbase_url = \"http://10.0.0.2/v1\"\n",
+        );
+        let mut env = Fake::default();
+        env.env.insert("OPENAI_API_KEY".into(), "sk-env".into());
+        let c = read_with(dir.path(), &env)
+            .unwrap()
+            .models
+            .fast
+            .unwrap()
+            .credential;
+        assert!(!c.configured);
+        assert_eq!(c.problem.unwrap().reason, "insecure-http");
+    }
+
+    #[test]
+    fn moving_a_tier_keeps_a_stored_key_home_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), OPENAI_TIER);
+        let mut kr = Fake::default();
+        kr.keyring.insert("openai:api_key".into(), "sk-kr".into());
+        // Never used yet: the move binds it to where it was, so it does not follow.
+        let s = update_with(
+            dir.path(),
+            patch(json!({"models": {"fast": {"baseUrl": "https://elsewhere.example/v1"}}})),
+            &kr,
+        )
+        .unwrap();
+        let c = s.models.fast.unwrap().credential;
+        assert!(!c.configured, "{c:?}");
+        let problem = c.problem.unwrap();
+        assert_eq!(problem.reason, "credential-origin-changed");
+        assert!(
+            problem.message.contains("https://api.openai.com:443")
+                && problem.message.contains("https://elsewhere.example:443")
+                && problem.message.contains("store the key again"),
+            "{}",
+            problem.message
+        );
+        // Pointing it back home makes it usable again.
+        let s = update_with(
+            dir.path(),
+            patch(json!({"models": {"fast": {"baseUrl": null}}})),
+            &kr,
+        )
+        .unwrap();
+        assert!(s.models.fast.unwrap().credential.configured);
+    }
+
+    #[test]
+    fn moving_a_key_that_cannot_be_held_back_needs_a_confirmation() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), OPENAI_TIER);
+        let mut env = Fake::default();
+        env.env.insert("OPENAI_API_KEY".into(), "sk-env".into());
+        let away = json!({"models": {"fast": {"baseUrl": "https://elsewhere.example/v1"}}});
+        let e = update_with(dir.path(), patch(away), &env).unwrap_err();
+        let shape = e.to_shape();
+        let d = shape.details.as_ref().unwrap();
+        assert_eq!(d["field"], "models.fast.baseUrl");
+        assert_eq!(d["reason"], "credential-would-move");
+        assert!(
+            shape.message.contains("OPENAI_API_KEY"),
+            "{}",
+            shape.message
+        );
+        assert!(!shape.message.contains("sk-env"));
+        assert_eq!(file(dir.path()), OPENAI_TIER);
+        let s = update_with(
+            dir.path(),
+            patch(
+                json!({"models": {"fast": {"baseUrl": "https://elsewhere.example/v1",
+                                              "moveCredential": true}}}),
+            ),
+            &env,
+        )
+        .unwrap();
+        assert!(s.models.fast.unwrap().credential.configured);
+        // A change that keeps the origin needs nothing.
+        update_with(
+            dir.path(),
+            patch(json!({"models": {"fast": {"baseUrl": "https://elsewhere.example/v2"}}})),
+            &env,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_tiers_own_key_is_stored_bound_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), OPENAI_TIER);
+        let vault = Vault::file_only(dir.path());
+        let sources = VaultSources(vault.clone());
+        let key = Secret::new("sk-tier-own-1");
+        let s = store_secret(dir.path(), "fast", &key, &vault, &sources).unwrap();
+        let c = s.models.fast.clone().unwrap().credential;
+        assert!(c.configured && c.tier_secret, "{c:?}");
+        assert_eq!(c.source, Some(CredentialSourceKind::File));
+        assert!(!serde_json::to_string(&s).unwrap().contains("sk-tier-own-1"));
+        assert_eq!(
+            CredentialOrigins::new(dir.path())
+                .bound("fast", "openai:api_key:fast")
+                .as_deref(),
+            Some("https://api.openai.com:443")
+        );
+        // Unknown or unconfigured tiers are refused by name.
+        let e = store_secret(dir.path(), "smart", &key, &vault, &sources).unwrap_err();
+        assert_eq!(invalid_field(e), "tier");
+        let e = store_secret(dir.path(), "huge", &key, &vault, &sources).unwrap_err();
+        assert_eq!(invalid_field(e), "tier");
+        let s = clear_secret(dir.path(), "fast", &vault, &sources).unwrap();
+        let c = s.models.fast.unwrap().credential;
+        assert!(!c.configured && !c.tier_secret, "{c:?}");
+        assert_eq!(vault.get("openai:api_key:fast"), None);
     }
 }

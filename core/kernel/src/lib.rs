@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod credential_origins;
 pub mod credentials;
 pub mod location;
 pub mod model;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::credential_origins::CredentialOrigins;
 use crate::credentials::{KEYRING_SERVICE, Secret, SecretSources};
 
 /// The fallback file in the data directory.
@@ -95,8 +96,22 @@ impl Vault {
         }
     }
 
-    /// Stores a secret; returns where it went. Blocking.
+    /// Stores a secret; returns where it went. The account's origin bindings are released, so
+    /// its next use binds it to where its tier points then. Blocking.
     pub fn set(&self, account: &str, secret: &Secret) -> Result<Backend, VaultError> {
+        let backend = self.store(account, secret)?;
+        if let Some(dir) = self.file.parent() {
+            CredentialOrigins::new(dir)
+                .release(account)
+                .map_err(|e| VaultError::File {
+                    path: e.path,
+                    source: e.source,
+                })?;
+        }
+        Ok(backend)
+    }
+
+    fn store(&self, account: &str, secret: &Secret) -> Result<Backend, VaultError> {
         match self.backend() {
             Backend::Keyring => {
                 let stored = keyring::Entry::new(KEYRING_SERVICE, account)
@@ -121,6 +136,36 @@ impl Vault {
             path: self.file.clone(),
             reason: reason.into(),
         }
+    }
+
+    /// Removes a secret from the keyring and the file, and releases its origin bindings;
+    /// `Ok(false)` when there was none. Blocking.
+    pub fn delete(&self, account: &str) -> Result<bool, VaultError> {
+        let mut removed = false;
+        if self.use_keyring {
+            match keyring::Entry::new(KEYRING_SERVICE, account).and_then(|e| e.delete_credential())
+            {
+                Ok(()) => removed = true,
+                Err(keyring::Error::NoEntry) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "the OS keyring did not answer; the file still is checked")
+                }
+            }
+        }
+        let mut all = self.read_file()?;
+        if all.remove(account).is_some() {
+            self.write_file(&all)?;
+            removed = true;
+        }
+        if let Some(dir) = self.file.parent() {
+            CredentialOrigins::new(dir)
+                .release(account)
+                .map_err(|e| VaultError::File {
+                    path: e.path,
+                    source: e.source,
+                })?;
+        }
+        Ok(removed)
     }
 
     /// Reads a secret: the keyring, then the file. Blocking.
@@ -208,6 +253,12 @@ mod tests {
         }
         v.set("openai:api_key", &Secret::new("sk-new")).unwrap();
         assert_eq!(v.get("openai:api_key").as_deref(), Some("sk-new"));
+        assert!(v.delete("openai:api_key").unwrap());
+        assert_eq!(v.get("openai:api_key"), None);
+        assert!(
+            !v.delete("openai:api_key").unwrap(),
+            "nothing left to remove"
+        );
         std::fs::write(dir.path().join(SECRETS_FILE), "{oops").unwrap();
         assert!(matches!(
             v.set("x", &Secret::new("y")),

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 pub const SETTINGS_GET: &str = "settings.get";
 /// `settings.set`: change some settings in `perch.toml` (operator).
 pub const SETTINGS_SET: &str = "settings.set";
+/// `settings.secret.set`: store a tier's own key in the host's secret store (operator.admin).
+/// Write-only: the answer is the [`Settings`], which say only whether a key is set.
+pub const SETTINGS_SECRET_SET: &str = "settings.secret.set";
+/// `settings.secret.clear`: remove a tier's own key from the secret store (operator.admin).
+pub const SETTINGS_SECRET_CLEAR: &str = "settings.secret.clear";
+/// Longest secret `settings.secret.set` accepts, in characters (API keys are ~200, OAuth tokens
+/// a few hundred; anything near this is a paste gone wrong).
+pub const MAX_SECRET_CHARS: usize = 4096;
+
 /// Event to every operator after a `settings.set`, carrying the new [`Settings`]: other
 /// windows refresh, and the menu-bar app offers a restart when one is required.
 pub const SETTINGS_CHANGED_EVENT: &str = "settings.changed";
@@ -80,8 +89,12 @@ pub struct TierInfo {
     pub provider: String,
     /// The model name.
     pub model: String,
-    /// A compatible server's base URL, when set.
+    /// A compatible server's base URL, when set; never with `user:password@` (removed even
+    /// when a hand-edited file has it).
     pub base_url: Option<String>,
+    /// Plain `http://` is allowed off this machine for this tier (`allow_insecure_http`).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     /// Whether the tier has a credential, and where it is; never the credential.
     pub credential: CredentialInfo,
 }
@@ -94,6 +107,25 @@ pub struct CredentialInfo {
     pub configured: bool,
     /// Where it was found; `null` when missing or when none is needed.
     pub source: Option<CredentialSourceKind>,
+    /// The tier's own key (set with `settings.secret.set`) is in the secret store; whether or
+    /// not it is the one in use (see `problem`).
+    #[serde(default)]
+    pub tier_secret: bool,
+    /// Why the tier cannot use the credential it has, when it cannot: what to do is in the
+    /// message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<CredentialProblem>,
+}
+
+/// Why a tier's credential is not usable as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialProblem {
+    /// Stable: `credential-origin-changed` (store the key again for the new address),
+    /// `insecure-http` (plain http off this machine), `credential-missing`, ...
+    pub reason: String,
+    /// What is wrong and what to do, for people.
+    pub message: String,
 }
 
 /// Where a credential was found.
@@ -228,6 +260,13 @@ pub struct TierPatch {
         with = "double_option"
     )]
     pub base_url: Option<Option<String>>,
+    /// Allow plain `http://` off this machine for this tier (a server on a trusted network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_insecure_http: Option<bool>,
+    /// Confirms that a credential that cannot be held back (from the host's environment or
+    /// perch.toml) may go to the tier's new address; without it such a move is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub move_credential: bool,
 }
 
 /// Changes to the `[desktop]` section.
@@ -324,9 +363,12 @@ mod tests {
                     provider: "openai".into(),
                     model: "gpt".into(),
                     base_url: None,
+                    allow_insecure_http: false,
                     credential: CredentialInfo {
                         configured: true,
                         source: Some(CredentialSourceKind::Keyring),
+                        tier_secret: true,
+                        problem: None,
                     },
                 }),
                 smart: None,
@@ -345,8 +387,9 @@ mod tests {
             json!({"configPath": "/data/perch.toml", "name": "box", "bind": "127.0.0.1:18789",
                    "mdns": "minimal", "running": null, "restartRequired": false,
                    "models": {"fast": null, "smart": null, "default": {"provider": "openai",
-                     "model": "gpt", "baseUrl": null,
-                     "credential": {"configured": true, "source": "keyring"}}},
+                     "model": "gpt", "baseUrl": null, "allowInsecureHttp": false,
+                     "credential": {"configured": true, "source": "keyring",
+                                    "tierSecret": true}}},
                    "desktop": {"location": {"lat": 48.2, "lon": 16.37, "accuracyM": 100.0}},
                    "problems": []})
         );

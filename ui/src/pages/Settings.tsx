@@ -15,6 +15,8 @@ import {
   buildPatch,
   describeCredential,
   formFromSettings,
+  prepareSecret,
+  tierSecretState,
   parseSettings,
   parseSharing,
   validateForm,
@@ -299,10 +301,21 @@ function HostSettings() {
 
       <h3>Models</h3>
       <p class="hint">
-        <Help text="Keys are never shown or sent here. Store one on the host with `perch auth set`; `perch auth status` lists what is configured." />
+        <Help text="A tier's key goes to the host's system keyring and is never shown again, here or anywhere; it is sent only to the address the tier pointed at when you set it. `perch auth set` on the host works too." />
       </p>
       {TIERS.map((t) => (
-        <TierFields key={t} tier={t} settings={settings} form={form} errors={errors} update={update} />
+        <TierFields
+          key={t}
+          tier={t}
+          settings={settings}
+          form={form}
+          errors={errors}
+          update={update}
+          onSettings={(v) => {
+            const s = parseSettings(v);
+            if (s) setSettings(s);
+          }}
+        />
       ))}
 
       {saveError && <ErrorBox error={saveError} />}
@@ -337,8 +350,9 @@ function TierFields(props: {
   form: SettingsForm;
   errors: FormErrors;
   update: (f: (d: SettingsForm) => void) => void;
+  onSettings: (v: unknown) => void;
 }) {
-  const { tier, settings, form, errors, update } = props;
+  const { tier, settings, form, errors, update, onSettings } = props;
   const cur = settings.models[tier];
   const f = form.models[tier];
   const key = (k: string) => `models.${tier}.${k}`;
@@ -390,7 +404,115 @@ function TierFields(props: {
           />
         </Field>
       </div>
+      {(f.allowInsecureHttp || f.baseUrl.trim().toLowerCase().startsWith('http://')) && (
+        <label class="checkbox">
+          <input
+            type="checkbox"
+            id={id('allowInsecureHttp')}
+            checked={f.allowInsecureHttp}
+            onChange={(e) => update((d) => (d.models[tier].allowInsecureHttp = (e.currentTarget as HTMLInputElement).checked))}
+          />{' '}
+          Allow plain http:// to a server off this computer (only on a network you trust)
+        </label>
+      )}
+      {cur?.credential.problem && cur.credential.problem.reason !== 'credential-missing' && (
+        <p class="field-error" role="alert" data-testid={`credential-problem-${tier}`}>
+          {cur.credential.problem.message}
+        </p>
+      )}
+      {cur && <TierKey tier={tier} cur={cur} onSettings={onSettings} />}
     </fieldset>
+  );
+}
+
+/**
+ * A tier's key: write-only. The field is a password field that is emptied as soon as the key is
+ * sent; the host answers only whether a key is set. Not a nested form (it sits in the settings
+ * form): Enter in the field sets the key instead of saving the page.
+ */
+function TierKey(props: { tier: TierName; cur: NonNullable<Settings['models'][TierName]>; onSettings: (v: unknown) => void }) {
+  const { tier, cur, onSettings } = props;
+  const { client } = useConn();
+  const [draft, setDraft] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [hostError, setHostError] = useState<ErrorShape | null>(null);
+  const state = tierSecretState(cur);
+  const fieldId = `f-models-${tier}-key`;
+
+  const run = (method: string, params: unknown) => {
+    setBusy(true);
+    setHostError(null);
+    client.call(method, params).then(
+      (v) => {
+        setBusy(false);
+        onSettings(v);
+      },
+      (e: unknown) => {
+        setBusy(false);
+        setHostError(toErrorShape(e));
+      },
+    );
+  };
+
+  const set = () => {
+    const prepared = prepareSecret(tier, draft);
+    if (!prepared.ok) {
+      setError(prepared.error);
+      return;
+    }
+    setError(null);
+    // The key leaves the page's state before the call goes out.
+    setDraft('');
+    run('settings.secret.set', prepared.params);
+  };
+
+  return (
+    <div class={`field tier-key ${error ? 'has-error' : ''}`}>
+      <label for={fieldId}>
+        Key for {tier}{' '}
+        <span class={`badge ${state === 'set' ? 'ok' : ''}`} data-testid={`key-state-${tier}`}>
+          {state}
+        </span>
+      </label>
+      <div class="row-actions">
+        <input
+          id={fieldId}
+          type="password"
+          autocomplete="new-password"
+          spellcheck={false}
+          placeholder={state === 'set' ? 'paste a new key to replace it' : 'paste the key'}
+          value={draft}
+          disabled={busy}
+          onInput={(e) => {
+            setDraft((e.currentTarget as HTMLInputElement).value);
+            setError(null);
+          }}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter') {
+              e.preventDefault();
+              set();
+            }
+          }}
+          aria-invalid={error ? 'true' : undefined}
+          aria-describedby={error ? `${fieldId}-error` : undefined}
+        />
+        <button type="button" disabled={busy} onClick={set}>
+          {state === 'set' ? 'Replace' : 'Set'}
+        </button>
+        {state === 'set' && (
+          <button type="button" disabled={busy} onClick={() => run('settings.secret.clear', { tier })}>
+            Remove
+          </button>
+        )}
+      </div>
+      {error && (
+        <p class="field-error" id={`${fieldId}-error`}>
+          {error}
+        </p>
+      )}
+      {hostError && <ErrorBox error={hostError} />}
+    </div>
   );
 }
 

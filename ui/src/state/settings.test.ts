@@ -2,8 +2,11 @@ import { describe, expect, it } from 'vitest';
 import {
   type Settings,
   buildPatch,
+  MAX_SECRET_CHARS,
   describeCredential,
   formFromSettings,
+  prepareSecret,
+  tierSecretState,
   parseDecimal,
   parseSettings,
   parseSharing,
@@ -101,7 +104,24 @@ describe('field validation', () => {
     expect(validateBaseUrl('http://127.0.0.1:11434/v1')).toBeNull();
     expect(validateBaseUrl('api.openai.com')).toMatch(/full URL/);
     expect(validateBaseUrl('ftp://x')).toMatch(/https:\/\//);
-    expect(validateBaseUrl('https://user:sk-secret@api.example')).toMatch(/perch auth set/);
+    expect(validateBaseUrl('https://user:sk-secret@api.example')).toMatch(/key below/);
+    expect(validateBaseUrl('https://user:sk-secret@api.example')).not.toContain('sk-secret');
+  });
+
+  it('allows plain http only for this computer unless the tier allows it', () => {
+    for (const ok of ['http://localhost:1/v1', 'http://127.0.0.1:11434/v1', 'http://127.8.0.1', 'http://[::1]:8080/v1']) {
+      expect(validateBaseUrl(ok), ok).toBeNull();
+    }
+    for (const lan of ['http://192.168.1.5:8080/v1', 'http://localhost.evil.test/v1', 'http://128.0.0.1']) {
+      expect(validateBaseUrl(lan), lan).toMatch(/Plain http/);
+      expect(validateBaseUrl(lan, true), lan).toBeNull();
+    }
+    const f = formFromSettings(settings);
+    f.models.smart.baseUrl = 'http://10.0.0.2/v1';
+    expect(validateForm(f, settings)['models.smart.baseUrl']).toMatch(/Plain http/);
+    f.models.smart.allowInsecureHttp = true;
+    expect(validateForm(f, settings)).toEqual({});
+    expect(buildPatch(settings, f)?.models?.smart).toEqual({ baseUrl: 'http://10.0.0.2/v1', allowInsecureHttp: true });
   });
 });
 
@@ -118,7 +138,7 @@ describe('validateForm', () => {
     f.lat = '91';
     f.lon = 'x';
     f.accuracyM = '20000001';
-    f.models.fast = { provider: 'openai', model: '', baseUrl: '' };
+    f.models.fast = { provider: 'openai', model: '', baseUrl: '', allowInsecureHttp: false };
     f.models.smart.provider = 'ollama';
     expect(Object.keys(validateForm(f, settings)).sort()).toEqual(
       ['accuracyM', 'bind', 'lat', 'lon', 'mdns', 'models.fast.model', 'models.smart.provider', 'name'].sort(),
@@ -139,7 +159,7 @@ describe('validateForm', () => {
     f.lat = 'garbage';
     expect(validateForm(f, settings)).toEqual({});
     // a configured tier cannot be blanked (the host has no "remove tier")
-    f.models.default = { provider: '', model: '', baseUrl: '' };
+    f.models.default = { provider: '', model: '', baseUrl: '', allowInsecureHttp: false };
     expect(Object.keys(validateForm(f, settings))).toEqual(['models.default.provider', 'models.default.model']);
   });
 });
@@ -155,7 +175,7 @@ describe('buildPatch', () => {
     f.mdns = 'off';
     f.models.default.model = 'gpt-4.1';
     f.models.smart.baseUrl = '';
-    f.models.fast = { provider: 'anthropic', model: 'claude-haiku', baseUrl: '' };
+    f.models.fast = { provider: 'anthropic', model: 'claude-haiku', baseUrl: '', allowInsecureHttp: false };
     expect(buildPatch(settings, f)).toEqual({
       bind: '0.0.0.0:18789',
       mdns: 'off',
@@ -188,9 +208,60 @@ describe('buildPatch', () => {
   it('never carries a secret-looking field', () => {
     const f = formFromSettings(settings);
     f.name = 'New name';
-    f.models.fast = { provider: 'openai', model: 'm', baseUrl: 'https://x.test/v1' };
+    f.models.fast = { provider: 'openai', model: 'm', baseUrl: 'https://x.test/v1', allowInsecureHttp: false };
     const text = JSON.stringify(buildPatch(settings, f));
     expect(text).not.toMatch(/apiKey|token|secret|password/i);
+  });
+});
+
+describe('a tier\'s key field', () => {
+  it('prepares settings.secret.set with the key trimmed', () => {
+    expect(prepareSecret('fast', '  sk-abc_123-XYZ\n')).toEqual({ ok: true, params: { tier: 'fast', secret: 'sk-abc_123-XYZ' } });
+  });
+
+  it('refuses what the host would refuse, without repeating the key', () => {
+    const cases = ['', '   \n', 'sk-two words', 'sk-caf\u00e9', 'sk-tab\tkey', 'k'.repeat(MAX_SECRET_CHARS + 1)];
+    for (const raw of cases) {
+      const r = prepareSecret('default', raw);
+      expect(r.ok, JSON.stringify(raw)).toBe(false);
+      if (!r.ok && raw.trim()) expect(r.error).not.toContain(raw.trim().slice(0, 8));
+    }
+    expect(prepareSecret('smart', 'k'.repeat(MAX_SECRET_CHARS)).ok).toBe(true);
+  });
+
+  it('shows only whether the tier\'s own key is set', () => {
+    const withKey = parseSettings({
+      ...wire,
+      models: { ...wire.models, fast: { provider: 'openai', model: 'm', baseUrl: null, credential: { configured: true, source: 'keyring', tierSecret: true } } },
+    }) as Settings;
+    expect(tierSecretState(withKey.models.fast)).toBe('set');
+    expect(tierSecretState(settings.models.default)).toBe('not set');
+    expect(tierSecretState(null)).toBe('not set');
+  });
+
+  it('reads a credential problem and says what to do', () => {
+    const moved = parseSettings({
+      ...wire,
+      models: {
+        ...wire.models,
+        smart: {
+          provider: 'openai',
+          model: 'm',
+          baseUrl: 'https://new.example/v1',
+          allowInsecureHttp: false,
+          credential: {
+            configured: false,
+            source: null,
+            tierSecret: true,
+            problem: { reason: 'credential-origin-changed', message: 'store the key again for model tier "smart"' },
+          },
+        },
+      },
+    }) as Settings;
+    const c = moved.models.smart?.credential;
+    expect(c?.problem?.reason).toBe('credential-origin-changed');
+    expect(describeCredential(c ?? { configured: false, source: null })).toMatch(/new address/);
+    expect(describeCredential({ configured: false, source: null, problem: { reason: 'insecure-http', message: '' } })).toMatch(/plain http/);
   });
 });
 

@@ -1,6 +1,7 @@
 // The settings form: the host's Settings (settings.get) as editable strings, validation that
-// names the field, and the SettingsPatch (settings.set) holding only what changed. Never a
-// secret: credentials are shown as configured yes/no and where from, and set with `perch auth set`.
+// names the field, and the SettingsPatch (settings.set) holding only what changed. A tier's key
+// is write-only: it goes out once with settings.secret.set and is never kept or shown; the host
+// answers only whether one is set and where the tier's credential comes from.
 
 import { isObject, num, str } from '../protocol/frames';
 
@@ -9,11 +10,26 @@ export type TierName = (typeof TIERS)[number];
 export const PROVIDERS = ['openai', 'anthropic'] as const;
 export const MDNS_MODES = ['off', 'minimal', 'full'] as const;
 
+export interface CredentialProblem {
+  /** Stable: `credential-origin-changed`, `insecure-http`, `credential-missing`, ... */
+  reason: string;
+  message: string;
+}
+
+export interface Credential {
+  configured: boolean;
+  source: string | null;
+  /** This tier's own key (set from this page) is stored on the host. */
+  tierSecret?: boolean;
+  problem?: CredentialProblem;
+}
+
 export interface Tier {
   provider: string;
   model: string;
   baseUrl: string | null;
-  credential: { configured: boolean; source: string | null };
+  allowInsecureHttp?: boolean;
+  credential: Credential;
 }
 
 export interface Location {
@@ -38,12 +54,19 @@ export interface Settings {
 function parseTier(v: unknown): Tier | null {
   if (!isObject(v)) return null;
   const cred = isObject(v.credential) ? v.credential : {};
-  return {
+  const credential: Credential = { configured: cred.configured === true, source: str(cred.source) ?? null };
+  if (cred.tierSecret === true) credential.tierSecret = true;
+  if (isObject(cred.problem)) {
+    credential.problem = { reason: str(cred.problem.reason) ?? '', message: str(cred.problem.message) ?? '' };
+  }
+  const tier: Tier = {
     provider: str(v.provider) ?? '',
     model: str(v.model) ?? '',
     baseUrl: str(v.baseUrl) ?? null,
-    credential: { configured: cred.configured === true, source: str(cred.source) ?? null },
+    credential,
   };
+  if (v.allowInsecureHttp === true) tier.allowInsecureHttp = true;
+  return tier;
 }
 
 function parseLocation(v: unknown): Location | null {
@@ -84,6 +107,7 @@ export interface TierForm {
   provider: string;
   model: string;
   baseUrl: string;
+  allowInsecureHttp: boolean;
 }
 
 export interface SettingsForm {
@@ -99,7 +123,12 @@ export interface SettingsForm {
 
 export function formFromSettings(s: Settings): SettingsForm {
   const loc = s.desktop.location;
-  const tier = (t: Tier | null): TierForm => ({ provider: t?.provider ?? '', model: t?.model ?? '', baseUrl: t?.baseUrl ?? '' });
+  const tier = (t: Tier | null): TierForm => ({
+    provider: t?.provider ?? '',
+    model: t?.model ?? '',
+    baseUrl: t?.baseUrl ?? '',
+    allowInsecureHttp: t?.allowInsecureHttp === true,
+  });
   return {
     name: s.name,
     bind: s.bind,
@@ -187,7 +216,14 @@ export function validateAccuracy(raw: string): string | null {
   return null;
 }
 
-export function validateBaseUrl(raw: string): string | null {
+/** This machine, as the host counts it: localhost, 127.0.0.0/8 and ::1. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase();
+  if (h === 'localhost' || h === '[::1]' || h === '::1') return true;
+  return ipv4(h) && h.startsWith('127.');
+}
+
+export function validateBaseUrl(raw: string, allowInsecureHttp = false): string | null {
   const t = raw.trim();
   if (!t) return null;
   let u: URL;
@@ -197,8 +233,36 @@ export function validateBaseUrl(raw: string): string | null {
     return 'Enter a full URL, for example https://api.openai.com/v1, or leave it empty for the provider default.';
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'The base URL must start with https:// or http://.';
-  if (u.username || u.password) return 'Do not put credentials in the URL; store the key with `perch auth set`.';
+  if (u.username || u.password) return 'Do not put credentials in the URL; set the tier\'s key below instead.';
+  if (u.protocol === 'http:' && !allowInsecureHttp && !isLoopbackHost(u.hostname)) {
+    return 'Plain http:// is only for a server on this computer: the key and your chats would cross the network unencrypted. Use https://, or allow plain http for this tier if the server is on a network you trust.';
+  }
   return null;
+}
+
+// ---- a tier's key (write-only) ----
+
+/** The host's limit (core/protocol/src/settings.rs MAX_SECRET_CHARS). */
+export const MAX_SECRET_CHARS = 4096;
+
+/**
+ * Checks a pasted key as the host will, and gives the settings.secret.set params; the key is
+ * trimmed (a paste often brings a newline). Never includes the key in an error.
+ */
+export function prepareSecret(
+  tier: TierName,
+  raw: string,
+): { ok: true; params: { tier: TierName; secret: string } } | { ok: false; error: string } {
+  const secret = raw.trim();
+  if (!secret) return { ok: false, error: 'Paste the key first.' };
+  if (secret.length > MAX_SECRET_CHARS) return { ok: false, error: `That is longer than ${MAX_SECRET_CHARS} characters; paste only the key.` };
+  if (!/^[\x21-\x7e]+$/.test(secret)) return { ok: false, error: 'A key is one line of letters, digits and symbols, without spaces.' };
+  return { ok: true, params: { tier, secret } };
+}
+
+/** The indicator beside a tier's key field: its own key is on the host, or not. */
+export function tierSecretState(t: Tier | null): 'set' | 'not set' {
+  return t?.credential.tierSecret === true ? 'set' : 'not set';
 }
 
 /** Field path -> message; empty when the form can be saved. */
@@ -230,7 +294,7 @@ export function validateForm(form: SettingsForm, original: Settings | null): For
     if (!(PROVIDERS as readonly string[]).includes(provider)) errors[`models.${t}.provider`] = 'Choose openai or anthropic.';
     if (!model) errors[`models.${t}.model`] = 'Name the model, for example gpt-4o-mini.';
     else if (model.length > 200 || /\s/.test(model)) errors[`models.${t}.model`] = 'A model name has no spaces.';
-    const url = validateBaseUrl(f.baseUrl);
+    const url = validateBaseUrl(f.baseUrl, f.allowInsecureHttp);
     if (url) errors[`models.${t}.baseUrl`] = url;
   }
   return errors;
@@ -242,6 +306,7 @@ export interface TierPatch {
   provider?: string;
   model?: string;
   baseUrl?: string | null;
+  allowInsecureHttp?: boolean;
 }
 
 export interface SettingsPatch {
@@ -283,6 +348,7 @@ export function buildPatch(original: Settings, form: SettingsForm): SettingsPatc
     if (provider !== (o?.provider ?? '')) tp.provider = provider;
     if (model !== (o?.model ?? '')) tp.model = model;
     if (baseUrl !== (o?.baseUrl ?? '')) tp.baseUrl = baseUrl || null;
+    if (f.allowInsecureHttp !== (o?.allowInsecureHttp === true)) tp.allowInsecureHttp = f.allowInsecureHttp;
     if (Object.keys(tp).length) models[t] = tp;
   }
   if (Object.keys(models).length) patch.models = models;
@@ -291,7 +357,9 @@ export function buildPatch(original: Settings, form: SettingsForm): SettingsPatc
 
 /** Where a credential comes from, in words. */
 export function describeCredential(c: Tier['credential']): string {
-  if (!c.configured) return 'No credential: run `perch auth set` on the host';
+  if (!c.configured && c.problem?.reason === 'credential-origin-changed') return 'Key needed for the new address';
+  if (!c.configured && c.problem?.reason === 'insecure-http') return 'Blocked: plain http off this computer';
+  if (!c.configured) return 'No credential: set the key below, or run `perch auth set` on the host';
   if (c.source === null) return 'No credential needed';
   switch (c.source) {
     case 'env':
