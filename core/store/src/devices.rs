@@ -267,9 +267,9 @@ impl<'a> DeviceRepo<'a> {
         Ok(record)
     }
 
-    /// Forgets the device entirely in one transaction: its row, its tokens (by cascade) and any
-    /// pending request it had. It may then ask to pair again like a new device. Returns the
-    /// record as it was.
+    /// Forgets the device entirely in one transaction: its row, its tokens (by cascade), any
+    /// pending request it had and its access record. It may then ask to pair again like a new
+    /// device. Returns the record as it was.
     pub async fn remove(
         &self,
         device_id: &DeviceId,
@@ -294,6 +294,11 @@ impl<'a> DeviceRepo<'a> {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        // Forgetting a device forgets what was read from it.
+        sqlx::query("DELETE FROM node_access WHERE device_id = $1")
+            .bind(device_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM devices WHERE device_id = $1")
             .bind(device_id.as_str())
             .execute(&mut *tx)
