@@ -39,7 +39,7 @@ pub enum HostCallError {
     #[error("not connected to the host")]
     NotConnected,
     /// The host did not answer in time.
-    #[error("the host did not answer within {} s", .0.as_secs())]
+    #[error("the host did not answer within {} ms", .0.as_millis())]
     Timeout(Duration),
     /// The host refused the call (bad params, a host without the method...).
     #[error("the host refused: {0}")]
@@ -110,5 +110,73 @@ impl HostCalls {
             Ok(Err(_)) => Err(HostCallError::NotConnected),
             Ok(Ok(result)) => result.map_err(HostCallError::Refused),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use perch_protocol::ErrorCode;
+    use serde_json::json;
+
+    fn connected() -> NodeState {
+        NodeState::Connected {
+            host_name: "h".into(),
+            conn_id: "c1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_fail_fast_when_not_connected() {
+        let (tx, _rx) = mpsc::channel(HOST_CALL_QUEUE);
+        let (_state, watch_rx) = watch::channel(NodeState::Idle);
+        let calls = HostCalls::new(tx, watch_rx);
+        assert_eq!(
+            calls.access_record(Default::default()).await.unwrap_err(),
+            HostCallError::NotConnected
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_refusals_drops_and_silence() {
+        let (tx, mut rx) = mpsc::channel(HOST_CALL_QUEUE);
+        let (_state, watch_rx) = watch::channel(connected());
+        let calls = HostCalls::new(tx, watch_rx).with_timeout(Duration::from_millis(200));
+        let serving = tokio::spawn(async move {
+            // 1: a page; 2: a refusal; 3: the connection ends; 4: no answer at all.
+            let c = rx.recv().await.unwrap();
+            assert_eq!(c.method, NODE_ACCESS_LIST);
+            assert_eq!(c.params, json!({"limit": 3}));
+            let _ = c.reply.send(Ok(json!({"nodeId": "n", "entries": []})));
+            let c = rx.recv().await.unwrap();
+            let _ = c
+                .reply
+                .send(Err(ErrorShape::new(ErrorCode::InvalidRequest, "bad")));
+            drop(rx.recv().await.unwrap());
+            let silent = rx.recv().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            drop(silent);
+        });
+        let page = calls
+            .access_record(NodeAccessParams {
+                limit: Some(3),
+                before: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.node_id, "n");
+        assert!(matches!(
+            calls.access_record(Default::default()).await,
+            Err(HostCallError::Refused(e)) if e.code == ErrorCode::InvalidRequest
+        ));
+        assert_eq!(
+            calls.access_record(Default::default()).await.unwrap_err(),
+            HostCallError::NotConnected
+        );
+        assert_eq!(
+            calls.access_record(Default::default()).await.unwrap_err(),
+            HostCallError::Timeout(Duration::from_millis(200))
+        );
+        serving.await.unwrap();
     }
 }

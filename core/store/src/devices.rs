@@ -530,10 +530,49 @@ mod tests {
             .await
             .unwrap();
         let id = device(1);
+        // What was run on it goes with it; another device's record stays.
+        let access = |seed: u8| crate::NewAccess {
+            device_id: device(seed),
+            at_ms: 11,
+            duration_ms: 1,
+            command: "device.info".into(),
+            requester: crate::Requester::Operator {
+                device_id: None,
+                label: "cli".into(),
+            },
+            outcome: crate::AccessOutcome::Ok,
+        };
+        store
+            .access()
+            .record(&[access(1), access(2)], &Default::default(), 11)
+            .await
+            .unwrap();
         store.devices().revoke(&id, 12).await.unwrap();
+        assert_eq!(
+            store
+                .access()
+                .page(&id, None, 5)
+                .await
+                .unwrap()
+                .records
+                .len(),
+            1,
+            "revoking keeps the record"
+        );
         let before = store.devices().remove(&id, 13).await.unwrap();
         assert_eq!(before.device_id, id);
         assert!(store.devices().get(&id).await.unwrap().is_none());
+        assert!(
+            store
+                .access()
+                .page(&id, None, 5)
+                .await
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        let other = store.access().page(&device(2), None, 5).await.unwrap();
+        assert_eq!(other.records.len(), 1);
         assert!(!store.tokens().has_token(&id, Role::Node).await.unwrap());
         let (again, created) = store
             .pairing()
