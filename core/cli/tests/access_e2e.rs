@@ -265,4 +265,36 @@ async fn a_node_reads_what_was_run_on_it_and_who_asked() {
         .await
         .unwrap();
     assert_eq!(rows(&after)[0].0, "device.status");
+
+    // Shared exactly, a turn reads the location twice: the device-context block at the start
+    // of the turn, then the model's tool call. Both are that turn's, both are in the record.
+    cli(
+        host,
+        port,
+        &["location", "share", "Phone", "--precision", "exact"],
+    )
+    .await
+    .unwrap();
+    fake.push(
+        Script::new()
+            .tool_call("call_1", "location_get", ["{}"])
+            .stop(StopReason::ToolUse),
+    );
+    fake.push(Script::new().text("Vienna.").usage(30, 2));
+    cli(host, port, &["chat", "Where am I now?"]).await.unwrap();
+    let two = node_access(node_dir.path(), &["--limit", "2"])
+        .await
+        .unwrap();
+    let located = (
+        "location.get".to_string(),
+        "turn".to_string(),
+        "ok".to_string(),
+        String::new(),
+    );
+    assert_eq!(rows(&two), [located.clone(), located], "{two:#}");
+    assert_eq!(
+        two["entries"][0]["requester"]["turnId"], two["entries"][1]["requester"]["turnId"],
+        "{two:#}"
+    );
+    assert!(!two.to_string().contains("48.2085"), "{two}");
 }

@@ -1034,6 +1034,9 @@ impl Node {
                     if let Err(end) = conn.send(&frame).await {
                         return end;
                     }
+                    // Callers that gave up (their deadline passed) are forgotten here, so a host
+                    // that never answers cannot grow the table.
+                    waiting.retain(|_, reply| !reply.is_closed());
                     waiting.insert(id, call.reply);
                 }
                 Some(done) = results_rx.recv() => {
