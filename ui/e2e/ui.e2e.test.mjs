@@ -8,7 +8,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -86,6 +86,18 @@ async function stop(rec) {
   const timer = setTimeout(() => rec.child.kill('SIGKILL'), 5000);
   await gone;
   clearTimeout(timer);
+}
+
+/** Runs a one-shot operator command against the host under test; resolves with its stdout. */
+function perchCli(args) {
+  return new Promise((res, rej) => {
+    execFile(
+      PERCH_BIN,
+      [...args, '--data-dir', hostData, '--gateway', `ws://127.0.0.1:${port}`],
+      { env: cleanEnv({ HOME: hostData }), timeout: 30_000 },
+      (err, stdout, stderr) => (err ? rej(new Error(`perch ${args.join(' ')}: ${err.message}\n${stderr}`)) : res(stdout)),
+    );
+  });
 }
 
 async function waitFor(what, fn, timeoutMs = 20_000) {
@@ -245,6 +257,23 @@ describe('the web UI against a real host', () => {
     // once node.list answered, its commands are listed
     await device.getByRole('list', { name: 'Commands' }).waitFor({ timeout: 10_000 });
     await shot(page, 'devices-approved');
+
+    // The device's access record: an operator's call, and one the host refused on its behalf.
+    await perchCli(['nodes', 'invoke', 'e2e-node', 'device.info', '--json']);
+    await assert.rejects(perchCli(['nodes', 'invoke', 'e2e-node', 'system.run', '--json']));
+    await device.getByRole('button', { name: 'Access' }).click();
+    const record = device.getByRole('region', { name: 'Access record of e2e-node' });
+    const table = record.getByTestId('access-table');
+    await table.waitFor({ timeout: 10_000 });
+    const rowsText = await table.locator('tbody tr').allInnerTexts();
+    assert.equal(rowsText.length, 2, rowsText.join('\n'));
+    assert.match(rowsText[0], /system\.run/);
+    assert.match(rowsText[0], /refused by the host: COMMAND_NOT_ALLOWED/);
+    assert.match(rowsText[1], /device\.info/);
+    assert.match(rowsText[1], /perch-cli/);
+    assert.match(rowsText[1], /\bok\b/);
+    assert.equal(await table.locator('tbody tr[data-requester=operator]').count(), 2);
+    await shot(page, 'devices-access');
 
     // live: the node goes away, the page says offline without a reload
     await stop(node);

@@ -6,6 +6,7 @@
 //! `node run` starts the node runtime, and operator commands are thin clients of gateway
 //! methods, printing what the host answers.
 
+mod access;
 mod auth;
 mod client;
 mod completions;
@@ -231,6 +232,18 @@ enum DevicesCmd {
     },
     /// A setup code (and QR code) that pairs a device without approval: single use, 10 minutes.
     SetupCode,
+    /// What was run on a node, newest first: who asked (an assistant turn or an operator),
+    /// the command, when, and what came of it.
+    Access {
+        /// Node id, unambiguous id prefix, or display name.
+        node: String,
+        /// How many rows (1 to 500).
+        #[arg(long, default_value_t = perch_protocol::access::DEFAULT_ACCESS_LIMIT)]
+        limit: u32,
+        /// Rows older than this cursor (the `nextBefore` of a previous page).
+        #[arg(long)]
+        before: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -342,6 +355,8 @@ enum NodeCmd {
     Hosts(node::HostsArgs),
     /// Forget a host's pinned key (after reinstalling that host).
     ForgetHost(node::ForgetHostArgs),
+    /// What the host ran on this node, newest first, read from the host as this node.
+    Access(access::NodeAccessArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -398,6 +413,11 @@ async fn run(cli: Cli) -> ExitCode {
             NodeCmd::ForgetHost(args) => {
                 init_tracing("warn");
                 report(node::forget_host(args), false)
+            }
+            NodeCmd::Access(args) => {
+                init_tracing("warn");
+                let json = args.json;
+                report(access::node_access(args).await, json)
             }
         },
         Command::Service { cmd, common } => {

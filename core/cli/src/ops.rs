@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
 use perch_host::paths::{operator_token_path, read_operator_token};
+use perch_protocol::access::{AccessList, DEVICE_ACCESS_LIST, DeviceAccessParams};
 use perch_protocol::location::{self as loc, AuditInfo, PlaceInfo, SharingInfo};
 use perch_protocol::methods::{
     self, DeviceClosure, DevicePairList, InvokeResult, NodeDescription, NodeSummary,
@@ -226,6 +227,25 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
                     println!("Note: {w}");
                 }
             }
+        }
+        DevicesCmd::Access {
+            node,
+            limit,
+            before,
+        } => {
+            let params = DeviceAccessParams {
+                node_id: node,
+                limit: Some(limit),
+                before,
+            };
+            let list: AccessList = call(
+                &mut c,
+                DEVICE_ACCESS_LIST,
+                Some(serde_json::to_value(params)?),
+                QUICK,
+            )
+            .await?;
+            crate::access::print(&list, op.json)?;
         }
         DevicesCmd::Revoke { device } => {
             let r = depart(&mut c, methods::DEVICE_PAIR_REVOKE, &device, op.json).await?;

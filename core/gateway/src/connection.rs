@@ -32,7 +32,7 @@ use perch_protocol::{
     DeviceId, ErrorCode, ErrorShape, PRE_HANDSHAKE_MAX_FRAME, Reason, close_code,
 };
 use perch_store::bootstrap::BootstrapError;
-use perch_store::{DeviceRecord, Filed, NewPairingRequest, PendingCaps};
+use perch_store::{DeviceRecord, Filed, NewPairingRequest, PendingCaps, Requester};
 
 use crate::dispatch::{self, Handler, NodeCall, OperatorCall};
 use crate::frame_limit::{SharedLimit, TooLarge};
@@ -75,6 +75,8 @@ struct Conn {
     client_nonce: Option<String>,
     /// Whether the pending request this connection filed shows the code derived on it.
     code_current: bool,
+    /// The client's label (display name or id), for the access record of what it runs.
+    client_label: String,
 }
 
 /// Serves one upgraded socket until it closes.
@@ -144,6 +146,7 @@ pub async fn serve_socket(
         limit,
         client_nonce,
         code_current: false,
+        client_label: String::new(),
     };
     tracing::debug!(conn = %id, %remote, "connection opened");
     conn.send_challenge(&nonce);
@@ -491,19 +494,41 @@ impl Conn {
                 });
                 self.reply(r.id, result);
             }
-            (Handler::Node { .. }, None) => self.reply(
+            (Handler::NodeTask { run }, Some(node)) => {
+                self.running.retain(|_, h| !h.is_finished());
+                let call = dispatch::NodeTaskCall {
+                    hub: self.hub.clone(),
+                    node,
+                    params: r.params,
+                };
+                let out = self.out.clone();
+                let id = r.id.clone();
+                let task = tokio::spawn(async move {
+                    let res = match run(call).await {
+                        Ok(v) => Response::ok(r.id, v),
+                        Err(e) => Response::err(r.id, e),
+                    };
+                    out.frame(Frame::Res(res));
+                });
+                self.running.insert(id, task.abort_handle());
+            }
+            (Handler::Node { .. } | Handler::NodeTask { .. }, None) => self.reply(
                 r.id,
                 Err(ErrorShape::new(
                     ErrorCode::Unauthorized,
                     "no device identity",
                 )),
             ),
-            (Handler::Operator { run, .. }, _) => {
+            (Handler::Operator { run, .. }, device_id) => {
                 self.running.retain(|_, h| !h.is_finished());
                 let call = OperatorCall {
                     hub: self.hub.clone(),
                     caller: self.out.clone(),
                     params: r.params,
+                    operator: Requester::Operator {
+                        device_id,
+                        label: self.client_label.clone(),
+                    },
                 };
                 let out = self.out.clone();
                 let id = r.id.clone();
@@ -856,11 +881,15 @@ impl Conn {
         token: Option<String>,
         now: i64,
     ) -> Flow {
+        // A command line reading this node's own records (client mode `cli`) is not the node:
+        // it keeps the node's last-known commands and never replaces its live connection.
+        let reader_only = params.client.mode == perch_protocol::handshake::client_mode::CLI;
+        let commands = (!reader_only).then_some(&params.commands[..]);
         if let Err(e) = self
             .hub
             .store
             .devices()
-            .touch_seen(&device_id, now, Some(&params.commands))
+            .touch_seen(&device_id, now, commands)
             .await
         {
             tracing::warn!(error = %e, "could not record last seen");
@@ -890,7 +919,9 @@ impl Conn {
             token,
             &params.client,
         );
-        self.hub.add_node(session);
+        if !reader_only {
+            self.hub.add_node(session);
+        }
         Flow::Continue
     }
 
@@ -1007,6 +1038,10 @@ impl Conn {
         token: Option<String>,
         client: &ClientInfo,
     ) {
+        self.client_label = clean_label(
+            client.display_name.as_deref().unwrap_or(&client.id),
+            "client",
+        );
         let entry = self.presence_entry(role, device_id.as_ref(), client);
         let cfg = &self.hub.config;
         let issued_at_ms = token.as_ref().map(|_| now_ms());

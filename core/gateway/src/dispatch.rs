@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use perch_protocol::access::{DEVICE_ACCESS_LIST, NODE_ACCESS_LIST};
 use perch_protocol::chat::CHAT_SEND;
 use perch_protocol::handshake::Role;
 use perch_protocol::location as loc;
@@ -28,6 +29,7 @@ use perch_protocol::settings::{
     SETTINGS_CHANGED_EVENT, SETTINGS_GET, SETTINGS_SECRET_CLEAR, SETTINGS_SECRET_SET, SETTINGS_SET,
 };
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
+use perch_store::Requester;
 
 use crate::hub::{Hub, Outbox};
 use crate::operator::{self, Departure};
@@ -40,6 +42,9 @@ pub struct OperatorCall {
     pub caller: Outbox,
     /// The request's params.
     pub params: Option<Value>,
+    /// Who is calling, as the access record names an operator: its device id, when the
+    /// connection proved one, and its client's label.
+    pub operator: Requester,
 }
 
 /// What a node method's handler gets.
@@ -48,6 +53,16 @@ pub struct NodeCall<'a> {
     pub hub: &'a Arc<Hub>,
     /// The node that called.
     pub node: &'a DeviceId,
+    /// The request's params.
+    pub params: Option<Value>,
+}
+
+/// What a node method that reads the store gets: owned, because it runs in its own task.
+pub struct NodeTaskCall {
+    /// The gateway.
+    pub hub: Arc<Hub>,
+    /// The node that called (its proven device id).
+    pub node: DeviceId,
     /// The request's params.
     pub params: Option<Value>,
 }
@@ -71,6 +86,12 @@ pub enum Handler {
         /// The handler.
         run: fn(NodeCall<'_>) -> Reply,
     },
+    /// A node method that waits on the database: runs in its own task, like an operator
+    /// method, so the node's connection keeps serving invokes meanwhile.
+    NodeTask {
+        /// The handler.
+        run: fn(NodeTaskCall) -> BoxFuture<'static, Reply>,
+    },
 }
 
 /// One registered method.
@@ -87,7 +108,7 @@ impl Method {
     pub fn role(&self) -> Role {
         match self.handler {
             Handler::Operator { .. } => Role::Operator,
-            Handler::Node { .. } => Role::Node,
+            Handler::Node { .. } | Handler::NodeTask { .. } => Role::Node,
         }
     }
 
@@ -95,7 +116,7 @@ impl Method {
     pub fn allows(&self, role: Role, scopes: Scopes) -> bool {
         match self.handler {
             Handler::Operator { scope, .. } => role == Role::Operator && scopes.allows(scope),
-            Handler::Node { .. } => role == Role::Node,
+            Handler::Node { .. } | Handler::NodeTask { .. } => role == Role::Node,
         }
     }
 }
@@ -284,8 +305,11 @@ static TABLE: LazyLock<Vec<Method>> = LazyLock::new(|| {
         }),
         operator!(methods::NODE_INVOKE, Write, |c| {
             let p: InvokeParams = parse(c.params)?;
-            to_value(&crate::invoke::invoke(&c.hub, p).await?)
+            to_value(&crate::invoke::invoke(&c.hub, p, c.operator).await?)
         }),
+        operator!(DEVICE_ACCESS_LIST, Read, |c| to_value(
+            &crate::access::device_access(&c.hub, parse(c.params)?).await?
+        )),
         Method {
             name: methods::NODE_INVOKE_RESULT,
             handler: Handler::Node {
@@ -301,6 +325,20 @@ static TABLE: LazyLock<Vec<Method>> = LazyLock::new(|| {
                 run: |c| {
                     let p: NodeEventParams = parse(c.params)?;
                     crate::node_events::handle(c.hub, c.node, p)
+                },
+            },
+        },
+        Method {
+            name: NODE_ACCESS_LIST,
+            handler: Handler::NodeTask {
+                run: |c| {
+                    Box::pin(async move {
+                        let p = match c.params {
+                            None => Default::default(),
+                            Some(v) => parse(Some(v))?,
+                        };
+                        to_value(&crate::access::node_access(&c.hub, &c.node, p).await?)
+                    })
                 },
             },
         },
@@ -332,12 +370,15 @@ mod tests {
         let op = advertised(Role::Operator, Scopes::all());
         let node = advertised(Role::Node, Scopes::NONE);
         assert!(op.contains(&"node.invoke".to_string()));
+        assert!(op.contains(&"device.access.list".to_string()));
+        assert!(!op.contains(&"node.access.list".to_string()));
         assert!(!op.contains(&"node.invoke.result".to_string()));
         assert_eq!(
             node,
             vec![
                 "node.invoke.result",
                 "node.event",
+                "node.access.list",
                 "node.runnerInventory.update",
                 "node.skills.update",
                 "node.pluginTools.update"
@@ -358,6 +399,15 @@ mod tests {
             Some(Refusal::MissingScope(Scope::Write))
         );
         assert!(lookup("status", Role::Operator, read).is_ok());
+        assert!(ads.contains(&"device.access.list".to_string()));
+        assert_eq!(
+            lookup("node.access.list", Role::Operator, Scopes::all()).err(),
+            Some(Refusal::WrongRole(Role::Node))
+        );
+        assert_eq!(
+            lookup("device.access.list", Role::Node, Scopes::NONE).err(),
+            Some(Refusal::WrongRole(Role::Operator))
+        );
         assert_eq!(
             lookup("node.invoke.result", Role::Operator, Scopes::all()).err(),
             Some(Refusal::WrongRole(Role::Node))

@@ -193,6 +193,8 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     /// In-flight node invokes.
     pub invokes: Invokes,
+    /// The per-device record of node commands run, written off the invoke path.
+    pub access: crate::access::AccessLog,
     /// What the host composition provides: the assistant's turns and the settings file.
     pub services: Arc<dyn crate::services::HostServices>,
     /// Chat turns running now.
@@ -219,7 +221,7 @@ impl Hub {
         let fingerprint = host_key.device_id().to_string();
         Arc::new(Self {
             config,
-            store,
+            store: store.clone(),
             operator_token,
             host_id: perch_protocol::identity::host_id_for(&fingerprint),
             fingerprint,
@@ -227,6 +229,7 @@ impl Hub {
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             invokes: Invokes::default(),
+            access: crate::access::AccessLog::new(store.clone(), Default::default()),
             services,
             active_turns: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),

@@ -1,5 +1,13 @@
 //! `node.invoke` routing: policy checks, the in-flight table, deadlines, idempotency, and the
 //! node's `node.invoke.result`.
+//!
+//! Every call that passes its param checks and names a known node is written to that node's
+//! access record ([`crate::access`]) exactly once, with who asked: a call the gates refuse
+//! (not advertised, host policy, not connected, queue full) as `refused`, a call sent to the
+//! node as `ok` or `failed` when its outcome is known (also when the caller left first). A
+//! replay of a finished call or a join of one in flight is not a new access and is not
+//! recorded again; bad params, an unknown node and a reused key are the caller's errors and
+//! are not recorded either.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,7 +27,7 @@ use crate::hub::{ConnId, Hub, NodeSession, lock, now_ms};
 use crate::idempotency::{IdemEntry, IdemKey, IdemMemory};
 use crate::secrets::random_b64;
 use perch_protocol::handshake::Role;
-use perch_store::{DeviceRecord, DeviceStatus};
+use perch_store::{DeviceRecord, DeviceStatus, NewAccess, Requester};
 
 /// The outcome of one node command.
 pub type Outcome = Result<Value, ErrorShape>;
@@ -148,8 +156,13 @@ impl Invokes {
     }
 }
 
-/// Runs `node.invoke` for an operator: resolve, check, dedupe, forward, await.
-pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult, ErrorShape> {
+/// Runs `node.invoke` for `requester` (an operator, or the assistant's turn): resolve, check,
+/// dedupe, forward, await, and record the access.
+pub async fn invoke(
+    hub: &Arc<Hub>,
+    params: InvokeParams,
+    requester: Requester,
+) -> Result<InvokeResult, ErrorShape> {
     let key = params.idempotency_key.trim().to_string();
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
         return Err(ErrorShape::new(
@@ -168,6 +181,13 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
         Some(t) => t.min(perch_protocol::MAX_INVOKE_TIMEOUT_MS),
     };
     let node_id = crate::operator::resolve_node(hub, &params.node_id).await?;
+    let access = AccessStart {
+        node_id: node_id.clone(),
+        command: params.command.clone(),
+        requester,
+        at_ms: now_ms(),
+        started: Instant::now(),
+    };
     let fingerprint = format!(
         "{}\u{0}{}",
         params.command,
@@ -215,16 +235,21 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
             Some((_, Err(outcome))) => return done(outcome),
             Some((_, Ok(rx))) => Start::Join(rx),
             None => {
-                let session = match admit_call(hub, &node_id, &params.command) {
-                    Ok(s) => Some(s),
+                let admitted = match admit_call(hub, &node_id, &params.command) {
+                    Ok(s) => Ok(Some(s)),
                     Err(e) if e.code == ErrorCode::NodeNotConnected => match &offline_record {
-                        Some(record) => {
-                            admit_offline(hub, record, &params.command)?;
-                            None
-                        }
-                        None => return Err(e),
+                        Some(record) => admit_offline(hub, record, &params.command).map(|_| None),
+                        None => Err(e),
                     },
-                    Err(e) => return Err(e),
+                    Err(e) => Err(e),
+                };
+                let session = match admitted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Refused on the node's behalf: it never saw the call, but it was asked.
+                        access.refused(hub, &e);
+                        return Err(e);
+                    }
                 };
                 let (tx, rx) = watch::channel(None);
                 idem.start(idem_key.clone(), fingerprint.clone(), rx);
@@ -257,12 +282,13 @@ pub async fn invoke(hub: &Arc<Hub>, params: InvokeParams) -> Result<InvokeResult
                     hub: hub2.clone(),
                     key: Some(idem_key),
                 };
-                let outcome = match session {
+                let (outcome, reached) = match session {
                     Some(session) => {
                         forward(&hub2, &session, &command, call_params, timeout_ms, &key).await
                     }
                     None => queued(&hub2, &node, &command, call_params, deadline, &key).await,
                 };
+                access.finish(&hub2, &outcome, reached);
                 if let Some(key) = in_flight.key.take() {
                     hub2.invokes.remember(key, fingerprint, outcome.clone());
                 }
@@ -422,7 +448,8 @@ fn admit_offline(hub: &Hub, record: &DeviceRecord, command: &str) -> Result<(), 
     Ok(())
 }
 
-/// Waits for an offline node until the deadline, then forwards with the time that is left.
+/// Waits for an offline node until the deadline, then forwards with the time that is left;
+/// also says whether the call was sent to the node.
 async fn queued(
     hub: &Arc<Hub>,
     node_id: &DeviceId,
@@ -430,7 +457,7 @@ async fn queued(
     params: Option<Value>,
     deadline: tokio::time::Instant,
     idempotency_key: &str,
-) -> Outcome {
+) -> (Outcome, bool) {
     let session = hub.wait_for_node(node_id, deadline).await;
     {
         let mut queued = lock(&hub.invokes.queued);
@@ -442,7 +469,7 @@ async fn queued(
         }
     }
     let Some(_) = session else {
-        return Err(ErrorShape::new(
+        let e = ErrorShape::new(
             ErrorCode::NodeNotConnected,
             format!(
                 "node {} did not come back before the deadline ({command})",
@@ -450,10 +477,14 @@ async fn queued(
             ),
         )
         .with_details(json!({"nodeId": node_id, "command": command, "queued": true}))
-        .with_retryable(true));
+        .with_retryable(true);
+        return (Err(e), false);
     };
     // It came back: the live gates apply (it may advertise other commands now).
-    let session = admit_call(hub, node_id, command)?;
+    let session = match admit_call(hub, node_id, command) {
+        Ok(s) => s,
+        Err(e) => return (Err(e), false),
+    };
     let left = deadline
         .saturating_duration_since(tokio::time::Instant::now())
         .as_millis()
@@ -468,6 +499,8 @@ fn reused_key() -> ErrorShape {
     )
 }
 
+/// Sends the call to the node and waits for its answer; also says whether it was sent (a
+/// node gone before the request was queued to it never saw the call).
 async fn forward(
     hub: &Arc<Hub>,
     session: &NodeSession,
@@ -475,9 +508,16 @@ async fn forward(
     params: Option<Value>,
     timeout_ms: u64,
     idempotency_key: &str,
-) -> Outcome {
-    let invoke_id =
-        random_b64(12).map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?;
+) -> (Outcome, bool) {
+    let invoke_id = match random_b64(12) {
+        Ok(id) => id,
+        Err(e) => {
+            return (
+                Err(ErrorShape::new(ErrorCode::Internal, e.to_string())),
+                false,
+            );
+        }
+    };
     let (tx, rx) = oneshot::channel();
     lock(&hub.invokes.pending).insert(
         invoke_id.clone(),
@@ -505,15 +545,15 @@ async fn forward(
     };
     if !session.out.event(events::NODE_INVOKE_REQUEST, &request) {
         lock(&hub.invokes.pending).remove(&invoke_id);
-        return Err(not_connected());
+        return (Err(not_connected()), false);
     }
     // The node may have gone between the lookup and the queueing; its pending entries were
     // then already failed or will never be answered, so check once more.
     if session.out.is_closed() {
         lock(&hub.invokes.pending).remove(&invoke_id);
-        return Err(not_connected());
+        return (Err(not_connected()), false);
     }
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), rx).await {
+    let outcome = match tokio::time::timeout(Duration::from_millis(timeout_ms), rx).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) => Err(not_connected()),
         Err(_) => {
@@ -532,5 +572,35 @@ async fn forward(
             .with_details(json!({"timeoutMs": timeout_ms, "command": command}))
             .with_retryable(true))
         }
+    };
+    (outcome, true)
+}
+
+/// A call on its way into a node's access record: who asked, what, and since when.
+struct AccessStart {
+    node_id: DeviceId,
+    command: String,
+    requester: Requester,
+    at_ms: i64,
+    started: Instant,
+}
+
+impl AccessStart {
+    /// Records the call's outcome; `reached` says whether it was sent to the node.
+    fn finish(self, hub: &Hub, outcome: &Outcome, reached: bool) {
+        let outcome = crate::access::outcome_of(outcome, reached);
+        hub.access.record(NewAccess {
+            device_id: self.node_id,
+            at_ms: self.at_ms,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            command: self.command,
+            requester: self.requester,
+            outcome,
+        });
+    }
+
+    /// Records a call the gates refused before it reached the node.
+    fn refused(self, hub: &Hub, e: &ErrorShape) {
+        self.finish(hub, &Err(e.clone()), false);
     }
 }

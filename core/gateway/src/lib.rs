@@ -25,6 +25,7 @@
 //! others depend on.
 
 pub mod accept;
+pub mod access;
 pub mod chat;
 pub mod config;
 pub mod conn_limits;

@@ -139,6 +139,8 @@ impl RunningGateway {
         {
             tracing::warn!("HTTP server did not stop in time");
         }
+        // Calls that finished during shutdown are in the access record before the database closes.
+        self.hub.access.flush().await;
         self.hub.store.close().await;
         tracing::info!("stopped");
     }

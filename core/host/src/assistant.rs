@@ -38,7 +38,7 @@ pub async fn run_turn(
     )
     .with_pipeline(pipeline.clone());
     let tools = TurnTools::new(hub, &turn.session_key, &turn.turn_id).await;
-    let context: Vec<String> = location_context(hub, &turn.session_key)
+    let context: Vec<String> = location_context(hub, &turn.session_key, &turn.turn_id)
         .await
         .into_iter()
         .collect();

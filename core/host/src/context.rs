@@ -9,13 +9,14 @@ use perch_gateway::secrets::random_b64;
 use perch_kernel::location::{LocationPolicy, LocationPrompts, PromptTarget};
 use perch_protocol::methods::InvokeParams;
 use perch_protocol::node_commands::{LOCATION_GET, LocationFix};
+use perch_store::Requester;
 
 use crate::location_ledger::StoreLedger;
 
 /// The device-context block for this turn, when a connected node shares its location: the
 /// device the user is at first, then the others by id. Consent, the read and the audit are the
 /// kernel's [`LocationPrompts`]; nothing is read from a device whose sharing is off.
-pub async fn location_context(hub: &Arc<Hub>, session: &str) -> Option<String> {
+pub async fn location_context(hub: &Arc<Hub>, session: &str, turn: &str) -> Option<String> {
     let ledger = StoreLedger(hub.store.clone());
     let active = hub.presence_list().active_device_id;
     let mut candidates: Vec<_> = hub
@@ -50,7 +51,12 @@ pub async fn location_context(hub: &Arc<Hub>, session: &str) -> Option<String> {
                 timeout_ms: Some(LOCATION_READ_TIMEOUT_MS),
                 idempotency_key: format!("ctx:{}", random_b64(9).unwrap_or_default()),
             };
-            let r = perch_gateway::invoke::invoke(hub, params)
+            // The turn asked: the node's access record says so.
+            let requester = Requester::Turn {
+                session_key: session.to_string(),
+                turn_id: turn.to_string(),
+            };
+            let r = perch_gateway::invoke::invoke(hub, params, requester)
                 .await
                 .map_err(|e| e.to_string())?;
             serde_json::from_value::<LocationFix>(r.payload).map_err(|e| e.to_string())

@@ -11,6 +11,11 @@
 //!   ([`perch_kernel::untrusted::fence_node_result`]).
 //!
 //! The operator's own `node.invoke` (`perch nodes location`) never passes here: it stays exact.
+//!
+//! Every call a turn makes to a node lands in that node's access record with the turn as the
+//! requester: the gateway records what it forwards or refuses, and this module records the
+//! calls it refuses itself because the node's location sharing is off (`LOCATION_SHARING_OFF`,
+//! outcome `refused`), so a device's record shows what the assistant tried to read too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +38,7 @@ use perch_kernel::untrusted::{fence_node_error, fence_node_result};
 use perch_protocol::methods::InvokeParams;
 use perch_protocol::node_commands::{DEVICE_INFO, DEVICE_STATUS, LOCATION_GET, SYSTEM_NOTIFY};
 use perch_protocol::{DeviceId, ErrorCode, ErrorShape};
-use perch_store::LocationPrecision;
+use perch_store::{AccessOutcome, LocationPrecision, NewAccess, Requester};
 
 use crate::location_ledger::StoreLedger;
 
@@ -75,8 +80,12 @@ impl ToolExecutor for NodeCommand {
                 // another, is a new call, never a replay or a clash.
                 idempotency_key: format!("turn:{}:{}", ctx.turn_id, ctx.call_id),
             };
+            let requester = Requester::Turn {
+                session_key: ctx.session_key.clone(),
+                turn_id: ctx.turn_id.clone(),
+            };
             let invoke = || async {
-                perch_gateway::invoke::invoke(&self.hub, params)
+                perch_gateway::invoke::invoke(&self.hub, params, requester.clone())
                     .await
                     .map(|r| r.payload)
             };
@@ -97,7 +106,10 @@ impl ToolExecutor for NodeCommand {
                 .await
             {
                 ToolRead::Result(v) => Ok(v),
-                ToolRead::Off => Err(sharing_off(&self.command)),
+                ToolRead::Off => {
+                    record_refused(&self.hub, &self.node_id, &self.command, requester);
+                    Err(sharing_off(&self.command))
+                }
                 ToolRead::Failed(e) => Err(self.tool_error(e)),
                 ToolRead::Withheld(why) => Err(ToolError::failed(
                     ErrorCode::LocationUnavailable.as_str(),
@@ -106,6 +118,19 @@ impl ToolExecutor for NodeCommand {
             }
         })
     }
+}
+
+/// Records a call refused on the node's behalf because its location sharing is off: it
+/// never reached the node, but the assistant asked for it.
+fn record_refused(hub: &Hub, node_id: &DeviceId, command: &str, requester: Requester) {
+    hub.access.record(NewAccess {
+        device_id: node_id.clone(),
+        at_ms: now_ms(),
+        duration_ms: 0,
+        command: command.to_string(),
+        requester,
+        outcome: AccessOutcome::Refused(ErrorCode::LocationSharingOff),
+    });
 }
 
 /// The refusal a model reads for a position command on a node whose sharing is off.
@@ -274,14 +299,22 @@ fn withheld_for<'a>(
         .collect()
 }
 
-/// Audits a refused call to a withheld position command, then refuses it.
+/// Audits a refused call to a withheld position command and records it in each target's
+/// access record, then refuses it.
 async fn refuse_withheld(
-    ledger: StoreLedger,
+    hub: Arc<Hub>,
     session: String,
+    turn: String,
     targets: Vec<DeviceId>,
     command: String,
 ) -> Result<Value, ToolFailure> {
+    let ledger = StoreLedger(hub.store.clone());
     for device_id in targets {
+        let requester = Requester::Turn {
+            session_key: session.clone(),
+            turn_id: turn.clone(),
+        };
+        record_refused(&hub, &device_id, &command, requester);
         let entry = AuditEntry {
             at_ms: now_ms(),
             device_id,
@@ -360,10 +393,10 @@ impl Toolbox for TurnTools {
                         .map_or(LOCATION_GET, |(c, _)| c)
                         .to_string();
                     let targets = hits.iter().map(|w| w.node_id.clone()).collect();
-                    let ledger = StoreLedger(self.hub.store.clone());
                     return Some(Box::pin(refuse_withheld(
-                        ledger,
+                        self.hub.clone(),
                         self.session.clone(),
+                        self.turn.clone(),
                         targets,
                         command,
                     )));

@@ -32,12 +32,14 @@ pub mod capability;
 pub mod desktop;
 #[cfg(feature = "mdns")]
 pub mod discovery;
+pub mod host_calls;
 pub mod identity_store;
 pub mod runtime;
 
 pub use capability::{
     Capabilities, CapabilityHandler, CommandError, DuplicateCommand, parse_params,
 };
+pub use host_calls::{HostCallError, HostCalls};
 pub use identity_store::{HostPins, IdentityStore, PinnedHost, StoreError, TokenStore};
 pub use perch_protocol::backoff::{self, Backoff};
 pub use runtime::{

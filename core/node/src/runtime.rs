@@ -33,7 +33,7 @@ use perch_protocol::{
 };
 use serde_json::Value;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -43,6 +43,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::backoff::{self, Backoff};
 use crate::capability::{Capabilities, CommandError};
+use crate::host_calls::{HOST_CALL_QUEUE, HostCall, HostCalls};
 use crate::identity_store::{HostPins, IdentityStore, StoreError, TokenStore, ensure_data_dir};
 
 /// How often the activity source is read while connected.
@@ -89,6 +90,10 @@ pub struct NodeConfig {
     pub backoff_base: Duration,
     /// Longest reconnect delay.
     pub backoff_cap: Duration,
+    /// Connect as a short-lived reader of this device's own records (client mode `cli`), for
+    /// a command line asking while the node itself runs elsewhere: the host neither lists the
+    /// connection as the node nor lets it replace the node's live connection.
+    pub reader_only: bool,
 }
 
 impl NodeConfig {
@@ -111,6 +116,7 @@ impl NodeConfig {
             bootstrap_token: None,
             backoff_base: backoff::DEFAULT_BASE,
             backoff_cap: backoff::DEFAULT_CAP,
+            reader_only: false,
         }
     }
 }
@@ -356,6 +362,9 @@ pub struct Node {
     state: watch::Sender<NodeState>,
     wake: Arc<tokio::sync::Notify>,
     activity: Option<Arc<dyn ActivitySource>>,
+    calls_tx: mpsc::Sender<HostCall>,
+    /// Calls to the host, read by the serving loop of the connection that is up.
+    calls_rx: tokio::sync::Mutex<mpsc::Receiver<HostCall>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -537,6 +546,7 @@ impl Node {
         let tokens = TokenStore::new(&config.data_dir);
         let pins = HostPins::new(&config.data_dir);
         let (state, _) = watch::channel(NodeState::Idle);
+        let (calls_tx, calls_rx) = mpsc::channel(HOST_CALL_QUEUE);
         Ok(Node {
             config,
             identity,
@@ -547,6 +557,8 @@ impl Node {
             state,
             wake: Arc::new(tokio::sync::Notify::new()),
             activity: None,
+            calls_tx,
+            calls_rx: tokio::sync::Mutex::new(calls_rx),
         })
     }
 
@@ -577,6 +589,12 @@ impl Node {
     /// readable and `changed()` reports the channel closed.
     pub fn subscribe(&self) -> watch::Receiver<NodeState> {
         self.state.subscribe()
+    }
+
+    /// A handle for calling the host on this node's connection (its own access record);
+    /// take it before `run`, use it from any task while the node is connected.
+    pub fn host_calls(&self) -> HostCalls {
+        HostCalls::new(self.calls_tx.clone(), self.state.subscribe())
     }
 
     fn set_state(&self, s: NodeState) {
@@ -800,7 +818,11 @@ impl Node {
                 platform: platform.into(),
                 device_family: self.config.device_family.clone(),
                 model_identifier: self.config.model_identifier.clone(),
-                mode: NODE_MODE.into(),
+                mode: if self.config.reader_only {
+                    perch_protocol::handshake::client_mode::CLI.into()
+                } else {
+                    NODE_MODE.into()
+                },
                 instance_id: self.config.instance_id.clone(),
             },
             role: Role::Node,
@@ -1028,6 +1050,11 @@ impl Node {
 
         let (results_tx, mut results_rx) = mpsc::unbounded_channel::<InvokeDone>();
         let mut running = Running::default();
+        // Calls to the host: only this loop sends them and reads their answers; dropping the
+        // table when the connection ends tells every waiting caller it is gone.
+        let mut calls = self.calls_rx.lock().await;
+        let mut waiting: HashMap<String, oneshot::Sender<Result<Value, ErrorShape>>> =
+            HashMap::new();
         let silence = tokio::time::sleep(silence_limit);
         tokio::pin!(silence);
 
@@ -1050,6 +1077,20 @@ impl Node {
                         reported_idle = idle;
                         reported_at = Instant::now();
                     }
+                }
+                Some(call) = calls.recv() => {
+                    if call.reply.is_closed() {
+                        continue;
+                    }
+                    let id = conn.request_id("call");
+                    let frame = Frame::req(id.clone(), call.method, Some(call.params));
+                    if let Err(end) = conn.send(&frame).await {
+                        return end;
+                    }
+                    // Callers that gave up (their deadline passed) are forgotten here, so a host
+                    // that never answers cannot grow the table.
+                    waiting.retain(|_, reply| !reply.is_closed());
+                    waiting.insert(id, call.reply);
                 }
                 Some(done) = results_rx.recv() => {
                     if running.0.remove(&done.invoke_id).is_none() {
@@ -1083,7 +1124,9 @@ impl Node {
                             }
                         }
                         Frame::Res(res) => {
-                            if let Err(e) = res.result {
+                            if let Some(reply) = waiting.remove(res.id.as_str()) {
+                                let _ = reply.send(res.result.map(|v| v.unwrap_or(Value::Null)));
+                            } else if let Err(e) = res.result {
                                 tracing::debug!(id = %res.id, error = %e, "host refused a result");
                             }
                         }

@@ -9,6 +9,7 @@
 //!
 //! **Architecture Invariant:** depends on no other Perch crate.
 
+pub mod access;
 pub mod backoff;
 pub mod chat;
 pub mod error;

@@ -267,9 +267,9 @@ impl<'a> DeviceRepo<'a> {
         Ok(record)
     }
 
-    /// Forgets the device entirely in one transaction: its row, its tokens (by cascade) and any
-    /// pending request it had. It may then ask to pair again like a new device. Returns the
-    /// record as it was.
+    /// Forgets the device entirely in one transaction: its row, its tokens (by cascade), any
+    /// pending request it had and its access record. It may then ask to pair again like a new
+    /// device. Returns the record as it was.
     pub async fn remove(
         &self,
         device_id: &DeviceId,
@@ -294,6 +294,11 @@ impl<'a> DeviceRepo<'a> {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        // Forgetting a device forgets what was read from it.
+        sqlx::query("DELETE FROM node_access WHERE device_id = $1")
+            .bind(device_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM devices WHERE device_id = $1")
             .bind(device_id.as_str())
             .execute(&mut *tx)
@@ -525,10 +530,49 @@ mod tests {
             .await
             .unwrap();
         let id = device(1);
+        // What was run on it goes with it; another device's record stays.
+        let access = |seed: u8| crate::NewAccess {
+            device_id: device(seed),
+            at_ms: 11,
+            duration_ms: 1,
+            command: "device.info".into(),
+            requester: crate::Requester::Operator {
+                device_id: None,
+                label: "cli".into(),
+            },
+            outcome: crate::AccessOutcome::Ok,
+        };
+        store
+            .access()
+            .record(&[access(1), access(2)], &Default::default(), 11)
+            .await
+            .unwrap();
         store.devices().revoke(&id, 12).await.unwrap();
+        assert_eq!(
+            store
+                .access()
+                .page(&id, None, 5)
+                .await
+                .unwrap()
+                .records
+                .len(),
+            1,
+            "revoking keeps the record"
+        );
         let before = store.devices().remove(&id, 13).await.unwrap();
         assert_eq!(before.device_id, id);
         assert!(store.devices().get(&id).await.unwrap().is_none());
+        assert!(
+            store
+                .access()
+                .page(&id, None, 5)
+                .await
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        let other = store.access().page(&device(2), None, 5).await.unwrap();
+        assert_eq!(other.records.len(), 1);
         assert!(!store.tokens().has_token(&id, Role::Node).await.unwrap());
         let (again, created) = store
             .pairing()

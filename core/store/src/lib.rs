@@ -3,7 +3,7 @@
 //! The gateway owns the policy (who may pair, when a token is issued, what a revoked device
 //! may do); this crate owns the rows and makes every change to them atomic. One repository
 //! per table: [`DeviceRepo`], [`PairingRepo`], [`TokenRepo`], [`BootstrapRepo`],
-//! [`MetaRepo`], all reached through a cheap-to-clone [`Store`].
+//! [`MetaRepo`], [`AccessRepo`], all reached through a cheap-to-clone [`Store`].
 //!
 //! **Architecture Invariant:** the store knows nothing of WebSockets or the protocol's frames;
 //! it stores rows, the gateway decides. It borrows only the value types `DeviceId` and `Role`
@@ -22,6 +22,7 @@
 //! `migrations/`, which run on every open; SQL stays portable to Postgres where it costs
 //! nothing (`$n` placeholders, `ON CONFLICT`, `BIGINT` times in ms since the epoch).
 
+pub mod access;
 pub mod bootstrap;
 mod devices;
 mod error;
@@ -42,6 +43,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+pub use access::{
+    AccessOutcome, AccessPage, AccessRecord, AccessRepo, AccessRetention, NewAccess, Requester,
+};
 pub use bootstrap::{BootstrapError, BootstrapRepo, BootstrapTokenRecord, Redemption};
 pub use devices::{DeviceRecord, DeviceRepo, DeviceStatus};
 pub use error::StoreError;
@@ -191,6 +195,11 @@ impl Store {
     /// Named places, per-device location sharing and the location audit.
     pub fn location(&self) -> LocationRepo<'_> {
         LocationRepo::new(&self.pool)
+    }
+
+    /// The record of node commands run on each device: who asked, what, when, what came of it.
+    pub fn access(&self) -> AccessRepo<'_> {
+        AccessRepo::new(&self.pool)
     }
 
     /// Sessions and their transcripts.

@@ -14,7 +14,8 @@ import {
   pendingRows,
   revokedRows,
 } from '../state/devices';
-import { ErrorBox, Waiting } from '../app/components';
+import { accessReducer, describeOutcome, describeRequester, initialAccess } from '../state/access';
+import { ErrorBox, NotAvailable, Waiting, isUnknownMethod } from '../app/components';
 import { useConn, useEvent, useHello, useNow, useTitle } from '../app/hooks';
 
 export function DevicesPage() {
@@ -205,6 +206,7 @@ function PendingItem({ req, now }: { req: PendingInfo; now: number }) {
 function DeviceItem({ row, now, onRevoked }: { row: DeviceRow; now: number; onRevoked: () => void }) {
   const { client } = useConn();
   const [confirming, setConfirming] = useState(false);
+  const [showAccess, setShowAccess] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ErrorShape | null>(null);
   const cancelRef = useRef<HTMLButtonElement>(null);
@@ -248,6 +250,7 @@ function DeviceItem({ row, now, onRevoked }: { row: DeviceRow; now: number; onRe
           </ul>
         )}
         {error && <ErrorBox error={error} />}
+        {showAccess && <AccessView row={row} now={now} />}
         {confirming && (
           <div class="confirm" role="group" aria-label={`Revoke ${row.displayName}?`}>
             <p>
@@ -265,12 +268,86 @@ function DeviceItem({ row, now, onRevoked }: { row: DeviceRow; now: number; onRe
       </div>
       {!confirming && (
         <div class="row-actions">
+          <button type="button" aria-expanded={showAccess} onClick={() => setShowAccess(!showAccess)} aria-describedby={titleId}>
+            Access
+          </button>
           <button type="button" onClick={() => setConfirming(true)} aria-describedby={titleId}>
             Revoke…
           </button>
         </div>
       )}
     </li>
+  );
+}
+
+/** Rows per page of a device's access record. */
+const ACCESS_PAGE = 20;
+
+/** What was run on a device: who asked (an assistant turn or an operator app), the command,
+ * when and what came of it, newest first, with older pages on request. Never params or results:
+ * the host does not keep them. */
+function AccessView({ row, now }: { row: DeviceRow; now: number }) {
+  const { client } = useConn();
+  const [state, dispatch] = useReducer(accessReducer, initialAccess);
+  const [error, setError] = useState<ErrorShape | null>(null);
+  const [busy, setBusy] = useState(false);
+  const load = (before?: string) => {
+    setBusy(true);
+    setError(null);
+    client.call('device.access.list', { nodeId: row.deviceId, limit: ACCESS_PAGE, ...(before ? { before } : {}) }).then(
+      (payload) => {
+        setBusy(false);
+        dispatch({ type: before ? 'older' : 'first', payload });
+      },
+      (e: unknown) => {
+        setBusy(false);
+        setError(toErrorShape(e));
+      },
+    );
+  };
+  useEffect(() => load(), [client, row.deviceId]);
+  if (isUnknownMethod(error)) return <NotAvailable what="The access record" />;
+  const label = `Access record of ${row.displayName}`;
+  return (
+    <div class="access" role="region" aria-label={label}>
+      <h3>What was run on {row.displayName}</h3>
+      {error && <ErrorBox error={error} />}
+      {!state.loaded && !error && <p class="muted">Loading…</p>}
+      {state.loaded && state.entries.length === 0 && (
+        <p class="muted">Nothing was run on this device yet (records are kept 30 days).</p>
+      )}
+      {state.entries.length > 0 && (
+        <table class="access-table" data-testid="access-table">
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">Who</th>
+              <th scope="col">Command</th>
+              <th scope="col">Outcome</th>
+            </tr>
+          </thead>
+          <tbody>
+            {state.entries.map((e, i) => (
+              <tr key={`${e.atMs}-${i}`} data-outcome={e.outcome} data-requester={e.requester.kind}>
+                <td title={new Date(e.atMs).toISOString()}>{formatAgo(e.atMs, now)}</td>
+                <td>{describeRequester(e.requester)}</td>
+                <td>
+                  <code>{e.command}</code>
+                </td>
+                <td class={`outcome-${e.outcome}`}>
+                  {describeOutcome(e)} <span class="muted">· {e.durationMs} ms</span>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {state.nextBefore && (
+        <button type="button" disabled={busy} onClick={() => load(state.nextBefore)}>
+          {busy ? 'Loading…' : 'Older'}
+        </button>
+      )}
+    </div>
   );
 }
 
