@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response as HsResponse};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Every wait in this test is bounded by this.
@@ -158,11 +159,26 @@ async fn start_proxy(upstream: u16) -> (u16, Log) {
 }
 
 async fn relay(tcp: TcpStream, upstream: u16, conn: u64, log: Log) {
-    let Ok(client) = tokio_tungstenite::accept_async(tcp).await else {
+    // The path and query go through unchanged: a Perch client's `clientNonce` travels there, and
+    // the host's proof must cover it (a proxy that dropped it would look like a replay).
+    let (target_tx, target_rx) = std::sync::mpsc::channel();
+    // The handshake callback's error type is tungstenite's, not ours.
+    #[allow(clippy::result_large_err)]
+    let path = move |req: &Request, res: HsResponse| {
+        let _ = target_tx.send(
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+        );
+        Ok(res)
+    };
+    let Ok(client) = tokio_tungstenite::accept_hdr_async(tcp, path).await else {
         return;
     };
+    let target = target_rx.recv().unwrap_or_else(|_| "/".into());
     let Ok((host, _)) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{upstream}/")).await
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{upstream}{target}")).await
     else {
         return;
     };
