@@ -6,9 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use perch_protocol::ErrorShape;
 use perch_protocol::frame::{Frame, Request, RequestId};
@@ -56,15 +54,22 @@ impl OperatorClient {
     ) -> Result<Self, CallError> {
         let client_nonce = handshake::new_client_nonce()
             .map_err(|e| CallError::Transport(anyhow!("cannot make a connection nonce: {e}")))?;
-        let dial_url = handshake::url_with_client_nonce(url, &client_nonce);
-        let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect_async(dial_url))
-            .await
-            .map_err(|_| CallError::Transport(anyhow!("timed out connecting to {url}")))?
-            .map_err(|e| {
-                CallError::Transport(anyhow!(
-                    "cannot reach the Perch host at {url}: {e} (is `perch serve` running?)"
-                ))
-            })?;
+        let pin = perch_tls::HostPin::Fingerprint(host_fingerprint.to_string());
+        let dialed = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            perch_tls::dial_host(url, &client_nonce, pin),
+        )
+        .await
+        .map_err(|_| CallError::Transport(anyhow!("timed out connecting to {url}")))?
+        .map_err(|e| match e {
+            perch_tls::DialError::Ws(e) => CallError::Transport(anyhow!(
+                "cannot reach the Perch host at {url}: {e} (is `perch serve` running?)"
+            )),
+            e => CallError::Transport(anyhow!(
+                "{e}: the host at {url} is not the Perch host whose data directory the operator token came from, so no token was sent"
+            )),
+        })?;
+        let mut ws = dialed.socket;
         let challenge: Challenge = loop {
             let frame = next_frame(&mut ws, CONNECT_TIMEOUT)
                 .await
@@ -169,7 +174,7 @@ impl OperatorClient {
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = perch_tls::HostSocket;
 
 async fn call_on(
     ws: &mut Ws,

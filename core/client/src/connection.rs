@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use perch_protocol::events::{CONNECTION_CLOSING, ConnectionClosing, SHUTDOWN, TICK};
@@ -30,7 +28,7 @@ use crate::error::ClientError;
 use crate::state::{ConnEvent, ConnectionState};
 use perch_protocol::backoff::Backoff;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = perch_tls::HostSocket;
 type Reply = oneshot::Sender<Result<Value, ClientError>>;
 
 /// How long a polite close waits for the host's close reply.
@@ -193,11 +191,18 @@ async fn connect(config: &ClientConfig) -> Result<(Ws, HelloOk), End> {
     let url = config.url.as_str();
     let client_nonce = handshake::new_client_nonce()
         .map_err(|e| End::Lost(format!("cannot make a connection nonce: {e}")))?;
-    let dial_url = handshake::url_with_client_nonce(url, &client_nonce);
-    let (mut ws, _) =
-        match tokio::time::timeout(limit, tokio_tungstenite::connect_async(dial_url)).await {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(e)) => return Err(End::Lost(format!("cannot connect to {url}: {e}"))),
+    let pin = perch_tls::HostPin::Fingerprint(config.host_fingerprint.clone());
+    let mut ws =
+        match tokio::time::timeout(limit, perch_tls::dial_host(url, &client_nonce, pin)).await {
+            Ok(Ok(dialed)) => dialed.socket,
+            Ok(Err(e @ perch_tls::DialError::Ws(_))) => {
+                return Err(End::Lost(format!("cannot connect to {url}: {e}")));
+            }
+            Ok(Err(e)) => {
+                return Err(End::Lost(format!(
+                    "{e}: {url} is not the expected Perch host; the operator token was not sent"
+                )));
+            }
             Err(_) => return Err(End::Lost(format!("connecting to {url} timed out"))),
         };
     // The challenge comes first: the host must prove the expected key before the token goes.

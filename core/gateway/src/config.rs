@@ -113,6 +113,45 @@ pub struct GatewayConfig {
     /// Extra names the `Host` header may carry (`[gateway] allowed_hosts`), besides loopback
     /// names, this machine's addresses and `<name>.local`.
     pub allowed_hosts: Vec<String>,
+    /// TLS and plain `ws://` (`[gateway] tls`, `allow_plain_ws`).
+    pub transport: Transport,
+}
+
+/// Which transports the listener offers (`[gateway]` keys of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// Offers TLS (`wss://`, `https://`) with the certificate issued by the host key; without
+    /// it the network sees tokens, chats and locations in clear.
+    pub tls: bool,
+    /// Accepts plain `ws://`/`http://` from other machines while TLS is on (for OpenClaw-style
+    /// nodes that cannot speak TLS); loopback clients may always use plain.
+    pub allow_plain_ws: bool,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            tls: true,
+            allow_plain_ws: false,
+        }
+    }
+}
+
+impl Transport {
+    /// Whether a plain (not TLS) connection from `peer` is served.
+    pub fn plain_allowed_from(&self, peer: std::net::IpAddr) -> bool {
+        !self.tls || self.allow_plain_ws || is_loopback(peer)
+    }
+}
+
+/// Loopback, counting IPv4-mapped IPv6 loopback (`::ffff:127.0.0.1`) as such.
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 /// Bounds on unauthenticated load (`[gateway]` keys of the same names); see docs/protocol.md.
@@ -193,6 +232,7 @@ impl GatewayConfig {
             overrides: Overrides::default(),
             limits: Limits::default(),
             allowed_hosts: Vec::new(),
+            transport: Transport::default(),
         }
     }
 }

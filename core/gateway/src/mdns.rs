@@ -23,10 +23,13 @@ use crate::hub::{Hub, lock};
 pub const SERVICE_TYPE: &str = "_perch-gw._tcp.local.";
 /// Value of the `txtvers` key; bumped only for changes old nodes cannot read (RFC 6763 §6.7).
 pub const TXT_VERSION: &str = "1";
-/// Every TXT key `minimal` mode may publish; a test holds the advertiser to this list.
-pub const MINIMAL_TXT_KEYS: [&str; 5] = ["txtvers", "proto", "port", "hid", "fp"];
+/// Every TXT key `minimal` mode may publish; a test holds the advertiser to this list. `tls=1`
+/// is present only when the host serves TLS.
+pub const MINIMAL_TXT_KEYS: [&str; 6] = ["txtvers", "proto", "port", "hid", "fp", "tls"];
 /// Every TXT key `full` mode may publish: minimal plus display name and software version.
-pub const FULL_TXT_KEYS: [&str; 7] = ["txtvers", "proto", "port", "hid", "fp", "name", "ver"];
+pub const FULL_TXT_KEYS: [&str; 8] = [
+    "txtvers", "proto", "port", "hid", "fp", "tls", "name", "ver",
+];
 /// Distinct conflict renames tolerated before the advertisement is withdrawn for good: up to
 /// six same-named hosts coexist (`name` to `name (6)`); a rename loop stops here.
 pub const MAX_RENAMES: usize = 5;
@@ -55,6 +58,8 @@ pub struct Advertisement {
     pub fingerprint: String,
     /// The software version, published only in `full` mode.
     pub version: String,
+    /// The host serves TLS (`tls=1`): nodes dial `wss://`.
+    pub tls: bool,
 }
 
 impl Advertisement {
@@ -66,6 +71,7 @@ impl Advertisement {
             host_id: hub.host_id.clone(),
             fingerprint: hub.fingerprint.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            tls: hub.config.transport.tls,
         }
     }
 
@@ -88,6 +94,9 @@ impl Advertisement {
                 ("fp".to_string(), self.fingerprint.clone()),
             ],
         };
+        if self.tls {
+            txt.push(("tls".to_string(), "1".to_string()));
+        }
         if mode == MdnsMode::Full {
             txt.push(("name".to_string(), self.name.clone()));
             txt.push(("ver".to_string(), self.version.clone()));
@@ -444,6 +453,7 @@ mod tests {
             host_id: perch_protocol::identity::host_id_for(&fp),
             fingerprint: fp,
             version: "0.1.0".into(),
+            tls: true,
         }
     }
 
@@ -467,6 +477,12 @@ mod tests {
         assert_eq!(get("port"), "18789");
         assert_eq!(get("hid"), a.host_id);
         assert_eq!(get("fp"), a.fingerprint);
+        assert_eq!(get("tls"), "1");
+        let plain = Advertisement { tls: false, ..a };
+        assert!(
+            !keys(&plain.txt_records(MdnsMode::Minimal)).contains(&"tls"),
+            "a host without TLS says nothing about it"
+        );
     }
 
     #[test]

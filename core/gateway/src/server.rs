@@ -51,6 +51,9 @@ pub enum GatewayError {
     /// The operator token could not be read or minted.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The host's TLS certificate could not be issued or served.
+    #[error(transparent)]
+    Tls(#[from] perch_tls::IssueError),
     /// The address is taken or not ours; [`GatewayError::hint`] says what to do.
     #[error("cannot listen on {addr}: {}", bind_problem(.source).0)]
     Bind {
@@ -67,7 +70,10 @@ impl GatewayError {
     pub fn hint(&self) -> &'static str {
         match self {
             GatewayError::Bind { source, .. } => bind_problem(source).1,
-            GatewayError::DataDir { .. } | GatewayError::Store { .. } | GatewayError::Secret(_) => {
+            GatewayError::DataDir { .. }
+            | GatewayError::Store { .. }
+            | GatewayError::Secret(_)
+            | GatewayError::Tls(_) => {
                 "Check that the data directory exists and is writable by this user (--data-dir or PERCH_DATA_DIR picks another)."
             }
         }
@@ -166,6 +172,19 @@ pub async fn start(
         })?;
     let operator_token = load_or_create_operator_token(&dir)?;
     let host_key = crate::secrets::load_or_create_host_identity(&dir)?;
+    let tls = if config.transport.tls {
+        let cert = perch_tls::HostCertificate::load_or_issue(&dir, &host_key)?;
+        Some(cert.server_config()?)
+    } else {
+        if !crate::config::is_loopback(config.bind.ip()) {
+            tracing::warn!(
+                bind = %config.bind,
+                "TLS is off ([gateway] tls = false): tokens, chats and locations cross the network in clear"
+            );
+        }
+        None
+    };
+    let transports = Arc::new(crate::accept::Transports::new(config.transport, tls));
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| GatewayError::Bind {
@@ -207,6 +226,7 @@ pub async fn start(
     let server = tokio::spawn(crate::accept::serve(
         listener,
         app,
+        transports,
         limits,
         Duration::from_millis(hub.config.limits.header_timeout_ms),
         hub.shutdown.clone(),

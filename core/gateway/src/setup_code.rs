@@ -86,7 +86,8 @@ pub async fn mint(hub: &Arc<Hub>) -> Result<SetupCodeResult, ErrorShape> {
         hub.config.bind.port(),
         fingerprint,
         token.clone(),
-    );
+    )
+    .with_tls(hub.config.transport.tls);
     let text = code.encode().map_err(|e| internal(e.to_string()))?;
     let store = hub.store.bootstrap();
     store

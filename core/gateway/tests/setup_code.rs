@@ -24,6 +24,14 @@ async fn a_setup_code_pairs_once_without_approval() {
         .unwrap();
     let code = SetupCode::decode(r["setupCode"].as_str().unwrap()).unwrap();
     assert_eq!(code.port, host.gw.addr.port());
+    assert!(
+        code.tls,
+        "the host serves TLS by default, so the code sends nodes to wss://"
+    );
+    assert!(
+        r["gatewayUrls"][0].as_str().unwrap().starts_with("wss://"),
+        "{r}"
+    );
     assert_eq!(code.fingerprint_hex(), r["fingerprint"]);
     assert_eq!(code.host_id(), r["hostId"]);
     assert!(r["expiresAtMs"].as_i64().unwrap() > now_ms() + 9 * 60 * 1000);

@@ -116,6 +116,8 @@ struct GatewaySection {
     max_pending_pairings: Option<usize>,
     max_pending_pairings_per_source: Option<usize>,
     allowed_hosts: Option<Vec<String>>,
+    tls: Option<bool>,
+    allow_plain_ws: Option<bool>,
     #[serde(default)]
     nodes: NodesSection,
 }
@@ -262,6 +264,12 @@ pub fn apply_gateway(cfg: &mut GatewayConfig, path: &Path, text: &str) -> Result
             .collect::<Result<_, _>>()
             .map_err(|m| invalid(format!("[gateway] allowed_hosts: {m}")))?;
     }
+    if let Some(t) = g.tls {
+        cfg.transport.tls = t;
+    }
+    if let Some(p) = g.allow_plain_ws {
+        cfg.transport.allow_plain_ws = p;
+    }
     if let Some(q) = g.nodes.queue_offline_invokes {
         cfg.queue_offline_invokes = q;
     }
@@ -305,7 +313,8 @@ mod tests {
         let c = apply(
             "[gateway]\nmax_connections = 100\nmax_connections_per_source = 10\nlimit_loopback = true\n\
              handshake_timeout_ms = 500\nheader_timeout_ms = 700\nmax_pending_pairings = 5\n\
-             max_pending_pairings_per_source = 2\nallowed_hosts = [\"Perch.Example\"]\n",
+             max_pending_pairings_per_source = 2\nallowed_hosts = [\"Perch.Example\"]\n\
+             tls = false\nallow_plain_ws = true\n",
         )
         .unwrap();
         assert_eq!(c.limits.max_connections, 100);
@@ -316,6 +325,8 @@ mod tests {
         assert_eq!(c.limits.max_pending_pairings, 5);
         assert_eq!(c.limits.max_pending_pairings_per_source, 2);
         assert_eq!(c.allowed_hosts, vec!["perch.example".to_string()]);
+        assert!(!c.transport.tls);
+        assert!(c.transport.allow_plain_ws);
         let err = apply("[gateway]\nmax_connections = 3\n")
             .unwrap_err()
             .to_string();

@@ -48,19 +48,22 @@ pub struct DiscoveredHost {
     pub proto_max: u32,
     /// The host's software version (only when it advertises in `full` mode).
     pub version: Option<String>,
+    /// The host serves TLS (`tls=1`): its URLs are `wss://`, pinned to the fingerprint.
+    pub tls: bool,
 }
 
 impl DiscoveredHost {
-    /// WebSocket URLs to try, IPv4 first; IPv6 link-local addresses are skipped because a URL
-    /// cannot carry their zone.
+    /// WebSocket URLs to try (`wss://` when the host serves TLS), IPv4 first; IPv6 link-local
+    /// addresses are skipped because a URL cannot carry their zone.
     pub fn ws_urls(&self) -> Vec<String> {
+        let scheme = if self.tls { "wss" } else { "ws" };
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for ip in &self.addresses {
             match ip {
-                IpAddr::V4(a) => v4.push(format!("ws://{a}:{}", self.port)),
+                IpAddr::V4(a) => v4.push(format!("{scheme}://{a}:{}", self.port)),
                 IpAddr::V6(a) if is_link_local_v6(a) => {}
-                IpAddr::V6(a) => v6.push(format!("ws://[{a}]:{}", self.port)),
+                IpAddr::V6(a) => v6.push(format!("{scheme}://[{a}]:{}", self.port)),
             }
         }
         v4.extend(v6);
@@ -205,11 +208,16 @@ pub fn parse_advertisement(
         }
         _ => None,
     };
+    // Only `tls=1` turns TLS on; a host that does not serve TLS says nothing. (An advert that
+    // hides it only sends the node to `ws://`, where the host answers 426 and the node moves
+    // to `wss://`, or an impostor fails the signed challenge.)
+    let tls = matches!(text("tls"), Ok(Some("1")));
     let addresses = usable_addresses(addresses);
     if addresses.is_empty() {
         return Err(Rejected::NoAddress);
     }
     Ok(DiscoveredHost {
+        tls,
         name,
         host_id,
         fingerprint,
@@ -579,6 +587,7 @@ mod tests {
             proto_min: 3,
             proto_max: 4,
             version: None,
+            tls: false,
         }
     }
 
@@ -759,6 +768,21 @@ mod tests {
             h.ws_urls(),
             vec!["ws://10.0.0.2:18789", "ws://[2001:db8::5]:18789"]
         );
+        h.tls = true;
+        assert_eq!(
+            h.ws_urls(),
+            vec!["wss://10.0.0.2:18789", "wss://[2001:db8::5]:18789"]
+        );
+    }
+
+    #[test]
+    fn only_tls_1_turns_tls_on() {
+        assert!(!parse_with(&good(), 18789).unwrap().tls);
+        for (value, on) in [("1", true), ("0", false), ("yes", false), ("", false)] {
+            let mut txt = good();
+            txt.push(("tls".to_string(), value.as_bytes().to_vec()));
+            assert_eq!(parse_with(&txt, 18789).unwrap().tls, on, "tls={value}");
+        }
     }
 
     #[test]

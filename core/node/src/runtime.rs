@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use perch_protocol::events::{self, ConnectionClosing, InvokeCancel, InvokeRequest, PairResolved};
 use perch_protocol::frame::{EventFrame, Response};
 use perch_protocol::handshake::{
-    self, CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams,
+    CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams,
     HelloBinding, HelloOk, Role,
 };
 use perch_protocol::methods::{InvokeResultParams, NODE_INVOKE_RESULT, PairDecision};
@@ -31,15 +31,14 @@ use perch_protocol::{
     DeviceIdentity, ErrorCode, ErrorShape, Frame, MAX_INVOKE_TIMEOUT_MS, PROTOCOL_VERSION, Reason,
     close_code,
 };
+use perch_tls::{DialError, HostPin};
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::backoff::{self, Backoff};
 use crate::capability::{Capabilities, CommandError};
@@ -341,6 +340,22 @@ pub fn normalize_gateway_url(input: &str) -> Result<String, NodeError> {
     Ok(url)
 }
 
+/// Over `wss://`, the key the challenge proved must be the one the certificate proved: a relay
+/// holding some other certificate cannot pass a real host's challenge through.
+fn check_same_key(host: &Option<(String, String)>, tls: Option<&str>) -> Result<(), End> {
+    match (tls, host) {
+        (None, _) => Ok(()),
+        (Some(tls), Some((_, proved))) if tls.eq_ignore_ascii_case(proved) => Ok(()),
+        (Some(tls), Some((host_id, _))) => Err(End::retry(format!(
+            "the host's TLS certificate (key {}) and its signed challenge (host {host_id}) name different keys",
+            perch_protocol::identity::host_id_for(tls)
+        ))),
+        (Some(_), None) => Err(End::retry(
+            "the host's TLS certificate names a Perch host key but its challenge proves none",
+        )),
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -348,7 +363,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = perch_tls::HostSocket;
 type Shutdown<'a> = Fuse<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>;
 
 /// A node runtime bound to one identity, one host and one set of capabilities.
@@ -684,25 +699,23 @@ impl Node {
         };
         let client_nonce =
             verification::pairing_commitment(&self.identity.public_key_bytes(), &pairing_nonce);
-        let dial_url = handshake::url_with_client_nonce(url, &client_nonce);
+        let pin = match self.tls_pin() {
+            Ok(p) => p,
+            Err(end) => return end,
+        };
         let dial = tokio::time::timeout(
             self.config.handshake_timeout,
-            tokio_tungstenite::connect_async(dial_url),
+            perch_tls::dial_host(url, &client_nonce, pin.clone()),
         );
-        let ws = tokio::select! {
+        let dialed = tokio::select! {
             r = dial => match r {
-                Ok(Ok((ws, _))) => ws,
-                Ok(Err(tungstenite::Error::Url(e))) => {
-                    return End::Fatal(NodeError::InvalidGatewayUrl {
-                        url: url.to_string(),
-                        reason: e.to_string(),
-                    });
-                }
-                Ok(Err(e)) => return End::retry(format!("cannot connect to {url}: {e}")),
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => return self.dial_failed(url, &pin, e),
                 Err(_) => return End::retry(format!("connecting to {url} timed out")),
             },
             _ = &mut *shutdown => return End::Shutdown,
         };
+        let ws = dialed.socket;
         let mut conn = Conn {
             ws,
             closing: None,
@@ -710,6 +723,7 @@ impl Node {
             timeout: self.config.handshake_timeout,
             client_nonce,
             pairing_nonce,
+            tls_fingerprint: dialed.tls_fingerprint,
         };
         let hello = match self.handshake(&mut conn, shutdown, attempts).await {
             Ok(h) => h,
@@ -719,6 +733,50 @@ impl Node {
         attempts.token_retry_available = true;
         let end = self.serve(&mut conn, hello, shutdown).await;
         conn.finish(end).await
+    }
+
+    /// The host key a `wss://` certificate must prove: the key pinned for this URL, else the one
+    /// the setup code or advert named, else any (first use; the challenge must then prove the
+    /// same key, see [`check_same_key`]).
+    fn tls_pin(&self) -> Result<HostPin, End> {
+        let pinned = self
+            .pins
+            .by_url(&self.config.gateway_url)
+            .map_err(|e| End::Fatal(NodeError::Store(e)))?;
+        Ok(match (&self.config.expected_host, pinned) {
+            (Some(expected), _) => HostPin::Fingerprint(expected.fingerprint.clone()),
+            (None, Some((_, pin))) => HostPin::Fingerprint(pin.fingerprint),
+            (None, None) => HostPin::FirstUse,
+        })
+    }
+
+    /// What a failed dial means: a certificate from another key is the wrong host (for good,
+    /// as with a challenge from another key); everything else is retried.
+    fn dial_failed(&self, url: &str, pin: &HostPin, e: DialError) -> End {
+        match e {
+            DialError::HostKeyMismatch { found, .. } => {
+                let found = perch_protocol::identity::host_id_for(&found);
+                match &self.config.expected_host {
+                    Some(expected) => End::Fatal(NodeError::UnexpectedHost {
+                        url: url.to_string(),
+                        expected_host_id: expected.host_id.clone(),
+                    }),
+                    None => End::Fatal(NodeError::HostChanged {
+                        url: url.to_string(),
+                        pinned_host_id: match pin {
+                            HostPin::Fingerprint(fp) => perch_protocol::identity::host_id_for(fp),
+                            HostPin::FirstUse => String::new(),
+                        },
+                        found,
+                    }),
+                }
+            }
+            DialError::Ws(tungstenite::Error::Url(e)) => End::Fatal(NodeError::InvalidGatewayUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            }),
+            e => End::retry(format!("cannot connect to {url}: {e}")),
+        }
     }
 
     /// Checks who answered before anything secret is sent: the host's proof must verify, match
@@ -860,6 +918,7 @@ impl Node {
                 .wait_challenge(shutdown, pending_request.as_deref())
                 .await?;
             let host = self.check_host(&challenge, &conn.client_nonce)?;
+            check_same_key(&host, conn.tls_fingerprint.as_deref())?;
             let token_key = match &host {
                 Some((host_id, _)) => format!("host:{host_id}"),
                 None => self.config.gateway_url.clone(),
@@ -1333,6 +1392,8 @@ struct Conn {
     client_nonce: String,
     /// The secret revealed in `connect`, behind the commitment.
     pairing_nonce: String,
+    /// Over `wss://`, the host key the TLS certificate proved; the challenge must prove the same.
+    tls_fingerprint: Option<String>,
 }
 
 impl Conn {

@@ -193,6 +193,11 @@ impl DeviceIdentity {
         DeviceId::from_public_key(self.key.verifying_key().as_bytes())
     }
 
+    /// Signs raw bytes, for certificates this key issues (the host's TLS certificate).
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+
     /// Signs a payload string; returns base64url of the 64-byte signature.
     pub fn sign_b64(&self, payload: &str) -> String {
         URL_SAFE_NO_PAD.encode(self.key.sign(payload.as_bytes()).to_bytes())

@@ -13,7 +13,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 1 | version, `1` |
-//! | 1 | flags: bit 0 = the token is 32 bytes (else 16); bit 1 = the port is [`DEFAULT_PORT`] and omitted; other bits must be 0 |
+//! | 1 | flags: bit 0 = the token is 32 bytes (else 16); bit 1 = the port is [`DEFAULT_PORT`] and omitted; bit 2 = the host serves TLS (the node dials `wss://`, pinned to the fingerprint); other bits must be 0 |
 //! | 0 or 2 | port (absent when flag bit 1 is set) |
 //! | 1 | address count, 1..=8 |
 //! | 5 or 17 each | family tag (`4` or `6`) then the address octets, in the order a node tries them |
@@ -54,6 +54,8 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const FLAG_LONG_TOKEN: u8 = 0b01;
 /// Flag bit 1: the port is the default and not written.
 const FLAG_DEFAULT_PORT: u8 = 0b10;
+/// Flag bit 2: the host serves TLS, issued by the key of the fingerprint.
+const FLAG_TLS: u8 = 0b100;
 /// Tag of an IPv4 address.
 const TAG_V4: u8 = 4;
 /// Tag of an IPv6 address.
@@ -124,6 +126,9 @@ pub struct SetupCode {
     pub fingerprint: [u8; 32],
     /// The single-use bootstrap token, base64url without padding of 16 (or 32) bytes.
     pub bootstrap_token: String,
+    /// The host serves TLS: the node dials `wss://` (its certificate is issued by the key of
+    /// [`SetupCode::fingerprint`]).
+    pub tls: bool,
 }
 
 /// Redacts the token, so a code never leaks through a log line.
@@ -135,6 +140,7 @@ impl std::fmt::Debug for SetupCode {
             .field("port", &self.port)
             .field("fingerprint", &self.fingerprint_hex())
             .field("bootstrap_token", &"<redacted>")
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -153,7 +159,14 @@ impl SetupCode {
             port,
             fingerprint,
             bootstrap_token,
+            tls: false,
         }
+    }
+
+    /// The same code for a host that serves (or does not serve) TLS.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The text to show, type or put in a QR code: `PERCH1-XXXXXX-XXXXXX-...`, upper case
@@ -202,11 +215,13 @@ impl SetupCode {
         hex::encode(self.fingerprint)
     }
 
-    /// `ws://` URLs for every address in order (IPv6 in brackets), for the node to try.
+    /// URLs for every address in order (IPv6 in brackets), for the node to try: `wss://` when
+    /// the host serves TLS, else `ws://`.
     pub fn gateway_urls(&self) -> Vec<String> {
+        let scheme = if self.tls { "wss" } else { "ws" };
         self.addresses
             .iter()
-            .map(|ip| format!("ws://{}", SocketAddr::new(*ip, self.port)))
+            .map(|ip| format!("{scheme}://{}", SocketAddr::new(*ip, self.port)))
             .collect()
     }
 
@@ -234,6 +249,9 @@ impl SetupCode {
         }
         if self.port == DEFAULT_PORT {
             flags |= FLAG_DEFAULT_PORT;
+        }
+        if self.tls {
+            flags |= FLAG_TLS;
         }
 
         let mut out = Vec::with_capacity(MIN_BYTES + 16 * self.addresses.len() + 18);
@@ -386,7 +404,7 @@ fn read_header(r: &mut Reader<'_>) -> Result<Header, SetupCodeError> {
         return Err(SetupCodeError::UnsupportedVersion(version));
     }
     let flags = r.byte()?;
-    if flags & !(FLAG_LONG_TOKEN | FLAG_DEFAULT_PORT) != 0 {
+    if flags & !(FLAG_LONG_TOKEN | FLAG_DEFAULT_PORT | FLAG_TLS) != 0 {
         return Err(SetupCodeError::UnsupportedFlags(flags));
     }
     let port = if flags & FLAG_DEFAULT_PORT != 0 {
@@ -436,6 +454,7 @@ fn parse_body(body: &[u8]) -> Result<SetupCode, SetupCodeError> {
         port: header.port,
         fingerprint,
         bootstrap_token: URL_SAFE_NO_PAD.encode(token),
+        tls: header.flags & FLAG_TLS != 0,
     })
 }
 
@@ -532,6 +551,22 @@ mod tests {
         assert!(
             text.chars()
                 .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase() || c == '-')
+        );
+    }
+
+    #[test]
+    fn the_tls_flag_round_trips_and_picks_wss() {
+        let code = lan_code().with_tls(true);
+        let text = code.encode().unwrap();
+        assert_ne!(text, lan_code().encode().unwrap());
+        let back = SetupCode::decode(&text).unwrap();
+        assert!(back.tls);
+        assert_eq!(back, code);
+        assert_eq!(back.gateway_urls(), vec!["wss://192.168.1.10:18789"]);
+        assert!(
+            !SetupCode::decode(&lan_code().encode().unwrap())
+                .unwrap()
+                .tls
         );
     }
 
