@@ -33,11 +33,11 @@ apt_install() {
 DESKTOP_PKGS=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libgtk-3-dev
   libsoup-3.0-dev libxdo-dev libssl-dev pkg-config build-essential file libdbus-1-dev libxss-dev)
 # What the tests add: a private session bus (dbus-run-session), network namespaces (iproute2),
-# python-zeroconf as a non-Perch mDNS client (python3-pip), an X server with a tray host and the
-# tools to click and screenshot it (xvfb, trayer, xdotool, imagemagick, dbus-x11), and Debian's
-# Chromium for the browser tests; systemd for `systemd-analyze verify` of the unit that
+# a packet capture on the test link (tcpdump), python-zeroconf as a non-Perch mDNS client
+# (python3-pip), an X server with a tray host and the tools to click and screenshot it (xvfb,
+# trayer, xdotool, imagemagick, dbus-x11), and Debian's Chromium for the browser tests; systemd for `systemd-analyze verify` of the unit that
 # `perch service install` writes.
-TEST_PKGS=(dbus dbus-x11 iproute2 python3-pip xvfb trayer xdotool imagemagick x11-utils chromium
+TEST_PKGS=(dbus dbus-x11 iproute2 tcpdump python3-pip xvfb trayer xdotool imagemagick x11-utils chromium
   fonts-dejavu-core systemd)
 
 need_node() {

@@ -13,8 +13,10 @@ mod common;
 use common::netns::{HOST_IP, Host, NetPair, PERCH};
 
 const CONFLICT_LINE: &str = "mDNS name conflict";
-const MINIMAL_KEYS: [&str; 5] = ["txtvers", "proto", "port", "hid", "fp"];
-const FULL_KEYS: [&str; 7] = ["txtvers", "proto", "port", "hid", "fp", "name", "ver"];
+const MINIMAL_KEYS: [&str; 6] = ["txtvers", "proto", "port", "hid", "fp", "tls"];
+const FULL_KEYS: [&str; 8] = [
+    "txtvers", "proto", "port", "hid", "fp", "tls", "name", "ver",
+];
 
 /// The Python to run the zeroconf fixture with: `PERCH_TEST_PYTHON` (set by
 /// scripts/netns-tests.sh to one that imports zeroconf), else `python3`.
@@ -105,8 +107,9 @@ fn discover_finds_the_host_with_its_identity() {
     assert_eq!(h["addresses"], serde_json::json!([HOST_IP]));
     assert_eq!(
         h["wsUrls"],
-        serde_json::json!([format!("ws://{HOST_IP}:{}", host.port)])
+        serde_json::json!([format!("wss://{HOST_IP}:{}", host.port)])
     );
+    assert_eq!(h["tls"], true);
     assert_eq!(
         sorted_keys(h),
         sorted(&[
@@ -118,6 +121,7 @@ fn discover_finds_the_host_with_its_identity() {
             "protoMin",
             "protoMax",
             "version",
+            "tls",
             "wsUrls",
         ])
     );
@@ -164,6 +168,7 @@ fn a_generic_mdns_client_sees_the_minimal_txt_keys() {
     assert_eq!(props["port"], host.port.to_string());
     assert_eq!(props["hid"], fp[..16]);
     assert_eq!(props["fp"], fp);
+    assert_eq!(props["tls"], "1");
 }
 
 /// (b') In `full` mode the same client also sees the display name and software version.
