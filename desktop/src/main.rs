@@ -23,14 +23,9 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    let mut filter =
-        EnvFilter::try_from_env("PERCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("PERCH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Frames carry tokens and keys: the wire libraries never log them, whatever was asked.
-    for cap in perch_host::log_caps::WIRE_LOG_CAPS {
-        if let Ok(d) = cap.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
+    let filter = perch_host::log_caps::cap_wire_logs(filter);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)

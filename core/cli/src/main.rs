@@ -360,14 +360,9 @@ enum NodeCmd {
 }
 
 fn init_tracing(default: &str) {
-    let mut filter =
-        EnvFilter::try_from_env("PERCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = EnvFilter::try_from_env("PERCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Frames carry tokens and keys: the wire libraries never log them, whatever was asked.
-    for cap in perch_host::log_caps::WIRE_LOG_CAPS {
-        if let Ok(d) = cap.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
+    let filter = perch_host::log_caps::cap_wire_logs(filter);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -59,10 +59,7 @@ fn a_tiers_key_is_write_only_bound_and_used_by_the_next_turn() {
     let logs = Logs::default();
     let writer = logs.clone();
     // Everything, with the caps every perch process adds to its filter.
-    let mut filter = tracing_subscriber::EnvFilter::new("trace");
-    for cap in perch_host::log_caps::WIRE_LOG_CAPS {
-        filter = filter.add_directive(cap.parse().unwrap());
-    }
+    let filter = perch_host::log_caps::cap_wire_logs(tracing_subscriber::EnvFilter::new("trace"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(move || writer.clone())
