@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use perch_protocol::events::{
-    self, NODE_EVENTS, OPERATOR_EVENTS, PairRequested, PairResolved, Tick,
+    self, NODE_EVENTS, OPERATOR_EVENTS, PairRequested, PairResolution, PairResolved, Tick,
 };
 use perch_protocol::frame::StateVersion;
 use perch_protocol::frame::{Frame, FrameError, Request, RequestId, Response};
@@ -776,9 +776,7 @@ impl Conn {
                 let (rec, created) = match filed {
                     Filed::Existing(rec) => (rec, false),
                     Filed::Created { record, expired } => {
-                        for old in expired {
-                            self.hub.expire_waiters(&old);
-                        }
+                        self.hub.expire_pairings(&expired);
                         (record, true)
                     }
                     Filed::SourceFull { pending } => {
@@ -1011,7 +1009,7 @@ impl Conn {
                 &PairResolved {
                     request_id,
                     device_id: device_id.to_string(),
-                    decision: PairDecision::Approved,
+                    decision: PairResolution::Approved,
                     ts: now,
                 },
             );
@@ -1192,7 +1190,7 @@ impl Conn {
                     &PairResolved {
                         request_id: request_id.clone(),
                         device_id: device_id.to_string(),
-                        decision,
+                        decision: decision.into(),
                         ts: now_ms(),
                     },
                 );

@@ -372,8 +372,26 @@ impl Hub {
             .insert(conn);
     }
 
+    /// Tells every operator that these requests expired (so trays and pages drop them), and
+    /// closes the connections still waiting on one, so the device can ask again.
+    pub fn expire_pairings(&self, expired: &[perch_store::ExpiredRequest]) {
+        let now = now_ms();
+        for e in expired {
+            self.expire_waiters(&e.request_id);
+            self.broadcast_operators(
+                perch_protocol::events::DEVICE_PAIR_RESOLVED,
+                &perch_protocol::events::PairResolved {
+                    request_id: e.request_id.clone(),
+                    device_id: e.device_id.to_string(),
+                    decision: perch_protocol::events::PairResolution::Expired,
+                    ts: now,
+                },
+            );
+        }
+    }
+
     /// Closes the connections waiting on a request that expired to make room for newer ones.
-    pub fn expire_waiters(&self, request_id: &str) {
+    fn expire_waiters(&self, request_id: &str) {
         let conns = lock(&self.waiters).remove(request_id).unwrap_or_default();
         let all = lock(&self.conns);
         for c in conns {

@@ -136,7 +136,7 @@ pub(crate) async fn decide(
         &PairResolved {
             request_id: request_id.to_string(),
             device_id: device_id.to_string(),
-            decision,
+            decision: decision.into(),
             ts: now,
         },
     );

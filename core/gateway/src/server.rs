@@ -331,8 +331,7 @@ async fn janitor(hub: Arc<Hub>) {
                     }
                 }
                 match hub.store.pairing().expire_stale(now_ms() - PENDING_TTL_MS).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(expired = n, "expired stale pairing requests"),
+                    Ok(expired) => hub.expire_pairings(&expired),
                     Err(e) => tracing::warn!(error = %e, "could not expire pairing requests"),
                 }
             }

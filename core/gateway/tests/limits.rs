@@ -257,10 +257,25 @@ async fn past_the_total_cap_the_oldest_pending_request_expires_and_its_device_is
     })
     .await;
     let mut op = operator(&host).await;
+    // A second operator only listens, as the tray and the web UI do.
+    let mut watcher = operator(&host).await;
     let (filed, limited, mut kept) = flood_pairing(&host, 0..12, true).await;
     assert_eq!((filed, limited), (12, 0));
     let list = op.request("device.pair.list", json!({})).await.unwrap();
     assert_eq!(list["pending"].as_array().unwrap().len(), 5);
+    let kept_ids: Vec<&str> = list["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requestId"].as_str().unwrap())
+        .collect();
+    // Every operator is told of each expired request, so no tray keeps a dead row.
+    for _ in 0..7 {
+        let resolved = watcher.event("device.pair.resolved").await;
+        assert_eq!(resolved["decision"], "expired", "{resolved}");
+        let id = resolved["requestId"].as_str().unwrap();
+        assert!(!kept_ids.contains(&id), "{id} is still pending");
+    }
     // The first device's request went first; its connection is told and closed.
     let mut first = kept.remove(0);
     let closing = first.event("connection.closing").await;

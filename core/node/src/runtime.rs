@@ -15,13 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::{Fuse, FutureExt};
 use futures_util::{SinkExt, StreamExt};
-use perch_protocol::events::{self, ConnectionClosing, InvokeCancel, InvokeRequest, PairResolved};
+use perch_protocol::events::{
+    self, ConnectionClosing, InvokeCancel, InvokeRequest, PairResolution, PairResolved,
+};
 use perch_protocol::frame::{EventFrame, Response};
 use perch_protocol::handshake::{
     CHALLENGE_EVENT, CONNECT_METHOD, Challenge, ClientInfo, ConnectAuth, ConnectParams,
     HelloBinding, HelloOk, Role,
 };
-use perch_protocol::methods::{InvokeResultParams, NODE_INVOKE_RESULT, PairDecision};
+use perch_protocol::methods::{InvokeResultParams, NODE_INVOKE_RESULT};
 use perch_protocol::presence::{
     AlivePayload, NODE_EVENT, NODE_PRESENCE_ACTIVITY, NODE_PRESENCE_ALIVE, NodeEventParams,
 };
@@ -1593,10 +1595,16 @@ impl Conn {
                 continue;
             }
             return match resolved.decision {
-                PairDecision::Approved => Ok(()),
-                PairDecision::Rejected => Err(End::Fatal(NodeError::PairingRejected {
+                PairResolution::Approved => Ok(()),
+                PairResolution::Rejected => Err(End::Fatal(NodeError::PairingRejected {
                     request_id: Some(resolved.request_id),
                     message: "the user rejected the pairing request".into(),
+                })),
+                // Nobody decided in time: ask again on a fresh connection.
+                PairResolution::Expired => Err(End::Retry(Retry {
+                    reason: "the pairing request expired before anyone decided".into(),
+                    immediate: false,
+                    retry_after: None,
                 })),
             };
         }

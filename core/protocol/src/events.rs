@@ -93,6 +93,29 @@ pub struct PairRequested {
     pub ts: i64,
 }
 
+/// How a pairing request ended, as operators and the device are told: an operator's decision,
+/// or the host expiring it (nobody decided in time, or newer requests needed the room). A type
+/// of its own so no operator can "decide" `expired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairResolution {
+    /// The device may connect.
+    Approved,
+    /// The device is refused.
+    Rejected,
+    /// Nobody decided; the device may ask again.
+    Expired,
+}
+
+impl From<PairDecision> for PairResolution {
+    fn from(d: PairDecision) -> Self {
+        match d {
+            PairDecision::Approved => PairResolution::Approved,
+            PairDecision::Rejected => PairResolution::Rejected,
+        }
+    }
+}
+
 /// Payload of `device.pair.resolved`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,8 +124,8 @@ pub struct PairResolved {
     pub request_id: String,
     /// The device.
     pub device_id: String,
-    /// The decision.
-    pub decision: PairDecision,
+    /// How it ended.
+    pub decision: PairResolution,
     /// When, ms since the epoch.
     pub ts: i64,
 }
@@ -184,6 +207,28 @@ pub struct Shutdown {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn a_resolution_is_a_decision_or_the_hosts_expiry() {
+        let expired = PairResolved {
+            request_id: "r".into(),
+            device_id: "d".into(),
+            decision: PairResolution::Expired,
+            ts: 3,
+        };
+        let v = serde_json::to_value(&expired).unwrap();
+        assert_eq!(
+            v,
+            json!({"requestId": "r", "deviceId": "d", "decision": "expired", "ts": 3})
+        );
+        assert_eq!(serde_json::from_value::<PairResolved>(v).unwrap(), expired);
+        assert_eq!(
+            PairResolution::from(PairDecision::Rejected),
+            PairResolution::Rejected
+        );
+        // An operator's decision can't be "expired": only the host ends a request that way.
+        assert!(serde_json::from_value::<PairDecision>(json!("expired")).is_err());
+    }
 
     #[test]
     fn pair_requested_carries_the_verification_code() {

@@ -55,7 +55,8 @@ pub use location::{
 };
 pub use meta::MetaRepo;
 pub use pairing::{
-    Filed, NewPairingRequest, PairingRepo, PairingRequestRecord, PendingCaps, RequestStatus,
+    ExpiredRequest, Filed, NewPairingRequest, PairingRepo, PairingRequestRecord, PendingCaps,
+    RequestStatus,
 };
 pub use sessions::{MessageRecord, MessageRole, NewMessage, SessionRecord, SessionRepo};
 pub use tokens::TokenRepo;

@@ -224,6 +224,27 @@ pub struct PendingCaps {
     pub per_source: usize,
 }
 
+/// A request the host expired, so the device waiting on it and every operator can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredRequest {
+    /// The request.
+    pub request_id: String,
+    /// The device that asked.
+    pub device_id: DeviceId,
+}
+
+/// Reads `(request_id, device_id)` rows returned by an expiring UPDATE.
+fn expired_rows(rows: Vec<(String, String)>) -> Result<Vec<ExpiredRequest>, StoreError> {
+    rows.into_iter()
+        .map(|(request_id, device_id)| {
+            Ok(ExpiredRequest {
+                device_id: parse_device_id("pairing_requests", &device_id)?,
+                request_id,
+            })
+        })
+        .collect()
+}
+
 /// What [`PairingRepo::file_pending`] did.
 #[derive(Debug)]
 pub enum Filed {
@@ -234,7 +255,7 @@ pub enum Filed {
         /// The new request.
         record: PairingRequestRecord,
         /// Requests expired to stay under the total cap.
-        expired: Vec<String>,
+        expired: Vec<ExpiredRequest>,
     },
     /// The source has this many pending requests already; nothing was written.
     SourceFull {
@@ -323,23 +344,18 @@ impl<'a> PairingRepo<'a> {
             .await?;
             if total as u64 >= caps.total as u64 {
                 let excess = total - caps.total as i64 + 1;
-                expired = sqlx::query_scalar(
-                    "SELECT request_id FROM pairing_requests WHERE status = 'pending' \
-                     ORDER BY requested_at_ms, request_id LIMIT $1",
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "UPDATE pairing_requests SET status = 'expired', decided_at_ms = $2 \
+                     WHERE request_id IN (SELECT request_id FROM pairing_requests \
+                       WHERE status = 'pending' \
+                       ORDER BY requested_at_ms, request_id LIMIT $1) \
+                     RETURNING request_id, device_id",
                 )
                 .bind(excess)
+                .bind(now_ms)
                 .fetch_all(&mut *tx)
                 .await?;
-                for id in &expired {
-                    sqlx::query(
-                        "UPDATE pairing_requests SET status = 'expired', decided_at_ms = $2 \
-                         WHERE request_id = $1",
-                    )
-                    .bind(id)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                expired = expired_rows(rows)?;
             }
         }
 
@@ -459,18 +475,19 @@ impl<'a> PairingRepo<'a> {
     }
 
     /// Marks pending requests whose latest attempt is older than `cutoff_ms` as expired and
-    /// returns how many there were. Their `decided_at_ms` records `cutoff_ms`.
-    pub async fn expire_stale(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        let expired = sqlx::query(
+    /// returns them. Their `decided_at_ms` records `cutoff_ms`.
+    pub async fn expire_stale(&self, cutoff_ms: i64) -> Result<Vec<ExpiredRequest>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
             "UPDATE pairing_requests SET status = 'expired', decided_at_ms = $1 \
-             WHERE status = 'pending' AND updated_at_ms < $1",
+             WHERE status = 'pending' AND updated_at_ms < $1 \
+             RETURNING request_id, device_id",
         )
         .bind(cutoff_ms)
-        .execute(self.pool)
-        .await?
-        .rows_affected();
-        if expired > 0 {
-            tracing::info!(count = expired, "stale pairing requests expired");
+        .fetch_all(self.pool)
+        .await?;
+        let expired = expired_rows(rows)?;
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "stale pairing requests expired");
         }
         Ok(expired)
     }
@@ -589,7 +606,13 @@ mod tests {
         {
             Filed::Created { record, expired } => {
                 assert_eq!(record.request_id, "e");
-                assert_eq!(expired, vec!["a".to_string()]);
+                assert_eq!(
+                    expired,
+                    vec![ExpiredRequest {
+                        request_id: "a".into(),
+                        device_id: request(1, Role::Node).device_id,
+                    }]
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -924,7 +947,14 @@ mod tests {
             .await
             .unwrap();
 
-        assert_eq!(p.expire_stale(200).await.unwrap(), 1);
+        let expired = p.expire_stale(200).await.unwrap();
+        assert_eq!(
+            expired,
+            vec![ExpiredRequest {
+                request_id: "old".into(),
+                device_id: request(1, Role::Node).device_id,
+            }]
+        );
         let old = p.get("old").await.unwrap().unwrap();
         assert_eq!(old.status, RequestStatus::Expired);
         assert_eq!(old.decided_at_ms, Some(200));
@@ -949,7 +979,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(p.expire_stale(200).await.unwrap(), 0);
+        assert!(p.expire_stale(200).await.unwrap().is_empty());
     }
 
     #[tokio::test]
