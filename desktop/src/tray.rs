@@ -20,6 +20,9 @@ use crate::state::{MENU_LABEL_CHARS, TrayState, menu_label};
 const PENDING_NAME_CHARS: usize = 32;
 /// Longest platform in a pending request's row.
 const PENDING_PLATFORM_CHARS: usize = 16;
+/// Pending requests the menu lists one by one (newest first); past this a single row counts
+/// the rest and opens Devices, so a flood of requests can't bury the rest of the menu.
+pub const PENDING_ROWS: usize = 5;
 use crate::windows::{self, Page};
 
 /// The tray icon's id.
@@ -140,7 +143,10 @@ pub fn menu_model(view: &AppView, now_ms: i64, launch_at_login: Option<bool>) ->
             label: "Restart Host to Apply Settings".into(),
         });
     }
-    for p in &view.pending {
+    let mut newest: Vec<_> = view.pending.iter().collect();
+    // Stable: requests of the same moment keep the host's order.
+    newest.sort_by_key(|p| std::cmp::Reverse(p.requested_at_ms));
+    for p in newest.iter().take(PENDING_ROWS) {
         // The code first, and only the name and platform shortened: however long or odd the
         // device's name, the code the user compares is always whole and in the same place.
         rows.push(Row::Info(format!(
@@ -159,6 +165,15 @@ pub fn menu_model(view: &AppView, now_ms: i64, launch_at_login: Option<bool>) ->
         rows.push(Row::Action {
             action: MenuAction::Reject(p.request_id.clone()),
             label: menu_label(&format!("Reject {}", p.display_name), MENU_LABEL_CHARS),
+        });
+    }
+    if let Some(more) = newest.len().checked_sub(PENDING_ROWS).filter(|m| *m > 0) {
+        rows.push(Row::Action {
+            action: MenuAction::Open(Page::Devices),
+            label: match more {
+                1 => "1 more pairing request…".into(),
+                n => format!("{n} more pairing requests…"),
+            },
         });
     }
     rows.push(Row::Separator);
@@ -433,6 +448,62 @@ mod tests {
             online,
             last_seen_ms: last_seen,
         }
+    }
+
+    #[test]
+    fn past_a_handful_the_newest_are_listed_and_the_rest_counted() {
+        let flood: Vec<PendingPairing> = (0..40)
+            .map(|i| PendingPairing {
+                requested_at_ms: NOW - 40_000 + i * 1000,
+                ..pending(&format!("dev{i:02}"))
+            })
+            .collect();
+        let rows = menu_model(&view(flood, vec![]), NOW, None);
+        let approves: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| match r {
+                Row::Action {
+                    action: MenuAction::Approve(id),
+                    ..
+                } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            approves,
+            ["r-dev39", "r-dev38", "r-dev37", "r-dev36", "r-dev35"]
+        );
+        let more = rows
+            .iter()
+            .find(|r| matches!(r, Row::Action { label, .. } if label.contains("more pairing")))
+            .unwrap();
+        assert_eq!(
+            more,
+            &Row::Action {
+                action: MenuAction::Open(Page::Devices),
+                label: "35 more pairing requests…".into(),
+            }
+        );
+        // The rest of the menu is still there, right below.
+        assert!(rows.contains(&Row::Action {
+            action: MenuAction::Quit,
+            label: "Quit Perch".into()
+        }));
+        // Exactly a handful: no count row; one more: "1 more".
+        let five: Vec<_> = (0..5).map(|i| pending(&format!("f{i}"))).collect();
+        let rows = menu_model(&view(five, vec![]), NOW, None);
+        assert!(
+            !rows
+                .iter()
+                .any(|r| matches!(r, Row::Action { label, .. } if label.contains("more")))
+        );
+        let six: Vec<_> = (0..6).map(|i| pending(&format!("s{i}"))).collect();
+        let rows = menu_model(&view(six, vec![]), NOW, None);
+        assert!(
+            rows.iter().any(
+                |r| matches!(r, Row::Action { label, .. } if label == "1 more pairing request…")
+            )
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ import {
   devicesReducer,
   formatAgo,
   initialDevices,
-  pendingRows,
+  PENDING_SHOWN,
+  pendingView,
   revokedRows,
 } from '../state/devices';
 import { accessReducer, describeOutcome, describeRequester, initialAccess } from '../state/access';
@@ -24,6 +25,7 @@ export function DevicesPage() {
   const hello = useHello();
   const [state, dispatch] = useReducer(devicesReducer, initialDevices);
   const [loadError, setLoadError] = useState<ErrorShape | null>(null);
+  const [showAllPending, setShowAllPending] = useState(false);
   const now = useNow(15_000);
   const loadingNodes = useRef(false);
 
@@ -84,7 +86,8 @@ export function DevicesPage() {
     );
   }
 
-  const pending = pendingRows(state);
+  const pending = pendingView(state, showAllPending);
+  const pendingCount = pending.shown.length + pending.hidden;
   const devices = deviceRows(state);
   const revoked = revokedRows(state);
   const clients = clientRows(state);
@@ -94,18 +97,32 @@ export function DevicesPage() {
       <h1>Devices</h1>
       {loadError && <ErrorBox error={loadError} />}
       <section aria-labelledby="pending-title" class="card">
-        <h2 id="pending-title">Pairing requests</h2>
-        {pending.length === 0 ? (
+        <h2 id="pending-title">
+          Pairing requests{pendingCount > 0 && <span data-testid="pending-count"> ({pendingCount})</span>}
+        </h2>
+        {pendingCount === 0 ? (
           <p class="muted">
             No device is waiting. Run <code>perch node run</code> on a device to ask to pair, or give it a setup code
             from <code>perch devices setup-code</code>.
           </p>
         ) : (
-          <ul class="rows" data-testid="pending-list">
-            {pending.map((p) => (
-              <PendingItem key={p.requestId} req={p} now={now} />
-            ))}
-          </ul>
+          <>
+            <ul class="rows" data-testid="pending-list">
+              {pending.shown.map((p) => (
+                <PendingItem key={p.requestId} req={p} now={now} />
+              ))}
+            </ul>
+            {pending.hidden > 0 && (
+              <button type="button" class="link" data-testid="pending-show-all" onClick={() => setShowAllPending(true)}>
+                Show {pending.hidden} more {pending.hidden === 1 ? 'request' : 'requests'}
+              </button>
+            )}
+            {showAllPending && pendingCount > PENDING_SHOWN && (
+              <button type="button" class="link" onClick={() => setShowAllPending(false)}>
+                Show only the newest {PENDING_SHOWN}
+              </button>
+            )}
+          </>
         )}
       </section>
 

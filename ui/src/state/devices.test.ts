@@ -8,7 +8,9 @@ import {
   devicesReducer,
   formatAgo,
   initialDevices,
+  PENDING_SHOWN,
   pendingRows,
+  pendingView,
   revokedRows,
 } from './devices';
 
@@ -163,6 +165,42 @@ describe('events', () => {
     });
     expect(pendingRows(s)).toEqual([]);
     expect(deviceRows(s).map((r) => r.deviceId)).toEqual([KITCHEN]);
+  });
+
+  it('a request the host expired disappears, and nothing is paired', () => {
+    const s = devicesReducer(loaded, {
+      type: 'event',
+      event: 'device.pair.resolved',
+      payload: { requestId: '9f2c4e01aa', deviceId: PHONE, decision: 'expired', ts: 1 },
+    });
+    expect(pendingRows(s)).toEqual([]);
+    expect(deviceRows(s).map((r) => r.deviceId)).toEqual([KITCHEN]);
+  });
+
+  it('past a handful of requests the newest are shown and the rest counted', () => {
+    let s = initialDevices;
+    for (let i = 0; i < 12; i++) {
+      s = devicesReducer(s, {
+        type: 'event',
+        event: 'device.pair.requested',
+        payload: {
+          requestId: `r${i}`,
+          deviceId: i.toString(16).padStart(64, '0'),
+          displayName: `flood ${i}`,
+          platform: 'linux',
+          role: 'node',
+          ts: 1000 + i,
+        },
+      });
+    }
+    const few = pendingView(s, false);
+    expect(few.shown.map((p) => p.requestId)).toEqual(['r11', 'r10', 'r9', 'r8', 'r7']);
+    expect(few.shown).toHaveLength(PENDING_SHOWN);
+    expect(few.hidden).toBe(7);
+    const all = pendingView(s, true);
+    expect(all.shown).toHaveLength(12);
+    expect(all.hidden).toBe(0);
+    expect(pendingView(initialDevices, false)).toEqual({ shown: [], hidden: 0 });
   });
 
   it('presence follows stateVersion: applies V+1, ignores old versions, flags gaps', () => {

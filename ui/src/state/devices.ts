@@ -343,6 +343,19 @@ export function pendingRows(state: DevicesState): PendingInfo[] {
   );
 }
 
+/** Requests listed one by one before the rest are counted (as in the tray menu). */
+export const PENDING_SHOWN = 5;
+
+/**
+ * What the pairing list shows: every request when asked to, else the newest handful, so a flood
+ * of requests can't push the devices off the page; `hidden` counts the rest.
+ */
+export function pendingView(state: DevicesState, showAll: boolean): { shown: PendingInfo[]; hidden: number } {
+  const newest = pendingRows(state).reverse();
+  if (showAll || newest.length <= PENDING_SHOWN) return { shown: newest, hidden: 0 };
+  return { shown: newest.slice(0, PENDING_SHOWN), hidden: newest.length - PENDING_SHOWN };
+}
+
 export function revokedRows(state: DevicesState): PairedInfo[] {
   return Object.values(state.paired)
     .filter((p) => p.revoked)
