@@ -2,7 +2,8 @@
 //! host, the real `perch-desktop` (embedding its host), and a real `perch node run` asking to
 //! pair. The test screenshots the tray icon and the open menu (kept under
 //! `$CARGO_TARGET_DIR/test-artifacts/desktop/`), approves the request from the menu with the
-//! keyboard, and checks with `perch nodes list` that the node is online.
+//! keyboard, and checks with `perch nodes list` that the node is online. A second test floods
+//! the host with pairing requests and checks that the menu counts the ones it doesn't list.
 //!
 //! It needs `Xvfb`, `trayer`, `xdotool` and ImageMagick's `import` (scripts/setup.sh test
 //! installs them) and the `perch` binary next to this test's target directory (built by
@@ -19,6 +20,10 @@ use serde_json::Value;
 use screen::{Proc, Screen, count_colour, eventually, free_port};
 
 const DESKTOP: &str = env!("CARGO_BIN_EXE_perch-desktop");
+
+/// One X server at a time: two starting together can pick the same display, and two apps with
+/// their nodes are more than a 2-core CI machine should run side by side.
+static ONE_SCREEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The `perch` CLI built in the same target directory as this test.
 fn perch_bin() -> PathBuf {
@@ -69,6 +74,7 @@ fn cli(perch: &Path, data_dir: &Path, port: u16, args: &[&str]) -> Option<Value>
 
 #[test]
 fn tray_menu_approves_a_real_node() {
+    let _one = ONE_SCREEN.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = screen::require_tools(&screen::TOOLS) {
         panic!("{e}");
     }
@@ -201,4 +207,107 @@ fn tray_menu_approves_a_real_node() {
         },
     );
     assert_eq!(count_colour(&after, icon_rect, ATTENTION), 0);
+}
+
+/// A flood of pairing requests leaves the menu usable: the newest five are listed, one row
+/// counts the rest, and choosing it opens Devices (nothing is approved or rejected on the way).
+#[test]
+fn a_flood_of_requests_is_counted_and_the_count_opens_devices() {
+    let _one = ONE_SCREEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = screen::require_tools(&screen::TOOLS) {
+        panic!("{e}");
+    }
+    let perch = perch_bin();
+    let artifacts = artifacts_dir();
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        host_dir.path().join("perch.toml"),
+        "[gateway]\nmdns = \"off\"\n",
+    )
+    .expect("write perch.toml");
+    let port = free_port();
+    let screen = Screen::start().unwrap_or_else(|e| panic!("{e}"));
+    let (_, _, empty_width, _) = screen.tray_panel().expect("panel");
+    let _app = Proc(
+        screen
+            .cmd(DESKTOP)
+            .args(["--data-dir"])
+            .arg(host_dir.path())
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .env("NO_AT_BRIDGE", "1")
+            .env("PERCH_NO_KEYRING", "1")
+            .env("PERCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start perch-desktop"),
+    );
+    eventually(
+        "the embedded host to answer",
+        Duration::from_secs(60),
+        || cli(&perch, host_dir.path(), port, &["status"]),
+    );
+    let (px, py, pw, ph) = eventually("the tray icon", Duration::from_secs(30), || {
+        screen.tray_panel().filter(|p| p.2 > empty_width)
+    });
+
+    // Seven devices ask to pair (under the per-source cap of eight).
+    const FLOOD: usize = 7;
+    let node_dirs: Vec<_> = (0..FLOOD)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let _nodes: Vec<Proc> = node_dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            Proc(
+                Command::new(&perch)
+                    .args(["node", "run", "--data-dir"])
+                    .arg(dir.path())
+                    .args([
+                        "--gateway",
+                        &format!("ws://127.0.0.1:{port}"),
+                        "--name",
+                        &format!("flood-{i}"),
+                    ])
+                    .env("PERCH_LOG", "warn")
+                    .env("PERCH_NO_KEYRING", "1")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start perch node run"),
+            )
+        })
+        .collect();
+    let pending_count = || {
+        cli(&perch, host_dir.path(), port, &["devices", "list"])
+            .and_then(|v| v["pending"].as_array().map(Vec::len))
+    };
+    eventually("seven pairing requests", Duration::from_secs(40), || {
+        (pending_count()? == FLOOD).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let (cx, cy) = (px + pw - (pw - empty_width) / 2, py + ph / 2);
+    screen.click(cx, cy).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(1200));
+    screen
+        .screenshot(&artifacts.join("tray-menu-flood.png"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Five Approve/Reject pairs, then the count: the eleventh choosable item.
+    let mut keys = vec!["Down"; 11];
+    keys.push("Return");
+    screen.keys(&keys).unwrap_or_else(|e| panic!("{e}"));
+    eventually("the Devices window", Duration::from_secs(20), || {
+        let out = screen
+            .cmd("xdotool")
+            .args(["search", "--name", "Perch — Devices"])
+            .output()
+            .ok()?;
+        (out.status.success() && !out.stdout.is_empty()).then_some(())
+    });
+    assert_eq!(
+        pending_count(),
+        Some(FLOOD),
+        "choosing the count row approved or rejected a request"
+    );
 }
