@@ -84,9 +84,31 @@ fn payload(proof: Option<HostProof>) -> Value {
 
 /// `perch status --data-dir DIR --gateway ws://127.0.0.1:PORT`: (success, stderr).
 async fn status(dir: &std::path::Path, port: u16) -> (bool, String) {
+    operator_command(dir, port, &["status"]).await
+}
+
+/// `perch ARGS --data-dir DIR --gateway ws://127.0.0.1:PORT`, with `BROWSER` a recorder
+/// that writes what it was asked to open to `DIR/browser-opened`: (success, stderr).
+async fn operator_command(dir: &std::path::Path, port: u16, args: &[&str]) -> (bool, String) {
+    let browser = dir.join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\n",
+            dir.join("browser-opened").display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let out = Command::new(PERCH)
-        .args(["status", "--data-dir"])
+        .args(args)
+        .arg("--data-dir")
         .arg(dir)
+        .env("BROWSER", &browser)
         .args(["--gateway", &format!("ws://127.0.0.1:{port}")])
         .env_remove("PERCH_OPERATOR_TOKEN")
         .env_remove("PERCH_HOST_FINGERPRINT")
@@ -149,9 +171,10 @@ async fn without_a_host_key_the_token_goes_nowhere() {
 }
 
 /// A real host's challenge, recorded by a client with its own nonce, replayed at the port the
-/// operator dials: `perch status` on the real data directory (its key, its token) refuses it.
+/// operator dials: `perch status`, the other operator commands and `perch ui` (which would
+/// put the token in a browser's URL) on the real data directory (its key, its token) refuse it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn perch_status_refuses_a_recorded_challenge_of_the_real_host() {
+async fn perch_commands_refuse_a_recorded_challenge_of_the_real_host() {
     let mut host = RealHost::start("").await;
     let mine = new_client_nonce().unwrap();
     let recorded =
@@ -163,12 +186,36 @@ async fn perch_status_refuses_a_recorded_challenge_of_the_real_host() {
     host.stop().await;
 
     let (port, mut heard) = fake_host(recorded).await;
-    let (ok, stderr) = status(host.dir.path(), port).await;
-    assert!(!ok, "status succeeded against a replay");
-    assert!(stderr.contains("no token was sent"), "{stderr}");
-    assert!(stderr.contains("not made for this connection"), "{stderr}");
-    assert!(!stderr.contains(&token), "{stderr}");
-    assert_told_nothing(&mut heard, "perch status").await;
+    for args in [
+        &["status"][..],
+        &["nodes", "list"],
+        &["devices", "list"],
+        &["chat", "hello"],
+        &["ui"],
+    ] {
+        let (ok, stderr) = operator_command(host.dir.path(), port, args).await;
+        assert!(!ok, "perch {args:?} succeeded against a replay");
+        assert!(
+            stderr.contains("not made for this connection"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains(&token), "{stderr}");
+        assert_told_nothing(&mut heard, &format!("perch {args:?}")).await;
+    }
+    assert!(
+        !host.dir.path().join("browser-opened").exists(),
+        "perch ui opened a browser on the impostor: {}",
+        read_text(&host.dir.path().join("browser-opened"))
+    );
+    // The control: against the real host, `perch ui` does open the browser, with the token.
+    host.resume().await;
+    let (ok, stderr) = operator_command(host.dir.path(), host.port, &["ui"]).await;
+    assert!(ok, "{stderr}");
+    let opened = read_text(&host.dir.path().join("browser-opened"));
+    assert!(
+        opened.contains(&format!("127.0.0.1:{}/ui/#token=", host.port)),
+        "{opened}"
+    );
 }
 
 /// perch-client, configured with the real host's token and fingerprint, meets a fake host

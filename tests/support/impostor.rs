@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -95,6 +95,13 @@ pub struct Script {
     pub challenge: Value,
     /// Frames it sends right after the challenge, without waiting for `connect`.
     pub then: Vec<Value>,
+    /// The JSON it answers a plain HTTP request with (`/healthz` copied from the real host);
+    /// `None` closes such requests unanswered.
+    pub healthz: Option<Value>,
+    /// A private key (base64url seed) to sign a fresh challenge with on every connection, over
+    /// the client's own nonce, instead of `challenge`: a host that really holds that key. The
+    /// positive control of an attack (with the real key the secret does arrive).
+    pub signer: Option<String>,
 }
 
 impl Script {
@@ -103,7 +110,24 @@ impl Script {
         Script {
             challenge,
             then: Vec::new(),
+            healthz: None,
+            signer: None,
         }
+    }
+
+    /// Signs a fresh challenge with the key whose base64url seed is `private_key` on every
+    /// connection (bound to the client's nonce), instead of a fixed challenge.
+    pub fn signing(private_key: &str) -> Script {
+        Script {
+            signer: Some(private_key.to_string()),
+            ..Script::greet(Value::Null)
+        }
+    }
+
+    /// Also answers plain HTTP requests with `body` (what the real host's `/healthz` says).
+    pub fn with_healthz(mut self, body: Value) -> Script {
+        self.healthz = Some(body);
+        self
     }
 
     /// A replay aimed at a node: the recorded `challenge`, then a forged `hello-ok` and a
@@ -126,6 +150,8 @@ impl Script {
                     "timeoutMs": 10000
                 }}),
             ],
+            healthz: None,
+            signer: None,
         }
     }
 }
@@ -188,7 +214,11 @@ pub async fn serve(
         let (script, heard, tls) = (script.clone(), heard.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {
-                None => converse(tcp, &script, &heard).await,
+                None => match plain_http(&tcp).await {
+                    Some(true) => answer_http(tcp, script.healthz.as_ref()).await,
+                    Some(false) => converse(tcp, &script, &heard).await,
+                    None => {}
+                },
                 Some(config) => match tokio_rustls::TlsAcceptor::from(config).accept(tcp).await {
                     Ok(stream) => converse(stream, &script, &heard).await,
                     Err(e) => {
@@ -198,6 +228,44 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Whether the request waiting on `tcp` is plain HTTP (`Some(true)`) or a WebSocket upgrade
+/// (`Some(false)`), read with `peek` so the upgrade still sees the whole request; `None` if the
+/// client sent no complete head within 16 KiB.
+async fn plain_http(tcp: &TcpStream) -> Option<bool> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tcp.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        if head.contains("\r\n\r\n") {
+            return Some(!head.contains("upgrade: websocket"));
+        }
+        if n == buf.len() {
+            return None;
+        }
+        // More of the head is on its way.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Answers one plain HTTP request with `body` as JSON (or closes without an answer).
+async fn answer_http(mut tcp: TcpStream, body: Option<&Value>) {
+    let mut head = vec![0u8; 16 * 1024];
+    let _ = tcp.read(&mut head).await;
+    let Some(body) = body else {
+        return;
+    };
+    let body = body.to_string();
+    let res = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.write_all(res.as_bytes()).await;
+    let _ = tcp.shutdown().await;
 }
 
 /// One connection: upgrade, say the script, report every frame until it ends.
@@ -219,8 +287,16 @@ where
         return;
     };
     let client_nonce = nonce.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let challenge = match script
+        .signer
+        .as_deref()
+        .map(DeviceIdentity::from_private_b64)
+    {
+        Some(Ok(key)) => challenge_signed_by(&key, client_nonce.as_deref()),
+        _ => script.challenge.clone(),
+    };
     let _ = heard.send(Heard::Upgraded { client_nonce });
-    let greeting = json!({"type": "event", "event": CHALLENGE_EVENT, "payload": script.challenge});
+    let greeting = json!({"type": "event", "event": CHALLENGE_EVENT, "payload": challenge});
     let mut out = vec![greeting];
     out.extend(script.then.iter().cloned());
     for frame in out {
