@@ -9,6 +9,8 @@
 //! sockets (loopback, or a veth pair between namespaces); fakes stand in only for what is
 //! remote to Perch: an impostor host, a model provider, a browser.
 
+#![warn(missing_docs)]
+
 pub mod display;
 pub mod impostor;
 pub mod leaks;
