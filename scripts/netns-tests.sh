@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The tests that multicast or cross hosts (core/cli/tests/netns_*.rs). They run only inside network
-# namespaces they create, never on this machine's own interfaces, so they need root and
-# `ip netns`. Where that is not available they are reported as skipped and this exits 0.
+# The tests that multicast or cross hosts (core/cli/tests/netns_*.rs, and the attack suite's
+# ignored tests in tests/attack/*.rs). They run only inside network namespaces they create, never
+# on this machine's own interfaces, so they need root and `ip netns`. Where that is not available
+# they are reported as skipped and this exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/perch-target}"
 export SQLX_OFFLINE=true
 
 ZEROCONF_VERSION="0.154.0"
-count=$(cat core/cli/tests/netns_*.rs | grep -c '#\[ignore = "needs root and ip netns' || true)
+count=$(cat core/cli/tests/netns_*.rs tests/attack/*.rs | grep -c '#\[ignore = "needs root and ip netns' || true)
 
 skip() {
   echo "netns tests: 0 passed, 0 failed, ${count} skipped ($1)"
@@ -57,4 +58,8 @@ else
   echo "warning: no python3 with zeroconf; the interoperability tests will fail" >&2
 fi
 
-cargo test --locked -p perch-cli --test netns_mdns --test netns_pairing -- --ignored --test-threads=1
+status=0
+cargo test --locked -p perch-cli --test netns_mdns --test netns_pairing -- --ignored --test-threads=1 || status=$?
+# The attack suite's namespace tests (perch, built above, is what they attack).
+cargo test --locked -p perch-attack-tests -- --ignored --test-threads=1 || status=$?
+exit "$status"

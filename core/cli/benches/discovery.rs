@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "../tests/common/netns.rs"]
-mod netns;
-use netns::{HOST_IP, Host, NetPair, PERCH};
+use perch_attack_tests::netns::{HOST_IP, Host, NetPair, PERCH};
 
 const DISCOVERY_RUNS: usize = 20;
 const RESTART_RUNS: usize = 10;

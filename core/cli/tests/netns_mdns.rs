@@ -47,7 +47,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs the python-zeroconf browser in `ns` for a few seconds; the parsed array.
 fn zeroconf_browse(ns: &str) -> Vec<Value> {
-    let out: Output = NetPair::cmd(ns, &python())
+    let out: Output = NetPair::cmd(ns, python())
         .arg(fixture("zeroconf_browse.py"))
         .args(["--timeout", "4"])
         .output()
@@ -310,7 +310,7 @@ fn shutdown_says_goodbye() {
     let net = NetPair::new();
     let mut host = Host::start(&net.a, "0.0.0.0", 18808, "name = \"Leaving\"");
     host.wait_for_log_ro("advertising on mDNS");
-    let mut watcher = NetPair::cmd(&net.b, &python())
+    let mut watcher = NetPair::cmd(&net.b, python())
         .arg(fixture("zeroconf_browse.py"))
         .args(["--events", "--timeout", "12"])
         .stdout(Stdio::piped())

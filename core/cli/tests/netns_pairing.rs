@@ -4,7 +4,6 @@
 //! with a packet capture on the link that finds no cleartext. Needs root and `ip netns`;
 //! `scripts/netns-tests.sh` runs these.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -12,87 +11,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::netns::{HOST_IP, Host, NetPair, PERCH};
+use common::netns::{HOST_IP, Host, NetPair, NodeProc, PERCH, eventually_sync, ns_cli};
 
 /// An operator command run in the host's namespace, `--json`.
 fn cli(ns: &str, host: &Host, args: &[&str]) -> Result<Value, Value> {
-    let out = NetPair::cmd(ns, PERCH)
-        .args(args)
-        .args(["--json", "--data-dir"])
-        .arg(host.data_dir())
-        .args(["--gateway", &format!("ws://{HOST_IP}:{}", host.port)])
-        .env("PERCH_LOG", "warn")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if out.status.success() { Ok(v) } else { Err(v) }
+    ns_cli(ns, host, args)
 }
 
-/// A `perch node run` in namespace `ns`, its output in `<dir>/node.log`.
-struct NodeProc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl NodeProc {
-    fn start(ns: &str, dir: &Path, args: &[&str]) -> NodeProc {
-        let log = dir.join("node.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = NetPair::cmd(ns, PERCH)
-            .args(["node", "run", "--data-dir"])
-            .arg(dir)
-            .args(args)
-            .env("PERCH_LOG", "info")
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        NodeProc { child, log }
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    /// Waits for the process to exit; its status.
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "node still running:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(150));
-    }
+fn eventually<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    eventually_sync(what, limit, f)
 }
 
 fn online(ns: &str, host: &Host, name: &str) -> Value {

@@ -125,7 +125,9 @@ fn interface_addresses() -> Vec<IpAddr> {
 }
 
 /// Middleware: refuses a request whose `Host` is missing or not on the list with
-/// 421 Misdirected Request.
+/// 421 Misdirected Request, and one a web page of another origin sent (its `Origin` names
+/// another host or port than its `Host`) with 403, on every route: the socket, `/healthz`,
+/// the UI, and methods no route has.
 pub async fn check_host(
     State(allow): State<Arc<HostAllowlist>>,
     req: Request,
@@ -136,7 +138,10 @@ pub async fn check_host(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     match host {
-        Some(h) if allow.allows(h) => next.run(req).await,
+        Some(h) if allow.allows(h) => match crate::web::foreign_origin(req.headers()) {
+            None => next.run(req).await,
+            Some(origin) => crate::web::forbidden_origin(&origin),
+        },
         other => {
             tracing::debug!(host = ?other, "refused a request for another host name");
             (

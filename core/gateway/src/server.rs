@@ -257,15 +257,9 @@ async fn root(
     slot: Option<Extension<crate::accept::SlotHandle>>,
     mut req: Request,
 ) -> Response {
+    // A foreign `Origin` never gets here: `host_check::check_host` refuses it on every route.
     let upgrade = crate::ws_upgrade::Upgrade::from_request(&mut req);
     let headers = req.headers();
-    let foreign = upgrade
-        .is_some()
-        .then(|| crate::web::foreign_origin(headers))
-        .flatten();
-    if let Some(origin) = foreign {
-        return crate::web::forbidden_origin(&origin);
-    }
     match upgrade {
         None if crate::web::wants_html(headers) => {
             Redirect::temporary(crate::web::UI_PATH).into_response()

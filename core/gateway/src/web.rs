@@ -159,9 +159,10 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
-/// The `Origin` rule for WebSocket upgrades: no `Origin` (the CLI, nodes, native apps) is
-/// fine; a browser's `Origin` must name the same host and port as the `Host` it sent, so a
-/// page from elsewhere cannot open the socket. Returns the refused origin.
+/// The `Origin` rule for every request: no `Origin` (the CLI, nodes, native apps) is fine; a
+/// browser's `Origin` must name the same host and port as the `Host` it sent, so a page from
+/// elsewhere can neither open the socket nor call the host over HTTP. Returns the refused
+/// origin.
 pub fn foreign_origin(headers: &HeaderMap) -> Option<String> {
     let origin = headers.get(header::ORIGIN)?;
     let origin_text = String::from_utf8_lossy(origin.as_bytes()).to_string();
@@ -204,12 +205,12 @@ fn normalize(authority: &str, scheme: &str) -> String {
     }
 }
 
-/// The answer to a WebSocket upgrade from a foreign origin.
+/// The answer to a request (a WebSocket upgrade or plain HTTP) from a foreign origin.
 pub fn forbidden_origin(origin: &str) -> Response {
-    tracing::info!(origin, "refused a WebSocket upgrade from another origin");
+    tracing::info!(origin, "refused a request from another origin");
     (
         StatusCode::FORBIDDEN,
-        "WebSocket connections from web pages of another origin are refused\n",
+        "requests from web pages of another origin are refused\n",
     )
         .into_response()
 }

@@ -235,3 +235,18 @@ async fn websocket_upgrades_from_another_origin_are_refused() {
         "programs send no Origin"
     );
 }
+
+#[tokio::test]
+async fn http_requests_from_another_origin_are_refused() {
+    let host = start_host(|_| {}).await;
+    for path in ["/healthz", "/", "/ui/"] {
+        let a = http(&host, "GET", path, &[("Origin", "http://evil.example")]).await;
+        assert_eq!(a.status, 403, "{path}: {}", a.body);
+        assert!(!a.headers.contains_key("access-control-allow-origin"));
+    }
+    let a = http(&host, "POST", "/", &[("Origin", "http://evil.example")]).await;
+    assert_eq!(a.status, 403);
+    let own = format!("http://{}", host.gw.addr);
+    let a = http(&host, "GET", "/healthz", &[("Origin", &own)]).await;
+    assert_eq!(a.status, 200, "the host's own pages may call it");
+}

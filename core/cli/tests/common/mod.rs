@@ -1,3 +1,4 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: the namespace helpers live in the attack suite's
+//! support library (tests/support/netns.rs).
 
-pub mod netns;
+pub use perch_attack_tests::netns;

@@ -1,19 +1,18 @@
 //! Test hosts in network namespaces: two namespaces joined by a veth pair (A holds
-//! 10.231.0.1, B 10.231.0.2), and `perch serve` processes inside them. Nothing here touches
-//! the machine's own interfaces. Needs root and `ip netns`.
+//! 10.231.0.1, B 10.231.0.2), and `perch serve` / `perch node run` processes inside them.
+//! Nothing here touches the machine's own interfaces. Needs root and `ip netns`. Shared with
+//! `core/cli/tests` through `core/cli/tests/common/mod.rs`.
 
-#![allow(dead_code)]
-
+use std::ffi::OsStr;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The `perch` binary under test.
-pub const PERCH: &str = env!("CARGO_BIN_EXE_perch");
+pub use crate::procs::PERCH;
 /// A's address on the veth.
 pub const HOST_IP: &str = "10.231.0.1";
 /// B's address on the veth.
@@ -21,6 +20,7 @@ pub const BROWSER_IP: &str = "10.231.0.2";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Runs a command that must succeed (namespace and link set-up), panicking with its stderr.
 pub fn run_ok(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
     assert!(
@@ -34,12 +34,17 @@ pub fn run_ok(args: &[&str]) {
 /// Two namespaces joined by a veth pair: A holds 10.231.0.1, B holds 10.231.0.2. Deleted on
 /// drop, however the test ends (deleting a namespace deletes its end of the veth too).
 pub struct NetPair {
+    /// The host's namespace (10.231.0.1).
     pub a: String,
+    /// The other machine's namespace (10.231.0.2).
     pub b: String,
+    /// B's end of the veth, for captures on the link.
     pub veth_b: String,
 }
 
 impl NetPair {
+    /// Creates both namespaces and the link; panics (after cleaning up) if it cannot.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let id = format!(
             "{}x{}",
@@ -97,9 +102,9 @@ impl NetPair {
     }
 
     /// A command that runs `program` inside namespace `ns`.
-    pub fn cmd(ns: &str, program: &str) -> Command {
+    pub fn cmd(ns: &str, program: impl AsRef<OsStr>) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
+        c.args(["netns", "exec", ns]).arg(program);
         c
     }
 
@@ -141,8 +146,11 @@ impl Drop for NetPair {
 /// A `perch serve` in a namespace; stopped with SIGTERM on drop (so it says goodbye), killed if
 /// it does not exit in time. Its stderr log goes to `<data dir>/serve.log`.
 pub struct Host {
+    /// The running `perch serve`, until stopped.
     pub child: Option<Child>,
+    /// Its data directory.
     pub dir: tempfile::TempDir,
+    /// The port it listens on.
     pub port: u16,
 }
 
@@ -217,6 +225,7 @@ impl Host {
         host
     }
 
+    /// The host's log so far.
     pub fn log(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(self.dir.path().join("serve.log")) {
@@ -225,6 +234,7 @@ impl Host {
         s
     }
 
+    /// Waits until the log says `needle`; panics if the host exits or `limit` passes.
     pub fn wait_for_log(&mut self, needle: &str, limit: Duration) {
         let start = Instant::now();
         loop {
@@ -253,6 +263,7 @@ impl Host {
         v["fingerprint"].as_str().unwrap().to_string()
     }
 
+    /// The host's data directory.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -295,5 +306,89 @@ impl Host {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A `perch node run` in a namespace, its output in `<dir>/node.log`; killed on drop.
+pub struct NodeProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl NodeProc {
+    /// Starts `perch node run --data-dir DIR ARGS...` in namespace `ns`.
+    pub fn start(ns: &str, dir: &Path, args: &[&str]) -> NodeProc {
+        let log = dir.join("node.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = NetPair::cmd(ns, PERCH)
+            .args(["node", "run", "--data-dir"])
+            .arg(dir)
+            .args(args)
+            .env("PERCH_LOG", "info")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        NodeProc { child, log }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits for the process to exit; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "node still running:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An operator command run in the host's namespace, `--json`, against `host`.
+pub fn ns_cli(ns: &str, host: &Host, args: &[&str]) -> Result<Value, Value> {
+    let out = NetPair::cmd(ns, PERCH)
+        .args(args)
+        .args(["--json", "--data-dir"])
+        .arg(host.data_dir())
+        .args(["--gateway", &format!("ws://{HOST_IP}:{}", host.port)])
+        .env("PERCH_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if out.status.success() { Ok(v) } else { Err(v) }
+}
+
+/// Polls `f` (blocking) until it yields Some, or panics after `limit`.
+pub fn eventually_sync<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(150));
     }
 }
