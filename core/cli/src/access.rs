@@ -153,6 +153,9 @@ pub async fn node_access(args: NodeAccessArgs) -> Result<()> {
                 NodeState::Backoff { last_error, .. } => {
                     return Err(anyhow!("cannot reach host {host_id}: {last_error}"));
                 }
+                NodeState::WrongHost { message, .. } => {
+                    return Err(anyhow!("cannot reach host {host_id}: {message}"));
+                }
                 _ => {}
             }
             if states.changed().await.is_err() {

@@ -138,6 +138,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     retry_in_ms,
                     last_error,
                 } => say!("Disconnected ({last_error}); retrying in {retry_in_ms} ms"),
+                NodeState::WrongHost {
+                    message,
+                    retry_in_ms,
+                    ..
+                } => say!("Refused the host: {message}. Nothing was sent to it; trying again in {retry_in_ms} ms"),
                 _ => {}
             }
         }

@@ -178,6 +178,20 @@ pub enum NodeState {
         /// Why the last attempt ended.
         last_error: String,
     },
+    /// Something at the host's address could not prove the key this node trusts (the pinned
+    /// one, or the one its setup code names), so it was told nothing. The node tries again
+    /// with backoff: the real host may come back, and whoever holds the address must not be
+    /// able to switch the node off. If the host was reinstalled, the user forgets its pin.
+    WrongHost {
+        /// The host this node trusts at that address.
+        trusted_host_id: String,
+        /// What answered instead: a host id, or a description when it proved no key.
+        found: String,
+        /// The whole story, with what to do, for display.
+        message: String,
+        /// How long until the next attempt.
+        retry_in_ms: u64,
+    },
     /// `run` has returned.
     Stopped {
         /// Why, when it was not a requested shutdown.
@@ -208,13 +222,19 @@ impl std::fmt::Display for NodeState {
                 retry_in_ms,
                 last_error,
             } => write!(f, "retrying in {retry_in_ms} ms after: {last_error}"),
+            NodeState::WrongHost {
+                message,
+                retry_in_ms,
+                ..
+            } => write!(f, "{message}; trying again in {retry_in_ms} ms"),
             NodeState::Stopped { error: None } => f.write_str("stopped"),
             NodeState::Stopped { error: Some(e) } => write!(f, "stopped: {e}"),
         }
     }
 }
 
-/// Why a node stopped for good (everything else is retried).
+/// Why a node stopped for good, or (`HostChanged`, `UnexpectedHost`) why it keeps refusing what
+/// answers at its host's address; everything else is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The identity or token store could not be used (for example a corrupt identity file).
@@ -290,6 +310,23 @@ pub enum NodeError {
     /// The host closed the connection and said reconnecting cannot help.
     #[error("the host closed the connection for good: {0}")]
     HostClosed(ErrorShape),
+}
+
+impl NodeError {
+    /// For a wrong host: the host this node trusts there, and what answered instead.
+    fn wrong_host_ids(&self) -> (String, String) {
+        match self {
+            NodeError::HostChanged {
+                pinned_host_id,
+                found,
+                ..
+            } => (pinned_host_id.clone(), found.clone()),
+            NodeError::UnexpectedHost {
+                expected_host_id, ..
+            } => (expected_host_id.clone(), "a host with another key".into()),
+            other => (String::new(), other.to_string()),
+        }
+    }
 }
 
 fn request_suffix(id: &Option<String>) -> String {
@@ -410,6 +447,9 @@ enum End {
     Shutdown,
     /// Stop for good.
     Fatal(NodeError),
+    /// Someone else answered at the host's address (`HostChanged` or `UnexpectedHost`): it
+    /// was told nothing, and the node tries again later.
+    WrongHost(NodeError),
     /// Reconnect.
     Retry(Retry),
 }
@@ -652,6 +692,22 @@ impl Node {
                     });
                     return Err(e);
                 }
+                End::WrongHost(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                        "the host could not prove its key; told it nothing, will try again");
+                    let (trusted_host_id, found) = e.wrong_host_ids();
+                    self.set_state(NodeState::WrongHost {
+                        trusted_host_id,
+                        found,
+                        message: e.to_string(),
+                        retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    });
+                    if self.pause(delay, &mut shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 End::Retry(r) => r,
             };
             if attempts.progressed {
@@ -674,16 +730,25 @@ impl Node {
                 retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 last_error: retry.reason,
             });
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.wake.notified() => {
-                    tracing::info!("network or host is back; reconnecting now");
-                }
-                _ = &mut shutdown => {
-                    tracing::info!("node stopped");
-                    self.set_state(NodeState::Stopped { error: None });
-                    return Ok(());
-                }
+            if self.pause(delay, &mut shutdown).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits `delay` before the next attempt, or less if the embedder says the network or the
+    /// host is back; true when shutdown came first (the state is then `Stopped`).
+    async fn pause(&self, delay: Duration, shutdown: &mut Shutdown<'_>) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = self.wake.notified() => {
+                tracing::info!("network or host is back; reconnecting now");
+                false
+            }
+            _ = &mut *shutdown => {
+                tracing::info!("node stopped");
+                self.set_state(NodeState::Stopped { error: None });
+                true
             }
         }
     }
@@ -759,11 +824,11 @@ impl Node {
             DialError::HostKeyMismatch { found, .. } => {
                 let found = perch_protocol::identity::host_id_for(&found);
                 match &self.config.expected_host {
-                    Some(expected) => End::Fatal(NodeError::UnexpectedHost {
+                    Some(expected) => End::WrongHost(NodeError::UnexpectedHost {
                         url: url.to_string(),
                         expected_host_id: expected.host_id.clone(),
                     }),
-                    None => End::Fatal(NodeError::HostChanged {
+                    None => End::WrongHost(NodeError::HostChanged {
                         url: url.to_string(),
                         pinned_host_id: match pin {
                             HostPin::Fingerprint(fp) => perch_protocol::identity::host_id_for(fp),
@@ -797,13 +862,13 @@ impl Node {
         let Some(proof) = &challenge.host else {
             // A host without a proof (an OpenClaw gateway) is fine unless we know better.
             if let Some(expected) = &self.config.expected_host {
-                return Err(End::Fatal(NodeError::UnexpectedHost {
+                return Err(End::WrongHost(NodeError::UnexpectedHost {
                     url: url.to_string(),
                     expected_host_id: expected.host_id.clone(),
                 }));
             }
             if let Some((pinned_host_id, _)) = pinned_here {
-                return Err(End::Fatal(NodeError::HostChanged {
+                return Err(End::WrongHost(NodeError::HostChanged {
                     url: url.to_string(),
                     pinned_host_id,
                     found: "a host without an identity proof".into(),
@@ -817,7 +882,7 @@ impl Node {
         if let Some(expected) = &self.config.expected_host
             && expected.fingerprint != fingerprint
         {
-            return Err(End::Fatal(NodeError::UnexpectedHost {
+            return Err(End::WrongHost(NodeError::UnexpectedHost {
                 url: url.to_string(),
                 expected_host_id: expected.host_id.clone(),
             }));
@@ -826,7 +891,7 @@ impl Node {
             && pin.fingerprint != fingerprint
             && self.config.expected_host.is_none()
         {
-            return Err(End::Fatal(NodeError::HostChanged {
+            return Err(End::WrongHost(NodeError::HostChanged {
                 url: url.to_string(),
                 pinned_host_id,
                 found: proof.host_id.clone(),
@@ -1658,6 +1723,7 @@ impl Conn {
         let (code, reason, grace) = match &end {
             End::Shutdown => (close_code::NORMAL, "node stopping", CLOSE_GRACE),
             End::Fatal(_) => (close_code::NORMAL, "node giving up", SHORT_CLOSE_GRACE),
+            End::WrongHost(_) => (close_code::NORMAL, "not my host", SHORT_CLOSE_GRACE),
             End::Retry(r) if r.reason.starts_with("host silent") => {
                 (close_code::TICK_TIMEOUT, "tick timeout", SHORT_CLOSE_GRACE)
             }

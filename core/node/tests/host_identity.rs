@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Host, RunningNode, test_config};
 use perch_node::runtime::{ActivitySource, BootstrapToken, ExpectedHost};
-use perch_node::{Capabilities, HostPins, Node, NodeError};
+use perch_node::{Capabilities, HostPins, Node, NodeState};
 use perch_protocol::DeviceIdentity;
 use perch_protocol::frame::Frame;
 
@@ -37,13 +37,24 @@ async fn a_pinned_host_replaced_by_another_key_is_refused_before_connect() {
     let impostor = DeviceIdentity::from_seed(&[2; 32]);
     let mut fake = host.accept().await;
     fake.challenge_signed("n2", &impostor).await;
-    let result = node.join().await;
-    assert!(
-        matches!(result, Err(NodeError::HostChanged { ref pinned_host_id, .. }) if *pinned_host_id == host_id),
-        "{result:?}"
-    );
+    node.wait_state("WrongHost", |s| {
+        matches!(s, NodeState::WrongHost { trusted_host_id, message, .. }
+            if *trusted_host_id == host_id && message.contains("forget-host"))
+    })
+    .await;
     // It never sent the impostor a connect (no token, no signature).
     fake.expect_close().await;
+
+    // Whoever holds the address can't switch the node off: the real host comes back and the
+    // node connects to it again, with its token.
+    let mut conn = host.accept().await;
+    conn.challenge_signed("n3", &real).await;
+    let (id, p) = conn.recv_connect("n3").await;
+    assert_eq!(p.auth.unwrap().device_token.as_deref(), Some("tok-1"));
+    conn.hello_ok(id, None).await;
+    node.wait_connected().await;
+    node.request_stop();
+    assert!(node.join().await.is_ok());
 }
 
 #[tokio::test]
@@ -56,14 +67,16 @@ async fn a_host_without_proof_at_a_pinned_address_is_refused() {
     HostPins::new(dir.path())
         .pin(&perch_protocol::identity::host_id_for(&fp), &fp, &url)
         .unwrap();
-    let node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
+    let mut node = RunningNode::start(test_config(&host.url, dir.path()), Capabilities::new());
     let mut conn = host.accept().await;
     conn.challenge("n1").await; // no host proof: a downgrade
-    let result = node.join().await;
-    assert!(
-        matches!(result, Err(NodeError::HostChanged { .. })),
-        "{result:?}"
-    );
+    node.wait_state("WrongHost", |s| {
+        matches!(s, NodeState::WrongHost { found, .. } if found.contains("without an identity proof"))
+    })
+    .await;
+    conn.expect_close().await;
+    node.request_stop();
+    assert!(node.join().await.is_ok());
 }
 
 #[tokio::test]
@@ -109,15 +122,15 @@ async fn setup_code_expectation_and_bootstrap_token() {
     let dir2 = tempfile::tempdir().unwrap();
     let mut other = config;
     other.data_dir = dir2.path().to_path_buf();
-    let node = RunningNode::start(other, Capabilities::new());
+    let mut node = RunningNode::start(other, Capabilities::new());
     let mut conn = host.accept().await;
     conn.challenge_signed("n3", &DeviceIdentity::from_seed(&[5; 32]))
         .await;
-    let result = node.join().await;
-    assert!(
-        matches!(result, Err(NodeError::UnexpectedHost { .. })),
-        "{result:?}"
-    );
+    node.wait_state("WrongHost", |s| matches!(s, NodeState::WrongHost { .. }))
+        .await;
+    conn.expect_close().await;
+    node.request_stop();
+    assert!(node.join().await.is_ok());
 }
 
 #[tokio::test]

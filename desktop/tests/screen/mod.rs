@@ -62,9 +62,12 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// A display number nobody uses.
+/// A display number nobody uses, and that this process has not used before: a display just
+/// given back can still be held for a moment by the server that is going away.
 pub fn free_display() -> Option<u32> {
-    let base = 90 + std::process::id() % 400;
+    static USED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base =
+        90 + std::process::id() % 400 + USED.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
     (base..base + 100).find(|n| {
         !Path::new(&format!("/tmp/.X{n}-lock")).exists()
             && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
