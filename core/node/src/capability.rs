@@ -81,6 +81,12 @@ pub trait CapabilityHandler: Send + Sync {
         BTreeMap::new()
     }
 
+    /// Whether `command` needs the app on screen (a camera, the canvas, the screen itself); the
+    /// runtime refuses it while the app is in the background. None does by default.
+    fn needs_foreground(&self, _command: &str) -> bool {
+        false
+    }
+
     /// Runs `command` with its decoded params (`null` when the host sent none). The future
     /// owns what it needs, so the runtime can run it on its own task and abort it on cancel.
     fn invoke(
@@ -158,6 +164,13 @@ impl Capabilities {
     /// Permission claims advertised at connect.
     pub fn permissions(&self) -> BTreeMap<String, bool> {
         self.permissions.clone()
+    }
+
+    /// Whether a served command needs the app on screen.
+    pub fn needs_foreground(&self, command: &str) -> bool {
+        self.by_command
+            .get(command)
+            .is_some_and(|h| h.needs_foreground(command))
     }
 
     /// Whether a command is served.

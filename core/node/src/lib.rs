@@ -34,6 +34,7 @@ pub mod desktop;
 pub mod discovery;
 pub mod host_calls;
 pub mod identity_store;
+pub mod lifecycle;
 pub mod runtime;
 
 pub use capability::{
@@ -41,6 +42,7 @@ pub use capability::{
 };
 pub use host_calls::{HostCallError, HostCalls};
 pub use identity_store::{HostPins, IdentityStore, PinnedHost, StoreError, TokenStore};
+pub use lifecycle::{AppPhase, Lifecycle};
 pub use perch_protocol::backoff::{self, Backoff};
 pub use runtime::{
     ActivitySource, BootstrapToken, ExpectedHost, Node, NodeConfig, NodeError, NodeState,

@@ -46,6 +46,7 @@ use crate::backoff::{self, Backoff};
 use crate::capability::{Capabilities, CommandError};
 use crate::host_calls::{HOST_CALL_QUEUE, HostCall, HostCalls};
 use crate::identity_store::{HostPins, IdentityStore, StoreError, TokenStore, ensure_data_dir};
+use crate::lifecycle::{self, Lifecycle};
 
 /// How often the activity source is read while connected.
 const ACTIVITY_CHECK: Duration = Duration::from_secs(5);
@@ -415,6 +416,7 @@ pub struct Node {
     pins: HostPins,
     state: watch::Sender<NodeState>,
     wake: Arc<tokio::sync::Notify>,
+    lifecycle: Lifecycle,
     activity: Option<Arc<dyn ActivitySource>>,
     calls_tx: mpsc::Sender<HostCall>,
     /// Calls to the host, read by the serving loop of the connection that is up.
@@ -604,6 +606,7 @@ impl Node {
         let pins = HostPins::new(&config.data_dir);
         let (state, _) = watch::channel(NodeState::Idle);
         let (calls_tx, calls_rx) = mpsc::channel(HOST_CALL_QUEUE);
+        let wake = Arc::new(tokio::sync::Notify::new());
         Ok(Node {
             config,
             identity,
@@ -612,7 +615,8 @@ impl Node {
             tokens,
             pins,
             state,
-            wake: Arc::new(tokio::sync::Notify::new()),
+            lifecycle: Lifecycle::new(wake.clone()),
+            wake,
             activity: None,
             calls_tx,
             calls_rx: tokio::sync::Mutex::new(calls_rx),
@@ -630,6 +634,11 @@ impl Node {
     /// back or the host is seen again.
     pub fn waker(&self) -> Arc<tokio::sync::Notify> {
         self.wake.clone()
+    }
+
+    /// The app's handle for reporting foreground, background and network changes (phones).
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
     }
 
     /// This device's id (the node id the host knows it by).
@@ -1394,6 +1403,12 @@ impl Node {
         };
         tracing::debug!(invoke_id = %req.id, command = %req.command, timeout_ms, "invoke");
         let command = req.command.clone();
+        let needs_screen = self.capabilities.needs_foreground(&command);
+        if let Err(err) = lifecycle::gate(self.lifecycle.phase(), &command, needs_screen) {
+            tracing::info!(invoke_id = %req.id, %command, "refused: the app is in the background");
+            let frame = conn.invoke_result(&req.id, &self.device_id, Err(err), max_payload);
+            return conn.send(&frame).await;
+        }
         // A handler that panics while building its future must not take the loop down.
         let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.capabilities.invoke(&command, params)

@@ -762,3 +762,104 @@ async fn stray_frames_are_tolerated() {
     conn.expect_close().await;
     node.join().await.unwrap();
 }
+
+/// A screen command: answers only while the app is on screen.
+struct Screen;
+
+impl CapabilityHandler for Screen {
+    fn commands(&self) -> Vec<String> {
+        vec!["test.screen".into(), "test.any".into()]
+    }
+    fn caps(&self) -> Vec<String> {
+        vec!["test".into()]
+    }
+    fn needs_foreground(&self, command: &str) -> bool {
+        command == "test.screen"
+    }
+    fn invoke(&self, command: &str, _: Value) -> BoxFuture<'static, Result<Value, CommandError>> {
+        let command = command.to_string();
+        Box::pin(async move { Ok(json!({"ran": command})) })
+    }
+}
+
+/// In the background a screen command is refused with NODE_BACKGROUND_UNAVAILABLE (other
+/// commands still run); back on screen it runs, on the same connection: the phase change
+/// never forced a reconnect.
+#[tokio::test]
+async fn screen_commands_wait_for_the_foreground_on_the_same_connection() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let caps = Capabilities::new().with(Arc::new(Screen)).unwrap();
+    let mut node = RunningNode::start(test_config(&host.url, dir.path()), caps);
+    let mut conn = host.accept().await;
+    conn.handshake("n-1", None).await;
+    node.wait_connected().await;
+    let me = node.device_id.clone();
+
+    node.lifecycle.set_phase(perch_node::AppPhase::Background);
+    conn.invoke("bg-screen", &me, "test.screen", None, 5000)
+        .await;
+    let r = conn.recv_result().await;
+    let e = r.error.unwrap();
+    assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
+    assert!(
+        e.message.starts_with("NODE_BACKGROUND_UNAVAILABLE:"),
+        "{}",
+        e.message
+    );
+    conn.invoke("bg-any", &me, "test.any", None, 5000).await;
+    assert_eq!(
+        conn.recv_result().await.payload.unwrap(),
+        json!({"ran": "test.any"})
+    );
+
+    node.lifecycle.set_phase(perch_node::AppPhase::Foreground);
+    conn.invoke("fg-screen", &me, "test.screen", None, 5000)
+        .await;
+    let r = conn.recv_result().await;
+    assert_eq!(r.id, "fg-screen");
+    assert_eq!(r.payload.unwrap(), json!({"ran": "test.screen"}));
+    assert!(
+        !host.connects_within(Duration::from_millis(300)).await,
+        "coming back to the foreground reconnected"
+    );
+
+    node.request_stop();
+    conn.expect_close().await;
+    node.join().await.unwrap();
+}
+
+/// Returning to the foreground ends a reconnect wait at once, instead of its backoff.
+#[tokio::test]
+async fn coming_back_to_the_foreground_reconnects_now() {
+    let host = Host::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A host may ask for a long pause; the test's usual 200 ms cap would hide it.
+    let mut config = test_config(&host.url, dir.path());
+    config.backoff_cap = Duration::from_secs(30);
+    let mut node = RunningNode::start(config, Capabilities::new());
+    let mut conn = host.accept().await;
+    conn.handshake("n-1", None).await;
+    node.wait_connected().await;
+    node.lifecycle.set_phase(perch_node::AppPhase::Background);
+    // The host drops the connection, then asks the node to stay away for 20 s...
+    drop(conn);
+    let mut again = host.accept().await;
+    again.challenge("n-2").await;
+    let (id, _) = again.recv_connect("n-2").await;
+    let mut busy = ErrorShape::new(ErrorCode::Unavailable, "busy");
+    busy.retryable = Some(true);
+    busy.retry_after_ms = Some(20_000);
+    again.refuse(id, busy).await;
+    again.expect_close().await;
+    node.wait_state(
+        "a long backoff",
+        |s| matches!(s, NodeState::Backoff { retry_in_ms, .. } if *retry_in_ms >= 10_000),
+    )
+    .await;
+    // ...while the app is away. It comes back: the node tries now, not in 20 s.
+    node.lifecycle.set_phase(perch_node::AppPhase::Foreground);
+    assert!(host.connects_within(Duration::from_secs(2)).await);
+    node.request_stop();
+    let _ = node.join().await;
+}

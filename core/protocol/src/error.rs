@@ -99,6 +99,8 @@ error_codes! {
     /// The user has not shared this node's location with the assistant (`location.share`
     /// is `off`): the host refused a model's call without asking the node.
     LocationSharingOff => "LOCATION_SHARING_OFF",
+    /// The command needs the app on screen and the phone has it in the background.
+    NodeBackgroundUnavailable => "NODE_BACKGROUND_UNAVAILABLE",
 }
 
 impl fmt::Display for ErrorCode {

@@ -342,6 +342,7 @@ pub fn test_config(url: &str, data_dir: &Path) -> NodeConfig {
 pub struct RunningNode {
     pub device_id: String,
     pub state: watch::Receiver<NodeState>,
+    pub lifecycle: perch_node::Lifecycle,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
 }
@@ -351,6 +352,7 @@ impl RunningNode {
         let node = Node::new(config, caps).unwrap();
         let device_id = node.device_id().to_string();
         let state = node.subscribe();
+        let lifecycle = node.lifecycle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(node.run(async move {
             let _ = stopped.await;
@@ -358,6 +360,7 @@ impl RunningNode {
         RunningNode {
             device_id,
             state,
+            lifecycle,
             stop: Some(stop),
             task,
         }
