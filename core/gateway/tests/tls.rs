@@ -2,7 +2,7 @@
 //! its chain was issued by, a client pinned to another key gets no socket, first use learns the
 //! key, HTTP works over TLS too, a broken or stalled TLS handshake costs the host nothing, and
 //! `tls = false` serves plain only. (Plain refused from the network, 426, needs a non-loopback
-//! peer: core/cli/tests/netns_tls.rs.)
+//! peer: core/cli/tests/netns_pairing.rs.)
 
 mod common;
 
