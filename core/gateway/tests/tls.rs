@@ -202,12 +202,33 @@ async fn with_tls_off_the_host_serves_plain_only_and_codes_say_ws() {
     assert!(!code.tls);
 }
 
+/// Runs a real node with `config` until its state satisfies `until` (within `WAIT`), then
+/// stops it; it must stop cleanly.
+async fn run_node_until(
+    config: perch_node::NodeConfig,
+    what: &str,
+    until: impl FnMut(&perch_node::NodeState) -> bool,
+) {
+    let node = perch_node::Node::new(config, perch_node::Capabilities::new()).unwrap();
+    let mut state = node.subscribe();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(node.run(async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::timeout(WAIT, state.wait_for(until))
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .unwrap();
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
 /// A real node over `wss://`: it pairs with the setup code's host, and refuses (and keeps
 /// refusing, without stopping) a host whose certificate is issued by another key.
 #[tokio::test]
 async fn a_real_node_pairs_over_wss_and_refuses_a_host_with_another_key() {
+    use perch_node::NodeConfig;
     use perch_node::runtime::{BootstrapToken, ExpectedHost, NodeState};
-    use perch_node::{Capabilities, Node, NodeConfig};
 
     let host = start_host(|_| {}).await;
     let mut op = operator(&host).await;
@@ -226,44 +247,22 @@ async fn a_real_node_pairs_over_wss_and_refuses_a_host_with_another_key() {
     config.expected_host = Some(expected.clone());
     config.bootstrap_token = Some(BootstrapToken(code.bootstrap_token.clone()));
     config.handshake_timeout = Duration::from_secs(5);
-    let node = Node::new(config, Capabilities::new()).unwrap();
-    let mut state = node.subscribe();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(node.run(async move {
-        let _ = stopped.await;
-    }));
-    tokio::time::timeout(
-        WAIT,
-        state.wait_for(|s| matches!(s, NodeState::Connected { .. })),
-    )
-    .await
-    .expect("paired in time")
-    .unwrap();
+    run_node_until(config, "paired", |s| {
+        matches!(s, NodeState::Connected { .. })
+    })
+    .await;
     let list = op.request("device.pair.list", json!({})).await.unwrap();
     assert_eq!(list["paired"].as_array().unwrap().len(), 1, "{list}");
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
 
     // Another host (another key) at the address the node was sent to.
     let other = start_host(|_| {}).await;
     let mut config = NodeConfig::new(wss(&other), "TLS node", node_dir.path());
     config.expected_host = Some(expected);
     config.handshake_timeout = Duration::from_secs(5);
-    let node = Node::new(config, Capabilities::new()).unwrap();
-    let mut state = node.subscribe();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(node.run(async move {
-        let _ = stopped.await;
-    }));
-    tokio::time::timeout(
-        WAIT,
-        state.wait_for(|s| matches!(s, NodeState::WrongHost { .. })),
-    )
-    .await
-    .expect("refused in time")
-    .unwrap();
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    run_node_until(config, "refused", |s| {
+        matches!(s, NodeState::WrongHost { .. })
+    })
+    .await;
     // The other host never saw a connect from it: nothing pending there.
     let mut other_op = operator(&other).await;
     let list = other_op
