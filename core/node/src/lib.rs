@@ -35,6 +35,8 @@ pub mod discovery;
 pub mod host_calls;
 pub mod identity_store;
 pub mod runtime;
+pub mod setup;
+pub mod shapes;
 
 pub use capability::{
     Capabilities, CapabilityHandler, CommandError, DuplicateCommand, parse_params,
