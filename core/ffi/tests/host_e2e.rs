@@ -263,3 +263,46 @@ fn calls_need_a_host_first() {
     assert_eq!(s.phase, NodePhase::Idle);
     assert_eq!(s.device_id.len(), 64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_key_at_the_address_is_host_key_changed() {
+    // A code from host A pointed at host B's port: B cannot prove A's key.
+    let a = RealHost::start("").await;
+    let b = RealHost::start("").await;
+    let minted = a.cli(&["devices", "setup-code"]).await.unwrap();
+    let mut code =
+        perch_protocol::setup_code::SetupCode::decode(minted["setupCode"].as_str().unwrap())
+            .unwrap();
+    code.port = b.port;
+    let expected = code.host_id();
+    let code = code.encode().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = channel();
+    let node = {
+        let dir = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let node = PerchNode::new(settings(&dir, "Wary Phone")).unwrap();
+            node.set_listener(Arc::new(Events(Mutex::new(tx))));
+            node.pair_with_setup_code(code).unwrap();
+            node
+        })
+        .await
+        .unwrap()
+    };
+    let host_id = tokio::task::block_in_place(|| {
+        wait_event(&rx, "HostKeyChanged", |e| match e {
+            NodeEvent::HostKeyChanged { host_id } => Some(host_id.clone()),
+            _ => None,
+        })
+    });
+    assert_eq!(host_id, expected);
+    // Host B never saw a pairing request from this device.
+    let pending = b.cli(&["devices", "list"]).await.unwrap();
+    assert_eq!(
+        pending["pending"].as_array().map_or(0, Vec::len),
+        0,
+        "{pending}"
+    );
+    assert!(node.status().unwrap().hosts.is_empty());
+}
