@@ -565,6 +565,110 @@ mod tests {
         assert!(actions_of(&four).is_err());
     }
 
+    struct Fixed {
+        access: LocationAccess,
+        precise: bool,
+        lat: f64,
+    }
+
+    impl LocationProvider for Fixed {
+        fn current_location(&self, _r: LocationRequest) -> Result<Location, ProviderError> {
+            Ok(Location {
+                lat: self.lat,
+                lon: 8.54171,
+                accuracy_meters: 10.0,
+                altitude_meters: Some(400.0),
+                speed_mps: None,
+                heading_deg: None,
+                timestamp_ms: Some(0),
+                source: LocationSource::Gps,
+            })
+        }
+        fn permission(&self) -> LocationPermission {
+            LocationPermission {
+                access: self.access,
+                precise: self.precise,
+            }
+        }
+    }
+
+    fn handler(access: LocationAccess, precise: bool, lat: f64) -> LocationHandler {
+        LocationHandler(Arc::new(Fixed {
+            access,
+            precise,
+            lat,
+        }))
+    }
+
+    #[tokio::test]
+    async fn location_follows_the_permission_and_the_accuracy_asked_for() {
+        let h = handler(LocationAccess::WhileUsing, true, 47.37691);
+        assert_eq!(h.permissions().get("location"), Some(&true));
+        let fix = h.invoke("location.get", Value::Null).await.unwrap();
+        assert_eq!(fix["lat"], 47.37691);
+        assert_eq!(fix["isPrecise"], true);
+        assert_eq!(fix["altitudeMeters"], 400.0);
+        assert_eq!(fix["timestamp"], "1970-01-01T00:00:00.000Z");
+        // A coarse request: about a kilometer, and no altitude to narrow it down.
+        let coarse = h
+            .invoke("location.get", json!({"desiredAccuracy": "coarse"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            (coarse["lat"].clone(), coarse["accuracyMeters"].clone()),
+            (json!(47.38), json!(1000.0))
+        );
+        assert_eq!(coarse["isPrecise"], false);
+        assert!(coarse.get("altitudeMeters").is_none());
+        // Approximate location granted: never claimed precise.
+        let approx = handler(LocationAccess::Always, false, 47.0);
+        let fix = approx.invoke("location.get", Value::Null).await.unwrap();
+        assert_eq!(fix["isPrecise"], false);
+        // Location off: a typed code, and the provider is not asked for a fix.
+        let off = handler(LocationAccess::Off, true, 47.0);
+        assert_eq!(off.permissions().get("location"), Some(&false));
+        let e = off.invoke("location.get", Value::Null).await.unwrap_err();
+        assert_eq!(
+            e.code,
+            ErrorCode::Other("LOCATION_PERMISSION_REQUIRED".into())
+        );
+        // An impossible fix from the platform is refused, not passed on.
+        let e = handler(LocationAccess::Always, true, 123.0)
+            .invoke("location.get", Value::Null)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::LocationUnavailable);
+        // Bad params are the caller's mistake.
+        let e = h
+            .invoke("location.get", json!({"desiredAccuracy": "perfect"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn provider_errors_map_to_command_codes() {
+        let e = provider_error(
+            ProviderError::PermissionDenied {
+                reason: "no".into(),
+            },
+            "LOCATION_PERMISSION_REQUIRED",
+            ErrorCode::LocationUnavailable,
+        );
+        assert_eq!(e.code.as_str(), "LOCATION_PERMISSION_REQUIRED");
+        let e = provider_error(
+            ProviderError::Failed {
+                reason: "boom".into(),
+            },
+            "X",
+            ErrorCode::LocationUnavailable,
+        );
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::LocationUnavailable, "boom")
+        );
+    }
+
     #[test]
     fn timestamps_are_rfc3339() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
