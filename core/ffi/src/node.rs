@@ -153,6 +153,8 @@ struct Inner {
     target: Option<Target>,
     providers: Providers,
     running: Option<Running>,
+    /// A node was started at least once (so no node now means stopped, not idle).
+    started: bool,
 }
 
 /// This device as a node of a Perch host. Every method may be called from any thread; the
@@ -294,10 +296,11 @@ impl PerchNode {
     /// Closes the connection and stops the node; `NotRunning` when it was not started.
     pub fn stop(&self) -> Result<(), PerchError> {
         let _lifecycle = lock(&self.lifecycle);
-        let running = lock(&self.inner).running.take();
+        // A node that stopped by itself stays in place, so `status` keeps its last state.
+        let running = lock(&self.inner).running.take_if(|r| !r.task.is_finished());
         match running {
-            Some(r) if !r.task.is_finished() => stop_running(r),
-            _ => Err(PerchError::NotRunning),
+            Some(r) => stop_running(r),
+            None => Err(PerchError::NotRunning),
         }
     }
 
@@ -316,7 +319,11 @@ impl PerchNode {
         let mut status = NodeStatus {
             device_id: self.device_id.clone(),
             running: false,
-            phase: NodePhase::Idle,
+            phase: if inner.started {
+                NodePhase::Stopped
+            } else {
+                NodePhase::Idle
+            },
             gateway_url: inner.target.as_ref().map(|t| t.url.clone()),
             host_name: None,
             verification_code: None,
@@ -439,6 +446,7 @@ impl PerchNode {
         let mut inner = lock(&self.inner);
         inner.target = Some(target);
         inner.running = Some(running);
+        inner.started = true;
         Ok(())
     }
 
@@ -499,17 +507,16 @@ impl PerchNode {
             });
             let result = result.await;
             let _ = forward.await;
-            let error = match result {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the node stopped");
-                    if let Some(host_id) = changed_host(&e) {
-                        let _ = events.send(NodeEvent::HostKeyChanged { host_id });
-                    }
-                    Some(e.to_string())
-                }
-            };
+            let changed = result.as_ref().err().and_then(changed_host);
+            let error = result.err().map(|e| {
+                tracing::warn!(error = %e, "the node stopped");
+                e.to_string()
+            });
+            // The status says why before any listener hears of it.
             lock(&last_error).clone_from(&error);
+            if let Some(host_id) = changed {
+                let _ = events.send(NodeEvent::HostKeyChanged { host_id });
+            }
             let _ = events.send(NodeEvent::Stopped { error });
         });
         Ok(Running {

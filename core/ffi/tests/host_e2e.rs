@@ -215,6 +215,7 @@ async fn pairs_by_setup_code_and_answers_location_from_the_provider() {
         })
     });
     assert_eq!(error, None);
+    assert_eq!(node.status().unwrap().phase, NodePhase::Stopped);
     assert!(matches!(node.stop(), Err(PerchError::NotRunning)));
     assert!(matches!(node.access_record(5), Err(PerchError::NotRunning)));
 
@@ -297,6 +298,23 @@ async fn another_key_at_the_address_is_host_key_changed() {
         })
     });
     assert_eq!(host_id, expected);
+    let error = tokio::task::block_in_place(|| {
+        wait_event(&rx, "Stopped", |e| match e {
+            NodeEvent::Stopped { error } => Some(error.clone()),
+            _ => None,
+        })
+    });
+    assert!(
+        error.is_some_and(|e| e.contains(&expected)),
+        "the reason names the host"
+    );
+    perch_attack_tests::procs::until("the node stopped", || {
+        let n = node.clone();
+        async move { (n.status().ok()?.phase == NodePhase::Stopped).then_some(()) }
+    })
+    .await;
+    assert!(node.status().unwrap().last_error.is_some());
+    assert!(matches!(node.stop(), Err(PerchError::NotRunning)));
     // Host B never saw a pairing request from this device.
     let pending = b.cli(&["devices", "list"]).await.unwrap();
     assert_eq!(
