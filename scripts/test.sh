@@ -26,6 +26,9 @@ else
   cargo test --locked --workspace
 fi
 
+echo "== perch-ffi from Python (generated bindings, a real perch serve)"
+PERCH_BIN="$CARGO_TARGET_DIR/debug/perch" bash scripts/ffi-python-test.sh
+
 echo "== web UI: unit tests (Vitest)"
 (cd ui && npm test --silent)
 

@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 use perch_node::desktop::desktop_capabilities;
 use perch_node::desktop::location::ConfiguredLocation;
 use perch_node::discovery::{self, Choice, DiscoveredHost};
+use perch_node::setup::{PROBE_TIMEOUT, SetupTarget, first_answering};
 use perch_node::{BootstrapToken, ExpectedHost, HostPins, Node, NodeConfig, NodeState, TokenStore};
-use perch_protocol::setup_code::SetupCode;
 
 use crate::output::{ago, print_json, say, short, table};
 
@@ -156,13 +156,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
 async fn find_target(args: &RunArgs, data_dir: &std::path::Path) -> Result<Target> {
     if let Some(code) = &args.setup_code {
-        let code = SetupCode::decode(code).context("--setup-code")?;
-        let host_id = code.host_id();
+        let target = SetupTarget::decode(code).context("--setup-code")?;
+        let host_id = target.expected.host_id.clone();
         // The host may have moved since the code was made: ask the network first (briefly),
         // then fall back to the addresses in the code. The key is checked either way.
         let wait = Duration::from_millis(args.discover_timeout.min(SETUP_CODE_DISCOVERY_MS));
         let found = discovery::browse(wait, None).await.ok().and_then(|hosts| {
-            match discovery::choose(&hosts, Some(&host_id), Some(&code.fingerprint_hex())) {
+            match discovery::choose(&hosts, Some(&host_id), Some(&target.expected.fingerprint)) {
                 Choice::One(h) => Some(h),
                 _ => None,
             }
@@ -176,16 +176,13 @@ async fn find_target(args: &RunArgs, data_dir: &std::path::Path) -> Result<Targe
                 );
                 h.ws_urls()
             }
-            None => code.gateway_urls(),
+            None => target.urls.clone(),
         };
         let url = first_reachable(&urls).await;
         return Ok(Target {
             url,
-            expected: Some(ExpectedHost {
-                host_id,
-                fingerprint: code.fingerprint_hex(),
-            }),
-            bootstrap: Some(BootstrapToken(code.bootstrap_token.clone())),
+            expected: Some(target.expected),
+            bootstrap: Some(target.bootstrap),
             discovered: true,
         });
     }
@@ -274,18 +271,8 @@ async fn discover_host(args: &RunArgs, data_dir: &std::path::Path) -> Result<Dis
 async fn first_reachable(urls: &[String]) -> String {
     let mut said = false;
     loop {
-        for url in urls {
-            let Some(addr) = url.strip_prefix("ws://") else {
-                continue;
-            };
-            let reachable = tokio::time::timeout(
-                Duration::from_millis(1500),
-                tokio::net::TcpStream::connect(addr.trim_end_matches('/')),
-            )
-            .await;
-            if matches!(reachable, Ok(Ok(_))) {
-                return url.clone();
-            }
+        if let Some(url) = first_answering(urls, PROBE_TIMEOUT).await {
+            return url;
         }
         match urls.first() {
             Some(first) if urls.len() == 1 => return first.clone(),

@@ -36,6 +36,8 @@ pub mod host_calls;
 pub mod identity_store;
 pub mod lifecycle;
 pub mod runtime;
+pub mod setup;
+pub mod shapes;
 
 pub use capability::{
     Capabilities, CapabilityHandler, CommandError, DuplicateCommand, parse_params,

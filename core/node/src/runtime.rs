@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Stable per-install id, sent as `client.instanceId` (the host keys presence by device id).
     pub instance_id: Option<String>,
+    /// Operating system sent as `client.platform` (`ios`, `android`...); the build target's
+    /// OS when `None`. Signed, so it must not change between connects.
+    pub platform: Option<String>,
     /// Hardware family (`Mac`, `iPhone`...); signed, so it must not change between connects.
     pub device_family: Option<String>,
     /// Hardware model (`iPhone17,1`...).
@@ -110,6 +113,7 @@ impl NodeConfig {
             display_name: display_name.into(),
             data_dir: data_dir.into(),
             instance_id: None,
+            platform: None,
             device_family: None,
             model_identifier: None,
             locale: None,
@@ -939,7 +943,11 @@ impl Node {
         token: Option<&str>,
         bootstrap: Option<&str>,
     ) -> ConnectParams {
-        let platform = std::env::consts::OS;
+        let platform = self
+            .config
+            .platform
+            .as_deref()
+            .unwrap_or(std::env::consts::OS);
         let scopes: Vec<String> = Vec::new();
         let version = env!("CARGO_PKG_VERSION");
         let mut params = ConnectParams {

@@ -177,6 +177,49 @@ pub struct DeviceStatus {
     pub battery: Option<BatteryStatus>,
     /// Seconds since boot.
     pub uptime_seconds: u64,
+    /// The network the device is on, where the platform says (phones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
+    /// Storage space, where the platform says (phones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+}
+
+/// Which kind of network a device is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkKind {
+    /// Wi-Fi.
+    Wifi,
+    /// A mobile data network.
+    Cellular,
+    /// A cable.
+    Ethernet,
+    /// No network.
+    None,
+    /// Something else, or not known.
+    Other,
+}
+
+/// The network part of `device.status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// Which kind.
+    pub kind: NetworkKind,
+    /// Whether the platform counts it as metered or expensive, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metered: Option<bool>,
+}
+
+/// The storage part of `device.status`, in bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    /// Capacity of the device's storage.
+    pub total_bytes: u64,
+    /// Space still free.
+    pub free_bytes: u64,
 }
 
 #[cfg(test)]

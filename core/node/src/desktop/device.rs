@@ -44,6 +44,8 @@ pub fn device_status() -> DeviceStatus {
     DeviceStatus {
         battery: battery(),
         uptime_seconds,
+        network: None,
+        storage: None,
     }
 }
 

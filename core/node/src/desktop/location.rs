@@ -14,13 +14,11 @@ use perch_protocol::node_commands::{
 use serde_json::Value;
 
 use crate::capability::{CapabilityHandler, CommandError, parse_params};
+use crate::shapes::reported_position;
 
 /// Accuracy assumed when the user gives none, in meters.
 pub const DEFAULT_ACCURACY_M: f64 = 100.0;
-/// Fixes at most this uncertain count as precise, in meters.
-pub const PRECISE_LIMIT_M: f64 = 100.0;
-/// A coarse fix is never claimed to be better than this, in meters.
-pub const COARSE_ACCURACY_M: f64 = 1000.0;
+pub use crate::shapes::{COARSE_ACCURACY_M, PRECISE_LIMIT_M};
 
 /// Why a `--location` value was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -116,33 +114,19 @@ impl ConfiguredLocation {
 
     /// The fix to report for a request, stamped with `at`.
     pub fn fix_at(&self, desired: DesiredAccuracy, at: SystemTime) -> LocationFix {
-        let (lat, lon, accuracy) = match desired {
-            // Two decimals is about a kilometer: enough for "which city", not "which house".
-            DesiredAccuracy::Coarse => (
-                round2(self.lat),
-                round2(self.lon),
-                self.accuracy_m.max(COARSE_ACCURACY_M),
-            ),
-            DesiredAccuracy::Balanced | DesiredAccuracy::Precise => {
-                (self.lat, self.lon, self.accuracy_m)
-            }
-        };
+        let p = reported_position(self.lat, self.lon, self.accuracy_m, desired, true);
         LocationFix {
-            lat,
-            lon,
-            accuracy_meters: accuracy,
+            lat: p.lat,
+            lon: p.lon,
+            accuracy_meters: p.accuracy_m,
             altitude_meters: None,
             speed_mps: None,
             heading_deg: None,
             timestamp: humantime::format_rfc3339_millis(at).to_string(),
-            is_precise: desired != DesiredAccuracy::Coarse && accuracy <= PRECISE_LIMIT_M,
+            is_precise: p.is_precise,
             source: LocationSource::Configured,
         }
     }
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 impl FromStr for ConfiguredLocation {

@@ -6,14 +6,11 @@ use perch_protocol::ErrorCode;
 use perch_protocol::node_commands::{NotifyParams, NotifyResult, SYSTEM_NOTIFY};
 use serde_json::Value;
 
-use crate::capability::{CapabilityHandler, CommandError, parse_params};
+use crate::capability::{CapabilityHandler, CommandError};
 
 /// The application name notifications are shown under.
 pub const APP_NAME: &str = "Perch";
-/// Longest title accepted, in bytes; notification servers truncate far earlier.
-pub const MAX_TITLE_BYTES: usize = 1024;
-/// Longest body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::shapes::{MAX_BODY_BYTES, MAX_TITLE_BYTES};
 
 /// Answers `system.notify` by handing the notification to the desktop's notification service.
 #[derive(Debug, Clone, Default)]
@@ -27,25 +24,7 @@ impl NotifyHandler {
 
     /// Validated params: a non-empty title and bounded sizes, or `INVALID_REQUEST`.
     pub fn validate(params: Value) -> Result<NotifyParams, CommandError> {
-        let p: NotifyParams = parse_params(SYSTEM_NOTIFY, params)?;
-        if p.title.trim().is_empty() {
-            return Err(CommandError::invalid_request(
-                "system.notify needs a non-empty title",
-            ));
-        }
-        if p.title.len() > MAX_TITLE_BYTES {
-            return Err(CommandError::invalid_request(format!(
-                "title is {} bytes; at most {MAX_TITLE_BYTES} are accepted",
-                p.title.len()
-            )));
-        }
-        if p.body.len() > MAX_BODY_BYTES {
-            return Err(CommandError::invalid_request(format!(
-                "body is {} bytes; at most {MAX_BODY_BYTES} are accepted",
-                p.body.len()
-            )));
-        }
-        Ok(p)
+        crate::shapes::validate_notify(params)
     }
 }
 

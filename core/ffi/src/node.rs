@@ -1,0 +1,540 @@
+//! [`PerchNode`]: one device's node, as the app drives it: configure, pair, start, stop, ask.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use perch_node::setup::{PROBE_TIMEOUT, SetupTarget, first_answering};
+use perch_node::{
+    Capabilities, CapabilityHandler, HostCalls, HostPins, IdentityStore, Node, NodeConfig,
+    NodeError, NodeState, TokenStore, normalize_gateway_url,
+};
+use perch_protocol::access::{self as pa, MAX_ACCESS_LIMIT, NodeAccessParams};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::PerchError;
+use crate::events::{NodeEvent, NodeListener, Reporting, deliver, forward_states};
+use crate::providers::{
+    DeviceHandler, DeviceInfoProvider, LocationHandler, LocationProvider, NotificationPresenter,
+    NotifyHandler,
+};
+use crate::rt::{runtime, wait_for};
+
+/// How long `stop` waits for the node to close its connection before abandoning it.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What the app tells the node about itself; fixed for the node's lifetime.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct NodeSettings {
+    /// The name shown in pairing prompts and node lists ("Anna's iPhone").
+    pub display_name: String,
+    /// A directory only this app can write (its files dir): the identity, device tokens and
+    /// pinned host keys live here.
+    pub data_dir: String,
+    /// `ios` or `android` (the build target's OS when `None`).
+    #[uniffi(default)]
+    pub platform: Option<String>,
+    /// Hardware family (`iPhone`, `Pixel`).
+    #[uniffi(default)]
+    pub device_family: Option<String>,
+    /// Hardware model (`iPhone17,1`).
+    #[uniffi(default)]
+    pub model_identifier: Option<String>,
+    /// BCP 47 locale.
+    #[uniffi(default)]
+    pub locale: Option<String>,
+}
+
+/// What the node is doing, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum NodePhase {
+    /// Not started.
+    Idle,
+    /// Opening the connection.
+    Connecting,
+    /// Waiting for the user to approve this device on the host.
+    WaitingForApproval,
+    /// Paired and serving.
+    Online,
+    /// Disconnected; retrying by itself.
+    Offline,
+    /// Stopped (by `stop`, or refused by the host for good).
+    Stopped,
+}
+
+/// A host this device trusts (pinned by key).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PairedHost {
+    /// The host id (first 16 hex characters of its key's fingerprint).
+    pub host_id: String,
+    /// Hex SHA-256 of the host key.
+    pub fingerprint: String,
+    /// Where it was last reached.
+    pub last_url: String,
+}
+
+/// A snapshot for the app's status screen.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct NodeStatus {
+    /// This device's id, as the host knows it.
+    pub device_id: String,
+    /// Whether the node is started (it may still be offline).
+    pub running: bool,
+    /// What it is doing.
+    pub phase: NodePhase,
+    /// Where it connects, once paired or told.
+    pub gateway_url: Option<String>,
+    /// The host's name, while online.
+    pub host_name: Option<String>,
+    /// The code to compare with the host's, while waiting for approval.
+    pub verification_code: Option<String>,
+    /// Why the last connection or run ended, when it failed.
+    pub last_error: Option<String>,
+    /// The hosts this device trusts.
+    pub hosts: Vec<PairedHost>,
+}
+
+/// What came of a command in the access record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AccessOutcome {
+    /// The node answered with a result.
+    Ok,
+    /// It reached the node and failed.
+    Failed,
+    /// The host refused it on the device's behalf.
+    Refused,
+}
+
+/// One command the host ran on this device, for the app's "what the assistant did" screen.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AccessEntry {
+    /// When it was asked for, ms since the epoch.
+    pub at_ms: i64,
+    /// How long until its outcome was known.
+    pub duration_ms: u64,
+    /// The command.
+    pub command: String,
+    /// Who asked: `assistant` (a chat turn) or the operator client's name.
+    pub requester: String,
+    /// What came of it.
+    pub outcome: AccessOutcome,
+    /// The error code, for failed and refused commands.
+    pub error_code: Option<String>,
+}
+
+/// Where the node connects and what it insists on finding there.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    setup: Option<SetupTarget>,
+}
+
+/// A started node.
+struct Running {
+    /// Dropping or sending on it stops the node.
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    states: watch::Receiver<NodeState>,
+    calls: HostCalls,
+}
+
+/// What the app plugged in, cloned out at each start.
+#[derive(Default, Clone)]
+struct Providers {
+    listener: Option<Arc<dyn NodeListener>>,
+    location: Option<Arc<dyn LocationProvider>>,
+    device: Option<Arc<dyn DeviceInfoProvider>>,
+    notify: Option<Arc<dyn NotificationPresenter>>,
+}
+
+/// Plain state, locked only briefly (never across a foreign call or a wait).
+#[derive(Default)]
+struct Inner {
+    target: Option<Target>,
+    providers: Providers,
+    running: Option<Running>,
+    /// A node was started at least once (so no node now means stopped, not idle).
+    started: bool,
+}
+
+/// This device as a node of a Perch host. Every method may be called from any thread; the
+/// work runs on the library's own runtime.
+#[derive(uniffi::Object)]
+pub struct PerchNode {
+    settings: NodeSettings,
+    data_dir: PathBuf,
+    device_id: String,
+    /// Why the last run ended, written by the run task.
+    last_error: Arc<Mutex<Option<String>>>,
+    inner: Mutex<Inner>,
+    /// Serializes start, stop and restart, which wait and call providers; `status` never
+    /// takes it, so the UI can always ask.
+    lifecycle: Mutex<()>,
+}
+
+impl std::fmt::Debug for PerchNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerchNode")
+            .field("device_id", &self.device_id)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere never makes the node unusable: the data is plain state.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[uniffi::export]
+impl PerchNode {
+    /// Opens (or creates) this device's identity in `settings.data_dir`; nothing connects
+    /// yet. A directory the app cannot write is `DataDirUnwritable`.
+    #[uniffi::constructor]
+    pub fn new(settings: NodeSettings) -> Result<Arc<Self>, PerchError> {
+        let unwritable = |reason: String| PerchError::DataDirUnwritable { reason };
+        if settings.data_dir.trim().is_empty() {
+            return Err(unwritable("no data directory given".into()));
+        }
+        let data_dir = PathBuf::from(&settings.data_dir);
+        perch_node::identity_store::ensure_data_dir(&data_dir)?;
+        let probe = data_dir.join(".perch-write-probe");
+        std::fs::write(&probe, b"ok")
+            .map_err(|e| unwritable(format!("cannot write in {}: {e}", data_dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
+        let identity = IdentityStore::new(&data_dir).load_or_create()?;
+        Ok(Arc::new(PerchNode {
+            device_id: identity.device_id().to_string(),
+            settings,
+            data_dir,
+            last_error: Arc::new(Mutex::new(None)),
+            inner: Mutex::new(Inner::default()),
+            lifecycle: Mutex::new(()),
+        }))
+    }
+
+    /// Where events go (replacing any earlier listener); takes effect at the next start.
+    pub fn set_listener(&self, listener: Arc<dyn NodeListener>) {
+        lock(&self.inner).providers.listener = Some(listener);
+    }
+
+    /// Answers `location.get` from the platform; takes effect at the next start.
+    pub fn set_location_provider(&self, provider: Arc<dyn LocationProvider>) {
+        lock(&self.inner).providers.location = Some(provider);
+    }
+
+    /// Answers `device.info` and `device.status`; takes effect at the next start.
+    pub fn set_device_info_provider(&self, provider: Arc<dyn DeviceInfoProvider>) {
+        lock(&self.inner).providers.device = Some(provider);
+    }
+
+    /// Answers `system.notify`; takes effect at the next start.
+    pub fn set_notification_presenter(&self, presenter: Arc<dyn NotificationPresenter>) {
+        lock(&self.inner).providers.notify = Some(presenter);
+    }
+
+    /// Pairs with the host a setup code names (typed or scanned) and starts the node: the
+    /// host's key is checked and the code's token pairs without a manual approval. Progress
+    /// arrives as events; a code with a typo is `InvalidSetupCode` at once.
+    pub fn pair_with_setup_code(&self, code: String) -> Result<(), PerchError> {
+        let setup = SetupTarget::decode(&code).map_err(|e| PerchError::InvalidSetupCode {
+            reason: e.to_string(),
+        })?;
+        let urls = setup.urls.clone();
+        let url = match wait_for(async move { first_answering(&urls, PROBE_TIMEOUT).await })? {
+            Some(url) => url,
+            // None answers yet: dial the first; the node retries with backoff.
+            None => setup
+                .urls
+                .first()
+                .cloned()
+                .ok_or(PerchError::InvalidSetupCode {
+                    reason: "the setup code lists no host address".into(),
+                })?,
+        };
+        self.restart_with(Target {
+            url,
+            setup: Some(setup),
+        })
+    }
+
+    /// Connects to a host by address and starts the node; a host that does not know this
+    /// device shows a pairing request, and `WaitingForApproval` carries the code to compare.
+    pub fn connect_to(&self, url: String) -> Result<(), PerchError> {
+        let url = normalize_gateway_url(&url)?;
+        self.restart_with(Target { url, setup: None })
+    }
+
+    /// Starts the node with its last target, or the one host this device trusts (after an
+    /// app restart). Already running: nothing to do. No host known: `NoHost`.
+    pub fn start(&self) -> Result<(), PerchError> {
+        let _lifecycle = lock(&self.lifecycle);
+        let target = {
+            let inner = lock(&self.inner);
+            if inner
+                .running
+                .as_ref()
+                .is_some_and(|r| !r.task.is_finished())
+            {
+                return Ok(());
+            }
+            inner.target.clone()
+        };
+        let target = match target {
+            Some(t) => t,
+            None => match HostPins::new(&self.data_dir).all()?.as_slice() {
+                [(_, pinned)] => Target {
+                    url: pinned.last_url.clone(),
+                    setup: None,
+                },
+                _ => return Err(PerchError::NoHost),
+            },
+        };
+        self.launch(target)
+    }
+
+    /// Closes the connection and stops the node; `NotRunning` when it was not started.
+    pub fn stop(&self) -> Result<(), PerchError> {
+        let _lifecycle = lock(&self.lifecycle);
+        // A node that stopped by itself stays in place, so `status` keeps its last state.
+        let running = lock(&self.inner).running.take_if(|r| !r.task.is_finished());
+        match running {
+            Some(r) => stop_running(r),
+            None => Err(PerchError::NotRunning),
+        }
+    }
+
+    /// What the node is doing now.
+    pub fn status(&self) -> Result<NodeStatus, PerchError> {
+        let inner = lock(&self.inner);
+        let hosts = HostPins::new(&self.data_dir)
+            .all()?
+            .into_iter()
+            .map(|(host_id, p)| PairedHost {
+                host_id,
+                fingerprint: p.fingerprint,
+                last_url: p.last_url,
+            })
+            .collect();
+        let mut status = NodeStatus {
+            device_id: self.device_id.clone(),
+            running: false,
+            phase: if inner.started {
+                NodePhase::Stopped
+            } else {
+                NodePhase::Idle
+            },
+            gateway_url: inner.target.as_ref().map(|t| t.url.clone()),
+            host_name: None,
+            verification_code: None,
+            last_error: lock(&self.last_error).clone(),
+            hosts,
+        };
+        if let Some(r) = &inner.running {
+            status.running = !r.task.is_finished();
+            match &*r.states.borrow() {
+                NodeState::Idle => {}
+                NodeState::Connecting => status.phase = NodePhase::Connecting,
+                NodeState::AwaitingApproval {
+                    verification_code, ..
+                } => {
+                    status.phase = NodePhase::WaitingForApproval;
+                    status.verification_code = verification_code.clone();
+                }
+                NodeState::Connected { host_name, .. } => {
+                    status.phase = NodePhase::Online;
+                    status.host_name = Some(host_name.clone());
+                }
+                NodeState::Backoff { last_error, .. } => {
+                    status.phase = NodePhase::Offline;
+                    status.last_error = Some(last_error.clone());
+                }
+                NodeState::Stopped { .. } => status.phase = NodePhase::Stopped,
+            }
+            if !status.running {
+                status.phase = NodePhase::Stopped;
+            }
+        }
+        Ok(status)
+    }
+
+    /// Stops trusting a host (after it was reinstalled with a new key): its pinned key and
+    /// this device's token for it are removed, so the next connection pairs anew.
+    pub fn forget_host(&self, host_id: String) -> Result<(), PerchError> {
+        if !HostPins::new(&self.data_dir).forget(&host_id)? {
+            return Err(PerchError::UnknownHost { host_id });
+        }
+        if let Err(e) = TokenStore::new(&self.data_dir).remove(&format!("host:{host_id}")) {
+            tracing::warn!(error = %e, "cannot remove the device token of a forgotten host");
+        }
+        let mut inner = lock(&self.inner);
+        if inner
+            .target
+            .as_ref()
+            .and_then(|t| t.setup.as_ref())
+            .is_some_and(|s| s.expected.host_id == host_id)
+        {
+            inner.target = None;
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` commands the host ran on this device (who asked, when, what came
+    /// of it), read from the host while online; `HostRefused` from a host without the record.
+    pub fn access_record(&self, limit: u32) -> Result<Vec<AccessEntry>, PerchError> {
+        let calls = match &lock(&self.inner).running {
+            Some(r) if !r.task.is_finished() => r.calls.clone(),
+            _ => return Err(PerchError::NotRunning),
+        };
+        let query = NodeAccessParams {
+            limit: Some(limit.clamp(1, MAX_ACCESS_LIMIT)),
+            before: None,
+        };
+        let page = wait_for(async move { calls.access_record(query).await })??;
+        Ok(page.entries.into_iter().map(access_entry).collect())
+    }
+}
+
+fn access_entry(e: pa::AccessEntry) -> AccessEntry {
+    AccessEntry {
+        at_ms: e.at_ms,
+        duration_ms: e.duration_ms,
+        command: e.command,
+        requester: match e.requester {
+            pa::AccessRequester::Turn { .. } => "assistant".into(),
+            pa::AccessRequester::Operator { label, .. } => label,
+        },
+        outcome: match e.outcome {
+            pa::AccessOutcome::Ok => AccessOutcome::Ok,
+            pa::AccessOutcome::Failed => AccessOutcome::Failed,
+            pa::AccessOutcome::Refused => AccessOutcome::Refused,
+        },
+        error_code: e.error_code,
+    }
+}
+
+/// Asks a running node to stop and waits (bounded) for it to close its connection.
+fn stop_running(r: Running) -> Result<(), PerchError> {
+    let Running { stop, task, .. } = r;
+    let _ = stop.send(());
+    let abort = task.abort_handle();
+    let finished = wait_for(async move { tokio::time::timeout(STOP_GRACE, task).await.is_ok() })?;
+    if !finished {
+        tracing::warn!("the node did not stop in time; abandoning its connection");
+        abort.abort();
+    }
+    Ok(())
+}
+
+impl PerchNode {
+    /// Stops any running node, then starts one for `target`.
+    fn restart_with(&self, target: Target) -> Result<(), PerchError> {
+        let _lifecycle = lock(&self.lifecycle);
+        let old = lock(&self.inner).running.take();
+        if let Some(r) = old
+            && !r.task.is_finished()
+        {
+            stop_running(r)?;
+        }
+        self.launch(target)
+    }
+
+    /// Starts a node for `target` and records it; the caller holds `lifecycle`.
+    fn launch(&self, target: Target) -> Result<(), PerchError> {
+        let providers = lock(&self.inner).providers.clone();
+        let running = self.spawn(&providers, &target)?;
+        let mut inner = lock(&self.inner);
+        inner.target = Some(target);
+        inner.running = Some(running);
+        inner.started = true;
+        Ok(())
+    }
+
+    /// Builds the node for `target` with the app's providers (asking them for their
+    /// permissions) and runs it on the library's runtime.
+    fn spawn(&self, providers: &Providers, target: &Target) -> Result<Running, PerchError> {
+        let rt = runtime()?;
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let mut handlers: Vec<Arc<dyn CapabilityHandler>> = Vec::new();
+        if let Some(p) = &providers.location {
+            handlers.push(Arc::new(LocationHandler(p.clone())));
+        }
+        if let Some(p) = &providers.device {
+            handlers.push(Arc::new(DeviceHandler(p.clone())));
+        }
+        if let Some(p) = &providers.notify {
+            handlers.push(Arc::new(NotifyHandler(p.clone())));
+        }
+        let mut caps = Capabilities::new();
+        for h in handlers {
+            caps.register(Arc::new(Reporting {
+                inner: h,
+                events: events.clone(),
+            }))
+            .map_err(|e| PerchError::Internal {
+                reason: e.to_string(),
+            })?;
+        }
+        let mut config = NodeConfig::new(
+            target.url.clone(),
+            self.settings.display_name.clone(),
+            self.data_dir.clone(),
+        );
+        config.platform = self.settings.platform.clone();
+        config.device_family = self.settings.device_family.clone();
+        config.model_identifier = self.settings.model_identifier.clone();
+        config.locale = self.settings.locale.clone();
+        if let Some(setup) = &target.setup {
+            setup.apply(&mut config);
+        }
+        let node = Node::new(config, caps)?;
+        let url = node.gateway_url().to_string();
+        let states = node.subscribe();
+        let calls = node.host_calls();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let last_error = self.last_error.clone();
+        *lock(&last_error) = None;
+        rt.spawn(deliver(events_rx, providers.listener.clone()));
+        let forward = rt.spawn(forward_states(
+            node.subscribe(),
+            url.clone(),
+            events.clone(),
+        ));
+        let task = rt.spawn(async move {
+            // A dropped sender (the PerchNode went away) stops the node as well.
+            let result = node.run(async move {
+                let _ = stop_rx.await;
+            });
+            let result = result.await;
+            let _ = forward.await;
+            let changed = result.as_ref().err().and_then(changed_host);
+            let error = result.err().map(|e| {
+                tracing::warn!(error = %e, "the node stopped");
+                e.to_string()
+            });
+            // The status says why before any listener hears of it.
+            lock(&last_error).clone_from(&error);
+            if let Some(host_id) = changed {
+                let _ = events.send(NodeEvent::HostKeyChanged { host_id });
+            }
+            let _ = events.send(NodeEvent::Stopped { error });
+        });
+        Ok(Running {
+            stop,
+            task,
+            states,
+            calls,
+        })
+    }
+}
+
+/// The host id whose key changed, when that is why the node stopped.
+fn changed_host(e: &NodeError) -> Option<String> {
+    match e {
+        NodeError::HostChanged { pinned_host_id, .. } => Some(pinned_host_id.clone()),
+        NodeError::UnexpectedHost {
+            expected_host_id, ..
+        } => Some(expected_host_id.clone()),
+        _ => None,
+    }
+}
