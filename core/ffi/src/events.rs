@@ -36,7 +36,8 @@ pub enum NodeEvent {
         /// When the next attempt starts, in ms.
         retry_in_ms: u64,
     },
-    /// A different key answers where this device expects its host: nothing secret was sent.
+    /// A different key (or none) answers where this device expects its host: nothing was
+    /// sent to it, and the node keeps trying, so whoever holds the address can't switch it off.
     /// If the host was reinstalled, `forget_host` and pair again.
     HostKeyChanged {
         /// The host id this device expected.
@@ -88,6 +89,11 @@ pub(crate) fn event_for(state: &NodeState, url: &str) -> Option<NodeEvent> {
         } => NodeEvent::Offline {
             reason: last_error.clone(),
             retry_in_ms: *retry_in_ms,
+        },
+        NodeState::WrongHost {
+            trusted_host_id, ..
+        } => NodeEvent::HostKeyChanged {
+            host_id: trusted_host_id.clone(),
         },
         NodeState::Stopped { error } => NodeEvent::Stopped {
             error: error.clone(),

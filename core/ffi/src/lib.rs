@@ -42,7 +42,8 @@ mod rt;
 pub use error::{PerchError, ProviderError};
 pub use events::{NodeEvent, NodeListener};
 pub use node::{
-    AccessEntry, AccessOutcome, NodePhase, NodeSettings, NodeStatus, PairedHost, PerchNode,
+    AccessEntry, AccessOutcome, AppState, NodePhase, NodeSettings, NodeStatus, PairedHost,
+    PerchNode,
 };
 pub use providers::{
     BatteryInfo, BatteryState, DeviceInfo, DeviceInfoProvider, DeviceStatus, Location,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use perch_node::setup::{PROBE_TIMEOUT, SetupTarget, first_answering};
 use perch_node::{
     Capabilities, CapabilityHandler, HostCalls, HostPins, IdentityStore, Node, NodeConfig,
-    NodeError, NodeState, TokenStore, normalize_gateway_url,
+    NodeState, TokenStore, normalize_gateway_url,
 };
 use perch_protocol::access::{self as pa, MAX_ACCESS_LIMIT, NodeAccessParams};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -136,6 +136,27 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
     states: watch::Receiver<NodeState>,
     calls: HostCalls,
+    /// Where the app's foreground, background and network reports go.
+    app: perch_node::Lifecycle,
+}
+
+/// Whether the app is on screen, as the platform reports it (`onStart`/`onStop`,
+/// `scenePhase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AppState {
+    /// On screen.
+    Foreground,
+    /// Not on screen; commands that need the screen answer `NODE_BACKGROUND_UNAVAILABLE`.
+    Background,
+}
+
+impl From<AppState> for perch_node::AppPhase {
+    fn from(s: AppState) -> Self {
+        match s {
+            AppState::Foreground => perch_node::AppPhase::Foreground,
+            AppState::Background => perch_node::AppPhase::Background,
+        }
+    }
 }
 
 /// What the app plugged in, cloned out at each start.
@@ -170,6 +191,8 @@ pub struct PerchNode {
     /// Serializes start, stop and restart, which wait and call providers; `status` never
     /// takes it, so the UI can always ask.
     lifecycle: Mutex<()>,
+    /// The app's last report, applied to every run (the app may report before `start`).
+    app_state: Mutex<AppState>,
 }
 
 impl std::fmt::Debug for PerchNode {
@@ -210,6 +233,7 @@ impl PerchNode {
             last_error: Arc::new(Mutex::new(None)),
             inner: Mutex::new(Inner::default()),
             lifecycle: Mutex::new(()),
+            app_state: Mutex::new(AppState::Foreground),
         }))
     }
 
@@ -293,6 +317,22 @@ impl PerchNode {
         self.launch(target)
     }
 
+    /// The app came on screen or left it. Coming back reconnects at once if the node was
+    /// waiting to; a live connection is kept either way.
+    pub fn set_app_state(&self, state: AppState) {
+        *lock(&self.app_state) = state;
+        if let Some(r) = &lock(&self.inner).running {
+            r.app.set_phase(state.into());
+        }
+    }
+
+    /// The network changed (Wi-Fi joined, cellular back): a node waiting to reconnect tries now.
+    pub fn network_changed(&self) {
+        if let Some(r) = &lock(&self.inner).running {
+            r.app.network_changed();
+        }
+    }
+
     /// Closes the connection and stops the node; `NotRunning` when it was not started.
     pub fn stop(&self) -> Result<(), PerchError> {
         let _lifecycle = lock(&self.lifecycle);
@@ -348,6 +388,10 @@ impl PerchNode {
                 NodeState::Backoff { last_error, .. } => {
                     status.phase = NodePhase::Offline;
                     status.last_error = Some(last_error.clone());
+                }
+                NodeState::WrongHost { message, .. } => {
+                    status.phase = NodePhase::Offline;
+                    status.last_error = Some(message.clone());
                 }
                 NodeState::Stopped { .. } => status.phase = NodePhase::Stopped,
             }
@@ -491,6 +535,8 @@ impl PerchNode {
         let url = node.gateway_url().to_string();
         let states = node.subscribe();
         let calls = node.host_calls();
+        let app = node.lifecycle();
+        app.set_phase((*lock(&self.app_state)).into());
         let (stop, stop_rx) = oneshot::channel::<()>();
         let last_error = self.last_error.clone();
         *lock(&last_error) = None;
@@ -507,16 +553,12 @@ impl PerchNode {
             });
             let result = result.await;
             let _ = forward.await;
-            let changed = result.as_ref().err().and_then(changed_host);
             let error = result.err().map(|e| {
                 tracing::warn!(error = %e, "the node stopped");
                 e.to_string()
             });
             // The status says why before any listener hears of it.
             lock(&last_error).clone_from(&error);
-            if let Some(host_id) = changed {
-                let _ = events.send(NodeEvent::HostKeyChanged { host_id });
-            }
             let _ = events.send(NodeEvent::Stopped { error });
         });
         Ok(Running {
@@ -524,17 +566,7 @@ impl PerchNode {
             task,
             states,
             calls,
+            app,
         })
-    }
-}
-
-/// The host id whose key changed, when that is why the node stopped.
-fn changed_host(e: &NodeError) -> Option<String> {
-    match e {
-        NodeError::HostChanged { pinned_host_id, .. } => Some(pinned_host_id.clone()),
-        NodeError::UnexpectedHost {
-            expected_host_id, ..
-        } => Some(expected_host_id.clone()),
-        _ => None,
     }
 }

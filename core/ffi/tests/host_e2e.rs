@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use perch_attack_tests::procs::RealHost;
 use perch_ffi::{
-    Location, LocationAccess, LocationPermission, LocationProvider, LocationRequest,
+    AppState, Location, LocationAccess, LocationPermission, LocationProvider, LocationRequest,
     LocationSource, NodeEvent, NodeListener, NodePhase, NodeSettings, PerchError, PerchNode,
     ProviderError,
 };
@@ -177,12 +177,25 @@ async fn pairs_by_setup_code_and_answers_location_from_the_provider() {
         })
     });
     *here.fail.lock().unwrap() = false;
+    // The app goes to the background: location needs no screen, so it still answers, on the
+    // same connection (the host logs no new node connection).
+    let connections = |log: String| log.matches("node connected").count();
+    let before = connections(host.log());
+    node.set_app_state(AppState::Background);
     let again = host
         .cli(&["nodes", "invoke", "FFI Phone", "location.get"])
         .await
         .unwrap();
     assert_eq!(again["lat"], 47.3769);
+    node.set_app_state(AppState::Foreground);
+    node.network_changed();
     assert_eq!(node.status().unwrap().phase, NodePhase::Online);
+    assert!(before >= 1, "the host logs node connections");
+    assert_eq!(
+        connections(host.log()),
+        before,
+        "the app's reports made the node reconnect"
+    );
     let nodes = host.cli(&["nodes", "list"]).await.unwrap();
     assert_eq!(nodes[0]["online"], Value::Bool(true), "{nodes}");
 
@@ -298,23 +311,21 @@ async fn another_key_at_the_address_is_host_key_changed() {
         })
     });
     assert_eq!(host_id, expected);
-    let error = tokio::task::block_in_place(|| {
-        wait_event(&rx, "Stopped", |e| match e {
-            NodeEvent::Stopped { error } => Some(error.clone()),
-            _ => None,
-        })
-    });
-    assert!(
-        error.is_some_and(|e| e.contains(&expected)),
-        "the reason names the host"
-    );
-    perch_attack_tests::procs::until("the node stopped", || {
+    // It keeps running (offline, saying why) instead of stopping: the impostor can't switch
+    // it off. Stopping it is the app's call.
+    perch_attack_tests::procs::until("the reason in the status", || {
         let n = node.clone();
-        async move { (n.status().ok()?.phase == NodePhase::Stopped).then_some(()) }
+        let expected = expected.clone();
+        async move {
+            let s = n.status().ok()?;
+            (s.running
+                && s.phase == NodePhase::Offline
+                && s.last_error.is_some_and(|e| e.contains(&expected)))
+            .then_some(())
+        }
     })
     .await;
-    assert!(node.status().unwrap().last_error.is_some());
-    assert!(matches!(node.stop(), Err(PerchError::NotRunning)));
+    tokio::task::block_in_place(|| node.stop()).unwrap();
     // Host B never saw a pairing request from this device.
     let pending = b.cli(&["devices", "list"]).await.unwrap();
     assert_eq!(
