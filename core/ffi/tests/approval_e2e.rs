@@ -2,26 +2,21 @@
 //! verification code as the host), answering `device.info`, `device.status` and
 //! `system.notify` from foreign providers, and bounding a location provider that never returns.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
+mod common;
+
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Events, wait_event};
 use perch_attack_tests::procs::{RealHost, until};
 use perch_ffi::{
     BatteryInfo, BatteryState, DeviceInfo, DeviceInfoProvider, DeviceStatus, Location,
     LocationAccess, LocationPermission, LocationProvider, LocationRequest, NetworkInfo,
-    NetworkKind, NodeEvent, NodeListener, NodePhase, NodeSettings, Notification,
-    NotificationPresenter, PerchNode, ProviderError, StorageInfo,
+    NetworkKind, NodeEvent, NodePhase, NodeSettings, Notification, NotificationPresenter,
+    PerchNode, ProviderError, StorageInfo,
 };
 use serde_json::{Value, json};
-
-struct Events(Mutex<Sender<NodeEvent>>);
-
-impl NodeListener for Events {
-    fn on_event(&self, event: NodeEvent) {
-        let _ = self.0.lock().unwrap().send(event);
-    }
-}
 
 struct Phone;
 
@@ -87,25 +82,6 @@ impl LocationProvider for Stuck {
     }
 }
 
-fn next_event<T>(
-    rx: &Receiver<NodeEvent>,
-    what: &str,
-    pick: impl Fn(&NodeEvent) -> Option<T>,
-) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(e) => {
-                if let Some(v) = pick(&e) {
-                    return v;
-                }
-            }
-            Err(_) => panic!("timed out waiting for {what}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_by_approval_and_serves_foreign_providers() {
     let host = RealHost::start("").await;
@@ -137,7 +113,7 @@ async fn pairs_by_approval_and_serves_foreign_providers() {
 
     // The app and the host show the same verification code; the user approves on the host.
     let (request_id, app_code) = tokio::task::block_in_place(|| {
-        next_event(&rx, "WaitingForApproval", |e| match e {
+        wait_event(&rx, "WaitingForApproval", |e| match e {
             NodeEvent::WaitingForApproval {
                 request_id,
                 verification_code,
@@ -162,7 +138,7 @@ async fn pairs_by_approval_and_serves_foreign_providers() {
         .await
         .unwrap();
     tokio::task::block_in_place(|| {
-        next_event(&rx, "Online", |e| {
+        wait_event(&rx, "Online", |e| {
             matches!(e, NodeEvent::Online { .. }).then_some(())
         })
     });

@@ -2,26 +2,18 @@
 //! against a real `perch serve`: pairing by setup code, Online, `location.get` answered by a
 //! provider, a setup code with a typo, and a provider that fails while the node stays online.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
 
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+
+use common::{Events, wait_event};
 use perch_attack_tests::procs::RealHost;
 use perch_ffi::{
     AppState, Location, LocationAccess, LocationPermission, LocationProvider, LocationRequest,
-    LocationSource, NodeEvent, NodeListener, NodePhase, NodeSettings, PerchError, PerchNode,
-    ProviderError,
+    LocationSource, NodeEvent, NodePhase, NodeSettings, PerchError, PerchNode, ProviderError,
 };
 use serde_json::Value;
-
-/// Collects events on a channel, as an app's listener would forward them to its UI.
-struct Events(Mutex<Sender<NodeEvent>>);
-
-impl NodeListener for Events {
-    fn on_event(&self, event: NodeEvent) {
-        let _ = self.0.lock().unwrap().send(event);
-    }
-}
 
 /// A provider with a fixed position, or one that fails when `fail` is set.
 struct Here {
@@ -64,26 +56,6 @@ fn settings(dir: &std::path::Path, name: &str) -> NodeSettings {
         device_family: Some("Pixel".into()),
         model_identifier: Some("Pixel 9".into()),
         locale: Some("de-CH".into()),
-    }
-}
-
-/// Waits (bounded) for the first event `pick` accepts.
-fn wait_event<T>(
-    rx: &Receiver<NodeEvent>,
-    what: &str,
-    pick: impl Fn(&NodeEvent) -> Option<T>,
-) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(e) => {
-                if let Some(v) = pick(&e) {
-                    return v;
-                }
-            }
-            Err(_) => panic!("timed out waiting for {what}"),
-        }
     }
 }
 
