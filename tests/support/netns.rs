@@ -381,9 +381,7 @@ pub fn ns_cli(ns: &str, host: &Host, args: &[&str]) -> Result<Value, Value> {
         .env("PERCH_LOG", "warn")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if out.status.success() { Ok(v) } else { Err(v) }
+    crate::procs::json_outcome(&out)
 }
 
 /// Polls `f` (blocking) until it yields Some, or panics after `limit`.

@@ -135,6 +135,28 @@ pub fn read_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// What a `perch ... --json` run printed: `Ok(stdout)` when it succeeded, `Err(stdout)`
+/// otherwise, parsed as JSON when it is JSON.
+pub fn json_outcome(out: &std::process::Output) -> Result<Value, Value> {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if out.status.success() { Ok(v) } else { Err(v) }
+}
+
+/// Runs `perch node access --json` as the node whose data directory is `node_dir` (its own
+/// access record, read with its own key): `Ok(record)` or `Err(stdout)`.
+pub async fn node_access(node_dir: &Path, extra: &[&str]) -> Result<Value, Value> {
+    let out = Command::new(PERCH)
+        .args(["node", "access", "--json", "--data-dir"])
+        .arg(node_dir)
+        .args(extra)
+        .env_remove("PERCH_GATEWAY")
+        .output()
+        .await
+        .unwrap();
+    json_outcome(&out)
+}
+
 /// Runs an operator command with `--json` against the host on `port`: `Ok(stdout)` on success,
 /// `Err(stdout)` otherwise (parsed as JSON when it is JSON).
 pub async fn cli(host_dir: &Path, port: u16, args: &[&str]) -> Result<Value, Value> {
@@ -146,9 +168,7 @@ pub async fn cli(host_dir: &Path, port: u16, args: &[&str]) -> Result<Value, Val
         .output()
         .await
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if out.status.success() { Ok(v) } else { Err(v) }
+    json_outcome(&out)
 }
 
 /// Polls `f` until it yields Some, or panics after `limit`.
@@ -311,17 +331,7 @@ impl RealNode {
     /// `perch node access --json` as this node (its own access record, read with its own key
     /// while `perch node run` keeps serving): `Ok(record)` or `Err(stdout)`.
     pub async fn access(&self, extra: &[&str]) -> Result<Value, Value> {
-        let out = Command::new(PERCH)
-            .args(["node", "access", "--json", "--data-dir"])
-            .arg(self.dir.path())
-            .args(extra)
-            .env_remove("PERCH_GATEWAY")
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if out.status.success() { Ok(v) } else { Err(v) }
+        node_access(self.dir.path(), extra).await
     }
 
     /// Kills the node.

@@ -6,30 +6,12 @@
 
 mod procs;
 
-use std::path::Path;
-
 use serde_json::Value;
-use tokio::process::Command;
 
 use procs::*;
 
 use perch_kernel::model::StopReason;
 use perch_kernel::testing::{FakeProvider, Script};
-
-/// Runs `perch node access --json` as the node whose data directory is `node_dir`.
-async fn node_access(node_dir: &Path, extra: &[&str]) -> Result<Value, Value> {
-    let out = Command::new(PERCH)
-        .args(["node", "access", "--json", "--data-dir"])
-        .arg(node_dir)
-        .args(extra)
-        .env_remove("PERCH_GATEWAY")
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if out.status.success() { Ok(v) } else { Err(v) }
-}
 
 /// (command, requester kind, outcome, error code) of each row, newest first.
 fn rows(list: &Value) -> Vec<(String, String, String, String)> {

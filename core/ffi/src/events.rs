@@ -155,6 +155,10 @@ impl CapabilityHandler for Reporting {
         self.inner.permissions()
     }
 
+    fn needs_foreground(&self, command: &str) -> bool {
+        self.inner.needs_foreground(command)
+    }
+
     fn invoke(
         &self,
         command: &str,
