@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds perch-ffi for Android: libperch_ffi.so per ABI with cargo-ndk into the :perch
-# module's jniLibs dir, then the Kotlin bindings (library mode, read from the arm64-v8a
-# library that ships) into the dir the module compiles. Run it from a clone on a machine
+# module's jniLibs dir (with the workspace's size profile when it has one), then the Kotlin
+# bindings (library mode) into the dir the module compiles. Run it from a clone on a machine
 # with the Android NDK; Gradle then packages both (`cd mobile-android && ./gradlew
 # :sample:assembleDebug`). Usage: scripts/build-android.sh [--debug]
 set -euo pipefail
@@ -26,17 +26,14 @@ fail() {
 
 # A size profile when the workspace defines one, else plain release.
 profile_args=(--release)
-profile_dir=release
 for p in release-mobile mobile; do
   if grep -q "^\[profile\.$p\]" Cargo.toml; then
     profile_args=(--profile "$p")
-    profile_dir="$p"
     break
   fi
 done
 if [ "${1:-}" = "--debug" ]; then
   profile_args=()
-  profile_dir=debug
 elif [ -n "${1:-}" ]; then
   fail "unknown argument '$1' (usage: scripts/build-android.sh [--debug])"
 fi
@@ -74,18 +71,16 @@ done
 mkdir -p "$JNILIBS_DIR"
 echo "build-android: libperch_ffi.so for ${ABIS[*]} (${profile_args[*]:-dev profile}) into $JNILIBS_DIR"
 cargo ndk "${ndk_targets[@]}" --platform "$ANDROID_PLATFORM" -o "$JNILIBS_DIR" \
-  build --locked "${profile_args[@]}" -p perch-ffi --lib
+  build --locked ${profile_args[@]+"${profile_args[@]}"} -p perch-ffi --lib
 
-# The bindgen runs on this machine: a host build of the crate's own uniffi-bindgen binary.
+# Bindings from a host dev build: the shipped libraries carry the same uniffi metadata, but a
+# size profile strips the symbols library mode reads. The bindgen is the crate's own binary.
 cargo build --locked --quiet -p perch-ffi --features cli --bin uniffi-bindgen
-bindgen="$CARGO_TARGET_DIR/debug/uniffi-bindgen"
-# The unstripped arm64 library (cargo's own output, before cargo-ndk copies it) carries the
-# same uniffi metadata as every other ABI.
-lib="$CARGO_TARGET_DIR/${RUST_TARGETS[0]}/$profile_dir/libperch_ffi.so"
-[ -f "$lib" ] || fail "expected $lib after the build"
+cargo build --locked --quiet -p perch-ffi --lib
 rm -rf "$BINDINGS_DIR"
 mkdir -p "$BINDINGS_DIR"
-"$bindgen" generate --library "$lib" --language kotlin --out-dir "$BINDINGS_DIR" >/dev/null
+"$CARGO_TARGET_DIR/debug/uniffi-bindgen" generate --library "$CARGO_TARGET_DIR/debug/libperch_ffi.a" \
+  --language kotlin --out-dir "$BINDINGS_DIR" >/dev/null
 
 echo "build-android: done"
 for abi in "${ABIS[@]}"; do

@@ -3,7 +3,8 @@
 # for the simulator (aarch64-apple-ios-sim and x86_64-apple-ios, joined with lipo), the Swift
 # bindings in library mode (header and module map into the XCFramework, the .swift file into
 # the package's sources), then PerchFFI.xcframework with xcodebuild. The Swift package in
-# mobile-ios/ uses both. Usage: scripts/build-xcframework.sh [--debug]
+# mobile-ios/ uses both. Works with macOS's own bash 3.2.
+# Usage: scripts/build-xcframework.sh [--debug]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,7 +61,7 @@ fi
 
 for t in "${all_targets[@]}"; do
   echo "build-xcframework: libperch_ffi.a for $t (${profile_args[*]:-dev profile})"
-  cargo build --locked "${profile_args[@]}" -p perch-ffi --lib --target "$t"
+  cargo build --locked ${profile_args[@]+"${profile_args[@]}"} -p perch-ffi --lib --target "$t"
 done
 lib_for() { echo "$CARGO_TARGET_DIR/$1/$profile_dir/libperch_ffi.a"; }
 
@@ -74,10 +75,11 @@ for t in "${SIM_TARGETS[@]}"; do
 done
 lipo -create "${sim_libs[@]}" -output "$WORK_DIR/simulator/libperch_ffi.a"
 
-# Bindings from the device library (every slice carries the same uniffi metadata), with the
-# crate's own bindgen built for this Mac.
+# Bindings from a host dev build: the iOS libraries carry the same uniffi metadata, but a
+# size profile strips the symbols library mode reads. The bindgen is the crate's own binary.
 cargo build --locked --quiet -p perch-ffi --features cli --bin uniffi-bindgen
-"$CARGO_TARGET_DIR/debug/uniffi-bindgen" generate --library "$(lib_for "$DEVICE_TARGET")" \
+cargo build --locked --quiet -p perch-ffi --lib
+"$CARGO_TARGET_DIR/debug/uniffi-bindgen" generate --library "$CARGO_TARGET_DIR/debug/libperch_ffi.a" \
   --language swift --out-dir "$WORK_DIR/bindings" >/dev/null
 mv "$WORK_DIR/bindings/perch_ffi.swift" "$SWIFT_OUT/"
 # The header and module map go in a directory named after the module, inside the
