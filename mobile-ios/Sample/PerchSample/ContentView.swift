@@ -29,7 +29,7 @@ struct ContentView: View {
                 }
 
                 Section("Pair with a setup code") {
-                    TextField("Setup code (perch setup-code on the host)", text: $setupCode, axis: .vertical)
+                    TextField("Setup code (perch devices setup-code on the host)", text: $setupCode, axis: .vertical)
                         .textInputAutocapitalization(.never)
                         .autocorrectionDisabled()
                     HStack {
@@ -44,7 +44,7 @@ struct ContentView: View {
                 }
 
                 Section("Or connect by address (approve on the host)") {
-                    TextField("ws://host:18789", text: $address)
+                    TextField("Host address (wss://192.168.1.20:18789)", text: $address)
                         .keyboardType(.URL)
                         .textInputAutocapitalization(.never)
                         .autocorrectionDisabled()

@@ -117,7 +117,7 @@ private fun PerchScreen(app: PerchApp) {
         OutlinedTextField(
             value = setupCode,
             onValueChange = { setupCode = it },
-            label = { Text("Setup code (perch setup-code on the host)") },
+            label = { Text("Setup code (perch devices setup-code on the host)") },
             modifier = Modifier.fillMaxWidth(),
             minLines = 2,
         )
@@ -141,7 +141,7 @@ private fun PerchScreen(app: PerchApp) {
         OutlinedTextField(
             value = address,
             onValueChange = { address = it },
-            label = { Text("ws://host:18789") },
+            label = { Text("Host address (wss://192.168.1.20:18789)") },
             singleLine = true,
             modifier = Modifier.fillMaxWidth(),
         )
