@@ -34,6 +34,7 @@ open class Intent() {
     fun putExtra(name: String, value: String?): Intent = this
     fun getStringExtra(name: String): String? = null
     fun setAction(a: String?): Intent = this
+    fun setData(u: android.net.Uri?): Intent = this
     fun addFlags(f: Int): Intent = this
     companion object { const val FLAG_ACTIVITY_NEW_TASK = 0x10000000 }
 }

@@ -3,7 +3,15 @@
 @file:Suppress("unused", "UNUSED_PARAMETER")
 package android.net
 class Network
-class Uri { companion object { fun fromParts(s: String, ssp: String, f: String?): Uri = TODO() } }
+class Uri {
+    class Builder {
+        fun scheme(s: String?) = this
+        fun authority(a: String?) = this
+        fun appendPath(p: String?) = this
+        fun build(): Uri = TODO()
+    }
+    companion object { fun fromParts(s: String, ssp: String, f: String?): Uri = TODO() }
+}
 class NetworkCapabilities {
     fun hasTransport(t: Int): Boolean = false
     companion object { const val TRANSPORT_CELLULAR = 0; const val TRANSPORT_WIFI = 1; const val TRANSPORT_ETHERNET = 3 }

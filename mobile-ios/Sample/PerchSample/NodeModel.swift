@@ -9,8 +9,8 @@ import UserNotifications
 final class NodeModel: ObservableObject {
     /// `nil` only when the node could not open its data (shown as `message`).
     let device: PerchDevice?
-    let location = CoreLocationProvider()
-    private let network = NetworkWatcher()
+    let location: CoreLocationProvider
+    private let network: NetworkWatcher
 
     @Published private(set) var statusLine = "Not connected"
     /// The code to compare with the host's, while it waits for the user's approval.
@@ -20,24 +20,12 @@ final class NodeModel: ObservableObject {
     @Published private(set) var busy = false
 
     init() {
+        let location = CoreLocationProvider()
+        let network = NetworkWatcher()
+        self.location = location
+        self.network = network
         do {
-            let dataDir = try FileManager.default
-                .url(for: .applicationSupportDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
-                .appendingPathComponent("perch", isDirectory: true)
-            try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
-            let settings = NodeSettings(
-                displayName: UIDevice.current.name,
-                dataDir: dataDir.path,
-                platform: "ios",
-                deviceFamily: UIDevice.current.model,
-                modelIdentifier: DeviceFacts.modelIdentifier(),
-                locale: Locale.current.identifier(.bcp47)
-            )
-            let device = try PerchDevice(settings: settings, secretStore: KeychainSecretStore())
-            device.setLocationProvider(location)
-            device.setDeviceInfoProvider(DeviceFacts(network: network))
-            device.setNotificationPresenter(NotificationShade())
-            self.device = device
+            device = try Self.makeDevice(location: location, network: network)
         } catch {
             device = nil
             message = "Perch cannot open its data: \(error.localizedDescription)"
@@ -53,6 +41,27 @@ final class NodeModel: ObservableObject {
                 }
             }
         }
+    }
+
+    /// The node, its data in Application Support, its secrets in the Keychain, the providers set.
+    private static func makeDevice(location: CoreLocationProvider, network: NetworkWatcher) throws -> PerchDevice {
+        let dataDir = try FileManager.default
+            .url(for: .applicationSupportDirectory, in: .userDomainMask, appropriateFor: nil, create: true)
+            .appendingPathComponent("perch", isDirectory: true)
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        let settings = NodeSettings(
+            displayName: UIDevice.current.name,
+            dataDir: dataDir.path,
+            platform: "ios",
+            deviceFamily: UIDevice.current.model,
+            modelIdentifier: DeviceFacts.modelIdentifier(),
+            locale: Locale.current.identifier(.bcp47)
+        )
+        let device = try PerchDevice(settings: settings, secretStore: KeychainSecretStore())
+        device.setLocationProvider(location)
+        device.setDeviceInfoProvider(DeviceFacts(network: network))
+        device.setNotificationPresenter(NotificationShade())
+        return device
     }
 
     /// After an app restart: reconnect to the host this phone paired with, if any.

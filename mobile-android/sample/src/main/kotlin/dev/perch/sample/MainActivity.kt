@@ -76,7 +76,13 @@ private fun PerchScreen(app: PerchApp) {
 
     // A phone paired before (an app restart) reconnects through the service at once.
     LaunchedEffect(Unit) {
-        if (app.device.status().hosts.isNotEmpty()) NodeService.start(context)
+        val paired = try {
+            app.device.status().hosts.isNotEmpty()
+        } catch (e: PerchException) {
+            message = e.message
+            false
+        }
+        if (paired) NodeService.start(context)
     }
 
     /** Runs one pairing call off the main thread, then keeps the node alive in the service. */

@@ -8,6 +8,7 @@ import android.content.BroadcastReceiver
 import android.content.Context
 import android.content.Intent
 import android.content.pm.PackageManager
+import android.net.Uri
 import android.os.Build
 import androidx.core.app.NotificationCompat
 import androidx.core.app.NotificationManagerCompat
@@ -16,7 +17,6 @@ import androidx.core.content.ContextCompat
 import dev.perch.ffi.NotificationPresenter
 import dev.perch.ffi.PerchException
 import dev.perch.ffi.ProviderException
-import java.util.concurrent.atomic.AtomicInteger
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withTimeout
 import dev.perch.ffi.Notification as NodeNotification
@@ -70,7 +70,6 @@ object Notifications {
  */
 class NotificationShade(context: Context) : NotificationPresenter {
     private val app = context.applicationContext
-    private val requestCodes = AtomicInteger()
 
     override fun post(notification: NodeNotification): String? {
         if (!Notifications.allowed(app)) {
@@ -96,7 +95,7 @@ class NotificationShade(context: Context) : NotificationPresenter {
         for (action in notification.actions) {
             val intent = ReplyReceiver.intent(app, notification.id, actionId = action.id)
             val pending = PendingIntent.getBroadcast(
-                app, requestCodes.incrementAndGet(), intent,
+                app, 0, intent,
                 PendingIntent.FLAG_UPDATE_CURRENT or PendingIntent.FLAG_IMMUTABLE,
             )
             builder.addAction(NotificationCompat.Action.Builder(0, action.title, pending).build())
@@ -108,7 +107,7 @@ class NotificationShade(context: Context) : NotificationPresenter {
                 .build()
             // Mutable, as RemoteInput writes the typed text into it; explicit, so only our receiver gets it.
             val pending = PendingIntent.getBroadcast(
-                app, requestCodes.incrementAndGet(), ReplyReceiver.intent(app, notification.id, actionId = null),
+                app, 0, ReplyReceiver.intent(app, notification.id, actionId = null),
                 PendingIntent.FLAG_UPDATE_CURRENT or PendingIntent.FLAG_MUTABLE,
             )
             builder.addAction(
@@ -191,9 +190,17 @@ class ReplyReceiver : BroadcastReceiver() {
         private const val EXTRA_ACTION_ID = "perch.action.id"
         private const val REPLY_TIMEOUT_MS = 9_000L
 
-        /** An explicit intent to this receiver for one notification (and button, when [actionId] is set). */
+        /**
+         * An explicit intent to this receiver for one notification (and button, when [actionId]
+         * is set). Its data URI names both, so Android never merges two buttons' PendingIntents
+         * (request codes alone would repeat after a process restart).
+         */
         fun intent(context: Context, notificationId: String, actionId: String?): Intent =
             Intent(context, ReplyReceiver::class.java)
+                .setData(
+                    Uri.Builder().scheme("perch").authority("notification")
+                        .appendPath(notificationId).appendPath(actionId ?: "reply").build(),
+                )
                 .putExtra(EXTRA_NOTIFICATION_ID, notificationId)
                 .apply { if (actionId != null) putExtra(EXTRA_ACTION_ID, actionId) }
     }
