@@ -3,10 +3,10 @@ import Foundation
 /// This device as a node of a Perch host, for Swift callers: the generated `PerchNode` with
 /// its events as `AsyncStream`s and its blocking calls as `async` functions.
 ///
-/// The node's calls block (pairing probes a setup code's addresses for up to 1.5 s each), so
-/// each `async` wrapper runs its call on a global queue and suspends the caller meanwhile.
-/// Cancelling the calling task does not interrupt the Rust call: every one is bounded on the
-/// Rust side, and its result is dropped.
+/// The node's async exports (pairing, replies) are awaited as they are; its blocking calls
+/// (connect, start, stop, status) run on a global queue while the caller suspends.
+/// Cancelling the calling task does not interrupt a blocking Rust call: every one is bounded
+/// on the Rust side, and its result is dropped.
 public final class PerchDevice: @unchecked Sendable {
     /// The generated object, for calls this wrapper does not cover.
     public let node: PerchNode
@@ -46,9 +46,10 @@ public final class PerchDevice: @unchecked Sendable {
         node.setNotificationPresenter(presenter: presenter)
     }
 
-    /// Pairs with the host a typed or scanned setup code names and starts the node.
+    /// Pairs with the host a typed or scanned setup code names and starts the node (an async
+    /// export: it suspends without holding a thread while the code's addresses are probed).
     public func pair(setupCode: String) async throws {
-        try await blocking { [node] in try node.pairWithSetupCode(code: setupCode) }
+        try await node.pairWithSetupCode(code: setupCode)
     }
 
     /// Connects to a host by address; an unknown device waits for approval on the host.
@@ -73,8 +74,9 @@ public final class PerchDevice: @unchecked Sendable {
 
     /// Sends the user's answer to a notification the host posted; returns once the host has it.
     public func reply(toNotification id: String, actionId: String? = nil, text: String? = nil) async throws {
-        let reply = NotificationReply(notificationId: id, actionId: actionId, text: text)
-        try await blocking { [node] in try node.replyToNotification(reply: reply) }
+        try await node.replyToNotification(
+            reply: NotificationReply(notificationId: id, actionId: actionId, text: text)
+        )
     }
 
     /// The app came on screen or left it (cheap: no suspension needed).

@@ -47,10 +47,6 @@ class KeystoreSecretStore(context: Context) : SecretStore {
         }
     }
 
-    override fun delete(key: String) = guarded("delete") {
-        check(prefs.edit().remove(key).commit()) { "SharedPreferences refused the delete" }
-    }
-
     /** The Keystore key, made on first use. */
     private fun wrappingKey(): SecretKey {
         val keyStore = KeyStore.getInstance(KEYSTORE).apply { load(null) }
