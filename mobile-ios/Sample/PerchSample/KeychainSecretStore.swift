@@ -42,11 +42,6 @@ final class KeychainSecretStore: SecretStore, @unchecked Sendable {
         guard status == errSecSuccess else { throw failure("write", status) }
     }
 
-    func delete(key: String) throws {
-        let status = SecItemDelete(item(key) as CFDictionary)
-        guard status == errSecSuccess || status == errSecItemNotFound else { throw failure("delete", status) }
-    }
-
     private func item(_ key: String) -> [String: Any] {
         [
             kSecClass as String: kSecClassGenericPassword,
