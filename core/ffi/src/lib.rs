@@ -33,12 +33,16 @@
 
 uniffi::setup_scaffolding!();
 
+#[cfg(feature = "bench")]
+mod bench;
 mod error;
 mod events;
 mod node;
 mod providers;
 mod rt;
 
+#[cfg(feature = "bench")]
+pub use bench::bench_location_callbacks;
 pub use error::{PerchError, ProviderError};
 pub use events::{NodeEvent, NodeListener};
 pub use node::{
