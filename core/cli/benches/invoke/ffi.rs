@@ -94,12 +94,16 @@ async fn online_node(host: &Host, name: &str) -> Result<String> {
         let res = request(&mut op, &format!("l{i}"), "node.list", json!({}))
             .await?
             .map_err(|e| anyhow!("node.list refused: {e}"))?;
-        let found = res["nodes"].as_array().and_then(|nodes| {
-            nodes
-                .iter()
-                .find(|n| n["displayName"] == name && n["online"] == true)
-                .and_then(|n| n["nodeId"].as_str().map(str::to_string))
-        });
+        // The result is the list itself (older hosts: `{"nodes": [...]}`).
+        let found = res
+            .as_array()
+            .or_else(|| res["nodes"].as_array())
+            .and_then(|nodes| {
+                nodes
+                    .iter()
+                    .find(|n| n["displayName"] == name && n["online"] == true)
+                    .and_then(|n| n["nodeId"].as_str().map(str::to_string))
+            });
         if let Some(id) = found {
             let _ = op.close(None).await;
             return Ok(id);
