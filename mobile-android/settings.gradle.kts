@@ -1,15 +1,20 @@
-// The Android side of Perch. Only the `perch` library module so far (the app comes later).
-// It builds on a developer machine with the Android SDK; CI runs its unit tests on the JVM
-// with scripts/kotlin-jvm-test.sh instead (no Maven or Google repositories there).
+// The Android side of Perch: `:perch`, the library (the Rust node through uniffi and JNA,
+// with a coroutine wrapper), and `:sample`, a small app showing how a real app plugs the
+// platform in. Both build on a developer machine with the Android SDK; CI has no Google or
+// Maven repositories and runs the library's JVM tests with scripts/kotlin-jvm-test.sh instead.
+// The Rust libraries per ABI come from scripts/build-android.sh (cargo-ndk).
 pluginManagement {
     repositories {
         google()
         mavenCentral()
         gradlePluginPortal()
     }
+    // One version of each plugin for every module (the modules apply them without versions).
     plugins {
+        id("com.android.application") version "8.7.3"
         id("com.android.library") version "8.7.3"
         id("org.jetbrains.kotlin.android") version "2.4.20"
+        id("org.jetbrains.kotlin.plugin.compose") version "2.4.20"
     }
 }
 
@@ -23,3 +28,4 @@ dependencyResolutionManagement {
 
 rootProject.name = "perch-android"
 include(":perch")
+include(":sample")

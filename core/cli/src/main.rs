@@ -16,6 +16,7 @@ mod ops;
 mod output;
 mod paths;
 mod qr;
+mod replies;
 mod serve;
 mod service;
 mod ui;
@@ -244,6 +245,13 @@ enum DevicesCmd {
         #[arg(long)]
         before: Option<String>,
     },
+    /// Replies to notifications that came back from devices (a tapped action, typed text),
+    /// newest first, and whether the assistant has read them yet.
+    Replies {
+        /// How many rows (1 to 500).
+        #[arg(long, default_value_t = perch_protocol::notify_replies::DEFAULT_REPLIES_LIMIT)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,6 +290,13 @@ enum LocationCmd {
     /// Every location read made for a prompt, newest first.
     Audit {
         /// How many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Location changes devices reported on their own (a move, a place entered or left),
+    /// newest first, as each device's sharing precision let the host keep them.
+    Changes {
+        /// How many rows (1 to 500).
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },

@@ -15,6 +15,7 @@ use perch_protocol::methods::{
 };
 use perch_protocol::node_commands::{self, LocationFix, NotifyResult};
 use perch_protocol::node_reports::NodeInventory;
+use perch_protocol::notify_replies::{NOTIFY_REPLIES_LIST, NotifyRepliesList, NotifyRepliesParams};
 use perch_protocol::presence::{PresenceList, SYSTEM_PRESENCE};
 use perch_protocol::sessions::{SESSIONS_HISTORY, SESSIONS_LIST, SessionHistory, SessionSummary};
 
@@ -246,6 +247,17 @@ pub async fn devices(cmd: DevicesCmd, data_dir: Option<PathBuf>, op: OperatorArg
             )
             .await?;
             crate::access::print(&list, op.json)?;
+        }
+        DevicesCmd::Replies { limit } => {
+            let params = NotifyRepliesParams { limit: Some(limit) };
+            let list: NotifyRepliesList = call(
+                &mut c,
+                NOTIFY_REPLIES_LIST,
+                Some(serde_json::to_value(params)?),
+                QUICK,
+            )
+            .await?;
+            crate::replies::print(&list, op.json)?;
         }
         DevicesCmd::Revoke { device } => {
             let r = depart(&mut c, methods::DEVICE_PAIR_REVOKE, &device, op.json).await?;
@@ -624,6 +636,50 @@ pub async fn location(cmd: LocationCmd, data_dir: Option<PathBuf>, op: OperatorA
                         r.precision.clone(),
                         r.outcome.clone(),
                         r.place_name.clone().or(r.city.clone()).unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        LocationCmd::Changes { limit } => {
+            let list: loc::LocationChangesList = call(
+                &mut c,
+                loc::LOCATION_CHANGES,
+                Some(json!({"limit": limit})),
+                QUICK,
+            )
+            .await?;
+            if op.json {
+                print_json(&list)?;
+            } else if list.changes.is_empty() {
+                println!("No location changes recorded.");
+            } else {
+                let mut t = table(&["WHEN", "DEVICE", "CHANGE", "WHERE", "PRECISION", "READ"]);
+                for ch in &list.changes {
+                    let change = match &ch.trigger {
+                        loc::LocationTrigger::First => "first fix".to_string(),
+                        loc::LocationTrigger::Moved { distance_meters } => {
+                            format!("moved {distance_meters:.0} m")
+                        }
+                        loc::LocationTrigger::Entered { place } => format!("entered {place}"),
+                        loc::LocationTrigger::Exited { place } => format!("left {place}"),
+                    };
+                    let place = ch
+                        .place_name
+                        .clone()
+                        .or(ch.city.clone())
+                        .unwrap_or_default();
+                    let at = match (ch.lat, ch.lon) {
+                        (Some(lat), Some(lon)) => format!("{place} ({lat:.5}, {lon:.5})"),
+                        _ => place,
+                    };
+                    t.add_row(vec![
+                        ago(Some(ch.at_ms)),
+                        ch.display_name.clone(),
+                        change,
+                        at,
+                        ch.precision.clone(),
+                        if ch.seen { "yes" } else { "not yet" }.to_string(),
                     ]);
                 }
                 println!("{t}");

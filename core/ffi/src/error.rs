@@ -63,6 +63,25 @@ pub enum PerchError {
         /// The host id given.
         host_id: String,
     },
+    /// A reply named a notification this node never posted, or one too old to answer.
+    #[error("no notification {notification_id:?} to reply to")]
+    UnknownNotification {
+        /// The id given.
+        notification_id: String,
+    },
+    /// A reply that answers nothing (no action, no text), names an action the notification
+    /// does not have, or is too long.
+    #[error("invalid reply: {reason}")]
+    InvalidReply {
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// A position the app reported is impossible (coordinates or accuracy out of range).
+    #[error("invalid location: {reason}")]
+    InvalidLocation {
+        /// What is wrong.
+        reason: String,
+    },
     /// Something inside the library failed; not the caller's fault.
     #[error("internal error: {reason}")]
     Internal {

@@ -3,9 +3,10 @@
 //! protocol or security fix lands on every platform at once.
 //!
 //! It owns the foreign-facing surface: [`PerchNode`] (configure, pair by setup code or by
-//! approval, start, stop, status, forget a host, read the access record), the events a
+//! approval, start, stop, status, forget a host, read the access record, reply to a
+//! notification), the events a
 //! [`NodeListener`] receives, the platform capability traits ([`LocationProvider`],
-//! [`DeviceInfoProvider`], [`NotificationPresenter`]) and their adapters into perch-node
+//! [`DeviceInfoProvider`], [`NotificationPresenter`], [`CanvasPresenter`], [`SecretStore`]) and their adapters into perch-node
 //! [`perch_node::CapabilityHandler`]s, and the one tokio runtime every call runs on.
 //! Generate bindings in library mode with this crate's `uniffi-bindgen` binary (`cli`
 //! feature); see `docs/mobile.md`.
@@ -35,23 +36,32 @@ uniffi::setup_scaffolding!();
 
 #[cfg(feature = "bench")]
 mod bench;
+mod canvas;
 mod error;
 mod events;
+mod location_changes;
 mod node;
+mod notifications;
 mod providers;
 mod rt;
+mod secrets;
 
 #[cfg(feature = "bench")]
 pub use bench::bench_location_callbacks;
+pub use canvas::CanvasPresenter;
 pub use error::{PerchError, ProviderError};
 pub use events::{NodeEvent, NodeListener};
+pub use location_changes::{LocationChangeReason, LocationReport, WatchedPlace};
 pub use node::{
     AccessEntry, AccessOutcome, AppState, NodePhase, NodeSettings, NodeStatus, PairedHost,
     PerchNode,
 };
+pub use notifications::{
+    Notification, NotificationAction, NotificationPresenter, NotificationReply,
+};
 pub use providers::{
     BatteryInfo, BatteryState, DeviceInfo, DeviceInfoProvider, DeviceStatus, Location,
     LocationAccess, LocationAccuracy, LocationPermission, LocationProvider, LocationRequest,
-    LocationSource, NetworkInfo, NetworkKind, Notification, NotificationAction,
-    NotificationPresenter, StorageInfo,
+    LocationSource, NetworkInfo, NetworkKind, StorageInfo,
 };
+pub use secrets::SecretStore;

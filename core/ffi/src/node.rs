@@ -6,19 +6,24 @@ use std::time::Duration;
 
 use perch_node::setup::{PROBE_TIMEOUT, SetupTarget, first_answering};
 use perch_node::{
-    Capabilities, CapabilityHandler, HostCalls, HostPins, IdentityStore, Node, NodeConfig,
-    NodeState, TokenStore, normalize_gateway_url,
+    Capabilities, CapabilityHandler, FileVault, HostCalls, HostPins, IdentityStore, Node,
+    NodeConfig, NodeState, SecretVault, TokenStore, normalize_gateway_url,
 };
 use perch_protocol::access::{self as pa, MAX_ACCESS_LIMIT, NodeAccessParams};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::canvas::{CanvasHandler, CanvasPresenter};
 use crate::error::PerchError;
 use crate::events::{NodeEvent, NodeListener, Reporting, deliver, forward_states};
-use crate::providers::{
-    DeviceHandler, DeviceInfoProvider, LocationHandler, LocationProvider, NotificationPresenter,
-    NotifyHandler,
+use crate::location_changes::{LocationReport, Moves, WatchedPlace};
+use crate::notifications::{
+    NotificationBook, NotificationPresenter, NotificationReply, NotifyHandler,
 };
-use crate::rt::{runtime, wait_for};
+use crate::providers::{
+    DeviceHandler, DeviceInfoProvider, Location, LocationHandler, LocationProvider,
+};
+use crate::rt::{on_runtime, runtime, wait_for};
+use crate::secrets::{ForeignVault, SecretStore};
 
 /// How long `stop` waits for the node to close its connection before abandoning it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -166,6 +171,7 @@ struct Providers {
     location: Option<Arc<dyn LocationProvider>>,
     device: Option<Arc<dyn DeviceInfoProvider>>,
     notify: Option<Arc<dyn NotificationPresenter>>,
+    canvas: Option<Arc<dyn CanvasPresenter>>,
 }
 
 /// Plain state, locked only briefly (never across a foreign call or a wait).
@@ -192,7 +198,13 @@ pub struct PerchNode {
     /// takes it, so the UI can always ask.
     lifecycle: Mutex<()>,
     /// The app's last report, applied to every run (the app may report before `start`).
-    app_state: Mutex<AppState>,
+    app_state: Arc<Mutex<AppState>>,
+    /// The notifications this node posted, for their replies.
+    book: Arc<NotificationBook>,
+    /// Where the identity and device tokens are kept.
+    vault: Arc<dyn SecretVault>,
+    /// What this node reported about its location, for the next decision.
+    moves: Arc<Moves>,
 }
 
 impl std::fmt::Debug for PerchNode {
@@ -215,26 +227,27 @@ impl PerchNode {
     /// yet. A directory the app cannot write is `DataDirUnwritable`.
     #[uniffi::constructor]
     pub fn new(settings: NodeSettings) -> Result<Arc<Self>, PerchError> {
-        let unwritable = |reason: String| PerchError::DataDirUnwritable { reason };
-        if settings.data_dir.trim().is_empty() {
-            return Err(unwritable("no data directory given".into()));
-        }
-        let data_dir = PathBuf::from(&settings.data_dir);
-        perch_node::identity_store::ensure_data_dir(&data_dir)?;
-        let probe = data_dir.join(".perch-write-probe");
-        std::fs::write(&probe, b"ok")
-            .map_err(|e| unwritable(format!("cannot write in {}: {e}", data_dir.display())))?;
-        let _ = std::fs::remove_file(&probe);
-        let identity = IdentityStore::new(&data_dir).load_or_create()?;
-        Ok(Arc::new(PerchNode {
-            device_id: identity.device_id().to_string(),
-            settings,
-            data_dir,
-            last_error: Arc::new(Mutex::new(None)),
-            inner: Mutex::new(Inner::default()),
-            lifecycle: Mutex::new(()),
-            app_state: Mutex::new(AppState::Foreground),
-        }))
+        let data_dir = writable_data_dir(&settings)?;
+        let vault: Arc<dyn SecretVault> = Arc::new(FileVault::new(&data_dir));
+        Self::open(settings, data_dir, vault)
+    }
+
+    /// As [`PerchNode::new`], with the identity key and device tokens in the platform's
+    /// keystore (`store`) instead of files; pinned host keys stay in `settings.data_dir`.
+    /// Pass the same store on every launch: another store is another device.
+    #[uniffi::constructor]
+    pub fn with_secret_store(
+        settings: NodeSettings,
+        store: Arc<dyn SecretStore>,
+    ) -> Result<Arc<Self>, PerchError> {
+        let data_dir = writable_data_dir(&settings)?;
+        Self::open(settings, data_dir, Arc::new(ForeignVault(store)))
+    }
+
+    /// Offers the canvas commands through the app's web view; takes effect at the next
+    /// start. They are answered only while the app is on screen.
+    pub fn set_canvas_presenter(&self, presenter: Arc<dyn CanvasPresenter>) {
+        lock(&self.inner).providers.canvas = Some(presenter);
     }
 
     /// Where events go (replacing any earlier listener); takes effect at the next start.
@@ -260,26 +273,34 @@ impl PerchNode {
     /// Pairs with the host a setup code names (typed or scanned) and starts the node: the
     /// host's key is checked and the code's token pairs without a manual approval. Progress
     /// arrives as events; a code with a typo is `InvalidSetupCode` at once.
-    pub fn pair_with_setup_code(&self, code: String) -> Result<(), PerchError> {
+    pub async fn pair_with_setup_code(self: Arc<Self>, code: String) -> Result<(), PerchError> {
         let setup = SetupTarget::decode(&code).map_err(|e| PerchError::InvalidSetupCode {
             reason: e.to_string(),
         })?;
-        let urls = setup.urls.clone();
-        let url = match wait_for(async move { first_answering(&urls, PROBE_TIMEOUT).await })? {
-            Some(url) => url,
-            // None answers yet: dial the first; the node retries with backoff.
-            None => setup
-                .urls
-                .first()
-                .cloned()
-                .ok_or(PerchError::InvalidSetupCode {
-                    reason: "the setup code lists no host address".into(),
-                })?,
-        };
-        self.restart_with(Target {
-            url,
-            setup: Some(setup),
+        on_runtime(async move {
+            let url = match first_answering(&setup.urls, PROBE_TIMEOUT).await {
+                Some(url) => url,
+                // None answers yet: dial the first; the node retries with backoff.
+                None => setup
+                    .urls
+                    .first()
+                    .cloned()
+                    .ok_or(PerchError::InvalidSetupCode {
+                        reason: "the setup code lists no host address".into(),
+                    })?,
+            };
+            let target = Target {
+                url,
+                setup: Some(setup),
+            };
+            // Stopping an old node and asking providers for permissions may block.
+            tokio::task::spawn_blocking(move || self.restart_with(target))
+                .await
+                .map_err(|e| PerchError::Internal {
+                    reason: e.to_string(),
+                })?
         })
+        .await
     }
 
     /// Connects to a host by address and starts the node; a host that does not know this
@@ -408,7 +429,9 @@ impl PerchNode {
         if !HostPins::new(&self.data_dir).forget(&host_id)? {
             return Err(PerchError::UnknownHost { host_id });
         }
-        if let Err(e) = TokenStore::new(&self.data_dir).remove(&format!("host:{host_id}")) {
+        if let Err(e) =
+            TokenStore::with_vault(self.vault.clone()).remove(&format!("host:{host_id}"))
+        {
             tracing::warn!(error = %e, "cannot remove the device token of a forgotten host");
         }
         let mut inner = lock(&self.inner);
@@ -423,18 +446,76 @@ impl PerchNode {
         Ok(())
     }
 
+    /// Reports a position the platform woke the app with (significant-change service,
+    /// geofence, a fused-provider update). The node sends it to the host only when it is
+    /// worth it: the first fix after connecting, a move of the host's distance, a named place
+    /// entered or left; never while the user does not share this device's location.
+    pub async fn report_location(
+        self: Arc<Self>,
+        location: Location,
+    ) -> Result<LocationReport, PerchError> {
+        let calls = self.host_calls()?;
+        let conn = self.connection_id();
+        let provider = lock(&self.inner).providers.location.clone();
+        let moves = self.moves.clone();
+        on_runtime(async move {
+            // The provider's permission says whether the fix may be precise (a foreign call:
+            // off the runtime's workers).
+            let precise = match provider {
+                Some(p) => tokio::task::spawn_blocking(move || p.permission().precise)
+                    .await
+                    .unwrap_or(false),
+                None => true,
+            };
+            moves.report(&calls, conn, location, precise).await
+        })
+        .await
+    }
+
+    /// The named places to register as geofences (empty while the user does not share this
+    /// device's location), asked of the host now.
+    pub async fn watched_places(self: Arc<Self>) -> Result<Vec<WatchedPlace>, PerchError> {
+        let calls = self.host_calls()?;
+        let moves = self.moves.clone();
+        on_runtime(async move { moves.places(&calls).await }).await
+    }
+
+    /// Sends what the user answered to a notification this node showed (a tapped action,
+    /// typed text) to the host, where the assistant reads it in its next turn; returns once
+    /// the host has recorded it. `UnknownNotification` for an id this node never posted (or
+    /// one a week old), `InvalidReply` for an empty or oversized answer, `NotConnected` while
+    /// offline (the app may try again: the host keeps one copy).
+    pub async fn reply_to_notification(
+        self: Arc<Self>,
+        reply: NotificationReply,
+    ) -> Result<(), PerchError> {
+        let payload = self.book.reply_payload(reply)?;
+        let calls = self.host_calls()?;
+        let result =
+            on_runtime(async move { Ok(calls.notification_reply(payload).await?) }).await?;
+        if !result.handled {
+            return Err(PerchError::HostRefused {
+                code: "UNSUPPORTED".into(),
+                message: result
+                    .reason
+                    .unwrap_or_else(|| "the host does not take notification replies".into()),
+            });
+        }
+        Ok(())
+    }
+
     /// The newest `limit` commands the host ran on this device (who asked, when, what came
     /// of it), read from the host while online; `HostRefused` from a host without the record.
-    pub fn access_record(&self, limit: u32) -> Result<Vec<AccessEntry>, PerchError> {
-        let calls = match &lock(&self.inner).running {
-            Some(r) if !r.task.is_finished() => r.calls.clone(),
-            _ => return Err(PerchError::NotRunning),
-        };
+    pub async fn access_record(
+        self: Arc<Self>,
+        limit: u32,
+    ) -> Result<Vec<AccessEntry>, PerchError> {
+        let calls = self.host_calls()?;
         let query = NodeAccessParams {
             limit: Some(limit.clamp(1, MAX_ACCESS_LIMIT)),
             before: None,
         };
-        let page = wait_for(async move { calls.access_record(query).await })??;
+        let page = on_runtime(async move { Ok(calls.access_record(query).await?) }).await?;
         Ok(page.entries.into_iter().map(access_entry).collect())
     }
 }
@@ -470,7 +551,62 @@ fn stop_running(r: Running) -> Result<(), PerchError> {
     Ok(())
 }
 
+/// The app's data dir, created and checked writable.
+fn writable_data_dir(settings: &NodeSettings) -> Result<PathBuf, PerchError> {
+    let unwritable = |reason: String| PerchError::DataDirUnwritable { reason };
+    if settings.data_dir.trim().is_empty() {
+        return Err(unwritable("no data directory given".into()));
+    }
+    let data_dir = PathBuf::from(&settings.data_dir);
+    perch_node::identity_store::ensure_data_dir(&data_dir)?;
+    let probe = data_dir.join(".perch-write-probe");
+    std::fs::write(&probe, b"ok")
+        .map_err(|e| unwritable(format!("cannot write in {}: {e}", data_dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(data_dir)
+}
+
 impl PerchNode {
+    /// Loads (or creates) the identity in `vault` and builds the node object.
+    fn open(
+        settings: NodeSettings,
+        data_dir: PathBuf,
+        vault: Arc<dyn SecretVault>,
+    ) -> Result<Arc<Self>, PerchError> {
+        let identity = IdentityStore::with_vault(vault.clone()).load_or_create()?;
+        Ok(Arc::new(PerchNode {
+            device_id: identity.device_id().to_string(),
+            settings,
+            book: Arc::new(NotificationBook::open(&data_dir)),
+            data_dir,
+            vault,
+            moves: Arc::new(Moves::default()),
+            last_error: Arc::new(Mutex::new(None)),
+            inner: Mutex::new(Inner::default()),
+            lifecycle: Mutex::new(()),
+            app_state: Arc::new(Mutex::new(AppState::Foreground)),
+        }))
+    }
+
+    /// The id of the live connection, if connected.
+    fn connection_id(&self) -> Option<String> {
+        match &lock(&self.inner).running {
+            Some(r) => match &*r.states.borrow() {
+                NodeState::Connected { conn_id, .. } => Some(conn_id.clone()),
+                _ => None,
+            },
+            None => None,
+        }
+    }
+
+    /// The running node's handle for calls to its host.
+    fn host_calls(&self) -> Result<HostCalls, PerchError> {
+        match &lock(&self.inner).running {
+            Some(r) if !r.task.is_finished() => Ok(r.calls.clone()),
+            _ => Err(PerchError::NotRunning),
+        }
+    }
+
     /// Stops any running node, then starts one for `target`.
     fn restart_with(&self, target: Target) -> Result<(), PerchError> {
         let _lifecycle = lock(&self.lifecycle);
@@ -501,13 +637,22 @@ impl PerchNode {
         let (events, events_rx) = mpsc::unbounded_channel();
         let mut handlers: Vec<Arc<dyn CapabilityHandler>> = Vec::new();
         if let Some(p) = &providers.location {
-            handlers.push(Arc::new(LocationHandler(p.clone())));
+            handlers.push(Arc::new(LocationHandler {
+                provider: p.clone(),
+                app_state: self.app_state.clone(),
+            }));
         }
         if let Some(p) = &providers.device {
             handlers.push(Arc::new(DeviceHandler(p.clone())));
         }
         if let Some(p) = &providers.notify {
-            handlers.push(Arc::new(NotifyHandler(p.clone())));
+            handlers.push(Arc::new(NotifyHandler {
+                presenter: p.clone(),
+                book: self.book.clone(),
+            }));
+        }
+        if let Some(p) = &providers.canvas {
+            handlers.push(Arc::new(CanvasHandler(p.clone())));
         }
         let mut caps = Capabilities::new();
         for h in handlers {
@@ -528,6 +673,7 @@ impl PerchNode {
         config.device_family = self.settings.device_family.clone();
         config.model_identifier = self.settings.model_identifier.clone();
         config.locale = self.settings.locale.clone();
+        config.secrets = Some(self.vault.clone());
         if let Some(setup) = &target.setup {
             setup.apply(&mut config);
         }

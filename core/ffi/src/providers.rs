@@ -1,23 +1,25 @@
 //! The platform's capabilities as foreign traits (Swift, Kotlin and Python implement them),
 //! and their adapters into perch-node [`CapabilityHandler`]s answering `location.get`,
-//! `device.info`, `device.status` and `system.notify` with the protocol's JSON shapes.
+//! `device.info` and `device.status` with the protocol's JSON shapes.
 //!
 //! A foreign call runs on a blocking thread under a deadline: a provider that never returns
 //! costs the caller a `TIMEOUT` answer, never a stuck node. (The blocking thread stays with
 //! the provider until it returns; tokio caps how many there are.)
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
-use perch_node::shapes::{reported_position, validate_notify};
-use perch_node::{CapabilityHandler, CommandError, parse_params};
+use perch_node::lifecycle::gate;
+use perch_node::shapes::reported_position;
+use perch_node::{AppPhase, CapabilityHandler, CommandError, parse_params};
 use perch_protocol::ErrorCode;
 use perch_protocol::node_commands as nc;
 use serde_json::Value;
 
 use crate::error::ProviderError;
+use crate::node::AppState;
 
 /// How long a provider may take when the caller set no tighter deadline.
 pub(crate) const PROVIDER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -204,40 +206,12 @@ pub trait DeviceInfoProvider: Send + Sync {
     fn device_status(&self) -> Result<DeviceStatus, ProviderError>;
 }
 
-/// A button on a notification.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct NotificationAction {
-    /// Stable id, reported back when the user taps it.
-    pub id: String,
-    /// The button's label.
-    pub title: String,
-}
-
-/// A notification to show, from `system.notify`.
-#[derive(Debug, Clone, PartialEq, uniffi::Record)]
-pub struct Notification {
-    /// Title (never empty).
-    pub title: String,
-    /// Body text.
-    pub body: String,
-    /// Sound name, when the caller asked for one.
-    pub sound: Option<String>,
-    /// Priority hint (`passive`, `active`, `timeSensitive`), when given.
-    pub priority: Option<String>,
-    /// Buttons to offer.
-    pub actions: Vec<NotificationAction>,
-}
-
-/// The platform's notifications (UserNotifications, NotificationCompat): answers
-/// `system.notify`.
-#[uniffi::export(foreign)]
-pub trait NotificationPresenter: Send + Sync {
-    /// Posts `notification`; returns the platform's id for it, when it has one.
-    fn post(&self, notification: Notification) -> Result<Option<String>, ProviderError>;
-}
-
 /// Runs a foreign call on a blocking thread, bounded by `deadline`.
-async fn call_foreign<T, F>(what: &str, deadline: Duration, f: F) -> Result<T, CommandError>
+pub(crate) async fn call_foreign<T, F>(
+    what: &str,
+    deadline: Duration,
+    f: F,
+) -> Result<T, CommandError>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -255,13 +229,17 @@ where
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, CommandError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, CommandError> {
     serde_json::to_value(v).map_err(|e| CommandError::internal(e.to_string()))
 }
 
 /// A provider error as the caller sees it: a permission problem gets the command's
 /// `*_PERMISSION_REQUIRED` code, anything else `unavailable`.
-fn provider_error(e: ProviderError, permission_code: &str, unavailable: ErrorCode) -> CommandError {
+pub(crate) fn provider_error(
+    e: ProviderError,
+    permission_code: &str,
+    unavailable: ErrorCode,
+) -> CommandError {
     match e {
         ProviderError::PermissionDenied { reason } => {
             CommandError::new(ErrorCode::Other(permission_code.into()), reason)
@@ -279,8 +257,14 @@ fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// `location.get` from a [`LocationProvider`].
-pub(crate) struct LocationHandler(pub(crate) Arc<dyn LocationProvider>);
+/// `location.get` from a [`LocationProvider`]. With permission only while the app is in use,
+/// a read in the background is refused (`NODE_BACKGROUND_UNAVAILABLE`), as both phone
+/// platforms would refuse it; with `Always` it is served.
+pub(crate) struct LocationHandler {
+    pub(crate) provider: Arc<dyn LocationProvider>,
+    /// The app's last report of its state, shared with the [`crate::PerchNode`].
+    pub(crate) app_state: Arc<Mutex<AppState>>,
+}
 
 /// Permission code of `location.get`.
 const LOCATION_PERMISSION_REQUIRED: &str = "LOCATION_PERMISSION_REQUIRED";
@@ -296,7 +280,7 @@ impl CapabilityHandler for LocationHandler {
 
     fn permissions(&self) -> BTreeMap<String, bool> {
         // Read once, when `start` registers the handler (on the app's thread).
-        let granted = self.0.permission().access != LocationAccess::Off;
+        let granted = self.provider.permission().access != LocationAccess::Off;
         BTreeMap::from([("location".to_string(), granted)])
     }
 
@@ -305,7 +289,8 @@ impl CapabilityHandler for LocationHandler {
         _command: &str,
         params: Value,
     ) -> BoxFuture<'static, Result<Value, CommandError>> {
-        let provider = self.0.clone();
+        let provider = self.provider.clone();
+        let app_state = self.app_state.clone();
         Box::pin(async move {
             let params: nc::LocationGetParams = parse_params(nc::LOCATION_GET, params)?;
             let desired = params.desired_accuracy.unwrap_or_default();
@@ -322,6 +307,16 @@ impl CapabilityHandler for LocationHandler {
                     ErrorCode::Other(LOCATION_PERMISSION_REQUIRED.into()),
                     "the user has not allowed this app to use location",
                 ));
+            }
+            let background =
+                *app_state.lock().unwrap_or_else(|e| e.into_inner()) == AppState::Background;
+            if background {
+                // Only `Always` reaches the location in the background.
+                gate(
+                    AppPhase::Background,
+                    nc::LOCATION_GET,
+                    permission.access != LocationAccess::Always,
+                )?;
             }
             let request = LocationRequest {
                 desired_accuracy: match desired {
@@ -343,47 +338,54 @@ impl CapabilityHandler for LocationHandler {
                     ErrorCode::LocationUnavailable,
                 )
             })?;
-            if !(fix.lat.is_finite()
-                && (-90.0..=90.0).contains(&fix.lat)
-                && fix.lon.is_finite()
-                && (-180.0..=180.0).contains(&fix.lon)
-                && fix.accuracy_meters.is_finite()
-                && fix.accuracy_meters >= 0.0)
-            {
-                return Err(CommandError::new(
+            let fix = wire_fix(fix, desired, permission.precise).ok_or_else(|| {
+                CommandError::new(
                     ErrorCode::LocationUnavailable,
                     "the location provider returned an impossible fix",
-                ));
-            }
-            let pos = reported_position(
-                fix.lat,
-                fix.lon,
-                fix.accuracy_meters,
-                desired,
-                permission.precise,
-            );
-            let coarse = desired == nc::DesiredAccuracy::Coarse;
-            to_json(&nc::LocationFix {
-                lat: pos.lat,
-                lon: pos.lon,
-                accuracy_meters: pos.accuracy_m,
-                altitude_meters: fix.altitude_meters.filter(|_| !coarse),
-                speed_mps: fix.speed_mps.filter(|_| !coarse),
-                heading_deg: fix.heading_deg.filter(|_| !coarse),
-                timestamp: match fix.timestamp_ms {
-                    Some(ms) => rfc3339_ms(ms),
-                    None => humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-                },
-                is_precise: pos.is_precise,
-                source: match fix.source {
-                    LocationSource::Gps => nc::LocationSource::Gps,
-                    LocationSource::Wifi => nc::LocationSource::Wifi,
-                    LocationSource::Cell => nc::LocationSource::Cell,
-                    LocationSource::Unknown => nc::LocationSource::Unknown,
-                },
-            })
+                )
+            })?;
+            to_json(&fix)
         })
     }
+}
+
+/// A provider's fix in the protocol's shape, reduced to what was asked for and allowed
+/// (approximate permission, coarse accuracy); `None` for impossible coordinates or accuracy.
+pub(crate) fn wire_fix(
+    fix: Location,
+    desired: nc::DesiredAccuracy,
+    precise: bool,
+) -> Option<nc::LocationFix> {
+    if !(fix.lat.is_finite()
+        && (-90.0..=90.0).contains(&fix.lat)
+        && fix.lon.is_finite()
+        && (-180.0..=180.0).contains(&fix.lon)
+        && fix.accuracy_meters.is_finite()
+        && fix.accuracy_meters >= 0.0)
+    {
+        return None;
+    }
+    let pos = reported_position(fix.lat, fix.lon, fix.accuracy_meters, desired, precise);
+    let coarse = desired == nc::DesiredAccuracy::Coarse;
+    Some(nc::LocationFix {
+        lat: pos.lat,
+        lon: pos.lon,
+        accuracy_meters: pos.accuracy_m,
+        altitude_meters: fix.altitude_meters.filter(|_| !coarse),
+        speed_mps: fix.speed_mps.filter(|_| !coarse),
+        heading_deg: fix.heading_deg.filter(|_| !coarse),
+        timestamp: match fix.timestamp_ms {
+            Some(ms) => rfc3339_ms(ms),
+            None => humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        },
+        is_precise: pos.is_precise,
+        source: match fix.source {
+            LocationSource::Gps => nc::LocationSource::Gps,
+            LocationSource::Wifi => nc::LocationSource::Wifi,
+            LocationSource::Cell => nc::LocationSource::Cell,
+            LocationSource::Unknown => nc::LocationSource::Unknown,
+        },
+    })
 }
 
 /// `device.info` and `device.status` from a [`DeviceInfoProvider`].
@@ -461,109 +463,10 @@ impl CapabilityHandler for DeviceHandler {
     }
 }
 
-/// `system.notify` through a [`NotificationPresenter`].
-pub(crate) struct NotifyHandler(pub(crate) Arc<dyn NotificationPresenter>);
-
-impl CapabilityHandler for NotifyHandler {
-    fn commands(&self) -> Vec<String> {
-        vec![nc::SYSTEM_NOTIFY.into()]
-    }
-
-    fn caps(&self) -> Vec<String> {
-        vec!["system".into()]
-    }
-
-    fn invoke(
-        &self,
-        _command: &str,
-        params: Value,
-    ) -> BoxFuture<'static, Result<Value, CommandError>> {
-        let provider = self.0.clone();
-        let actions = actions_of(&params);
-        let params = validate_notify(params);
-        Box::pin(async move {
-            let p = params?;
-            let notification = Notification {
-                title: p.title,
-                body: p.body,
-                sound: p.sound,
-                priority: p.priority,
-                actions: actions?,
-            };
-            let id = call_foreign("notification presenter", PROVIDER_TIMEOUT, move || {
-                provider.post(notification)
-            })
-            .await?
-            .map_err(|e| {
-                provider_error(
-                    e,
-                    "NOTIFICATIONS_PERMISSION_REQUIRED",
-                    ErrorCode::NotificationsUnavailable,
-                )
-            })?;
-            to_json(&nc::NotifyResult {
-                delivered: true,
-                notification_id: id,
-            })
-        })
-    }
-}
-
-/// Most buttons a notification may carry (what both phone platforms show).
-const MAX_ACTIONS: usize = 3;
-
-/// The optional `actions` of `system.notify` (`[{"id", "title"}]`), a Perch extension the
-/// desktop ignores.
-fn actions_of(params: &Value) -> Result<Vec<NotificationAction>, CommandError> {
-    let Some(list) = params.get("actions") else {
-        return Ok(Vec::new());
-    };
-    let bad = || {
-        CommandError::invalid_request(
-            "actions must be a list of at most 3 {\"id\", \"title\"} objects with non-empty strings",
-        )
-    };
-    let list = list.as_array().ok_or_else(bad)?;
-    if list.len() > MAX_ACTIONS {
-        return Err(bad());
-    }
-    list.iter()
-        .map(|a| {
-            let field = |k: &str| {
-                a.get(k)
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.trim().is_empty() && s.len() <= 256)
-                    .map(str::to_string)
-            };
-            Ok(NotificationAction {
-                id: field("id").ok_or_else(bad)?,
-                title: field("title").ok_or_else(bad)?,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn actions_are_read_and_bounded() {
-        assert!(actions_of(&json!({})).unwrap().is_empty());
-        let a = actions_of(&json!({"actions": [{"id": "y", "title": "Yes"}]})).unwrap();
-        assert_eq!(
-            a,
-            vec![NotificationAction {
-                id: "y".into(),
-                title: "Yes".into()
-            }]
-        );
-        assert!(actions_of(&json!({"actions": "x"})).is_err());
-        assert!(actions_of(&json!({"actions": [{"id": ""}]})).is_err());
-        let four = json!({"actions": [{"id":"a","title":"a"},{"id":"b","title":"b"},{"id":"c","title":"c"},{"id":"d","title":"d"}]});
-        assert!(actions_of(&four).is_err());
-    }
 
     struct Fixed {
         access: LocationAccess,
@@ -593,11 +496,14 @@ mod tests {
     }
 
     fn handler(access: LocationAccess, precise: bool, lat: f64) -> LocationHandler {
-        LocationHandler(Arc::new(Fixed {
-            access,
-            precise,
-            lat,
-        }))
+        LocationHandler {
+            provider: Arc::new(Fixed {
+                access,
+                precise,
+                lat,
+            }),
+            app_state: Arc::new(Mutex::new(AppState::Foreground)),
+        }
     }
 
     #[tokio::test]

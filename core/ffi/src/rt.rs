@@ -43,3 +43,58 @@ where
         reason: "the node runtime dropped a call".into(),
     })
 }
+
+/// Runs `fut` on the runtime and awaits it from whichever executor polls the returned future
+/// (the app's: Kotlin coroutines, Swift tasks, asyncio), so async exports need no runtime of
+/// their caller. Dropping it before it finishes (the caller cancelled) aborts the work.
+pub(crate) async fn on_runtime<F, T>(fut: F) -> Result<T, PerchError>
+where
+    F: Future<Output = Result<T, PerchError>> + Send + 'static,
+    T: Send + 'static,
+{
+    /// Aborts the spawned task when the awaiting future is dropped.
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = runtime()?.spawn(fut);
+    let _abort = AbortOnDrop(task.abort_handle());
+    task.await.map_err(|e| PerchError::Internal {
+        reason: format!("the node runtime dropped a call: {e}"),
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn a_dropped_call_stops_its_work_and_a_finished_one_answers() {
+        // Polled by a runtime that is not the library's, as a foreign executor would.
+        let outside = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(outside.block_on(on_runtime(async { Ok(7) })), Ok(7));
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = finished.clone();
+        let slow = on_runtime(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        let cancelled =
+            outside.block_on(async { tokio::time::timeout(Duration::from_millis(50), slow).await });
+        assert!(cancelled.is_err(), "the caller gave up");
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the work was aborted with it"
+        );
+    }
+}

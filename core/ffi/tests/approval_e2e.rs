@@ -176,9 +176,13 @@ async fn pairs_by_approval_and_serves_foreign_providers() {
         ])
         .await
         .unwrap();
-    assert_eq!(shown, json!({"delivered": true, "notificationId": "n-1"}));
     {
         let seen = shade.0.lock().unwrap();
+        // The host knows the notification by the node's id (for replies), not the platform's.
+        assert_eq!(
+            shown,
+            json!({"delivered": true, "notificationId": seen[0].id.as_str()})
+        );
         assert_eq!(seen[0].title, "Dinner?");
         assert_eq!(seen[0].actions[0].id, "yes");
     }

@@ -15,9 +15,11 @@ use perch_ffi::{
 };
 use serde_json::Value;
 
-/// A provider with a fixed position, or one that fails when `fail` is set.
+/// A provider with a fixed position, or one that fails when `fail` is set; the user allowed
+/// location `access`.
 struct Here {
     fail: Mutex<bool>,
+    access: Mutex<LocationAccess>,
 }
 
 impl LocationProvider for Here {
@@ -42,7 +44,7 @@ impl LocationProvider for Here {
 
     fn permission(&self) -> LocationPermission {
         LocationPermission {
-            access: LocationAccess::WhileUsing,
+            access: *self.access.lock().unwrap(),
             precise: true,
         }
     }
@@ -68,35 +70,41 @@ async fn pairs_by_setup_code_and_answers_location_from_the_provider() {
     let dir = tempfile::tempdir().unwrap();
     let here = Arc::new(Here {
         fail: Mutex::new(false),
+        access: Mutex::new(LocationAccess::WhileUsing),
     });
     let (tx, rx) = channel();
-    // Everything below runs on a plain thread, as a platform thread calls the library.
+    // The synchronous calls run on a plain thread, as a platform thread makes them; the async
+    // ones are awaited here, by an executor that is not the library's (as a coroutine or an
+    // asyncio loop awaits them).
     let node = {
-        let (dir, code, here) = (dir.path().to_path_buf(), code.clone(), here.clone());
+        let (dir, here) = (dir.path().to_path_buf(), here.clone());
         tokio::task::spawn_blocking(move || {
             let node = PerchNode::new(settings(&dir, "FFI Phone")).unwrap();
             node.set_listener(Arc::new(Events(Mutex::new(tx))));
             node.set_location_provider(here);
-            // A typo in the code: a typed error, and nothing starts.
-            let mut typo: Vec<char> = code.chars().collect();
-            let i = typo.len() / 2;
-            typo[i] = if typo[i] == 'A' { 'B' } else { 'A' };
-            let typo: String = typo.into_iter().collect();
-            assert!(matches!(
-                node.pair_with_setup_code(typo),
-                Err(PerchError::InvalidSetupCode { .. })
-            ));
-            assert!(matches!(
-                node.pair_with_setup_code("PERCH1".into()),
-                Err(PerchError::InvalidSetupCode { .. })
-            ));
-            assert!(!node.status().unwrap().running);
-            node.pair_with_setup_code(code).unwrap();
             node
         })
         .await
         .unwrap()
     };
+    // A typo in the code: a typed error, and nothing starts.
+    let mut typo: Vec<char> = code.chars().collect();
+    let i = typo.len() / 2;
+    typo[i] = if typo[i] == 'A' { 'B' } else { 'A' };
+    let typo: String = typo.into_iter().collect();
+    assert!(matches!(
+        node.clone().pair_with_setup_code(typo).await,
+        Err(PerchError::InvalidSetupCode { .. })
+    ));
+    assert!(matches!(
+        node.clone().pair_with_setup_code("PERCH1".into()).await,
+        Err(PerchError::InvalidSetupCode { .. })
+    ));
+    assert!(!node.status().unwrap().running);
+    node.clone()
+        .pair_with_setup_code(code.clone())
+        .await
+        .unwrap();
     let host_name = tokio::task::block_in_place(|| {
         wait_event(&rx, "Online", |e| match e {
             NodeEvent::Online { host_name } => Some(host_name.clone()),
@@ -149,17 +157,30 @@ async fn pairs_by_setup_code_and_answers_location_from_the_provider() {
         })
     });
     *here.fail.lock().unwrap() = false;
-    // The app goes to the background: location needs no screen, so it still answers, on the
-    // same connection (the host logs no new node connection).
+    // The app goes to the background. Allowed only while in use, the location is refused as
+    // the phone would refuse it; allowed always, it answers. All on the same connection (the
+    // host logs no new node connection).
     let connections = |log: String| log.matches("node connected").count();
     let before = connections(host.log());
     node.set_app_state(AppState::Background);
+    let err = host
+        .cli(&["nodes", "invoke", "FFI Phone", "location.get"])
+        .await
+        .unwrap_err();
+    assert_eq!(err["error"]["code"], "NODE_BACKGROUND_UNAVAILABLE", "{err}");
+    *here.access.lock().unwrap() = LocationAccess::Always;
     let again = host
         .cli(&["nodes", "invoke", "FFI Phone", "location.get"])
         .await
         .unwrap();
     assert_eq!(again["lat"], 47.3769);
+    *here.access.lock().unwrap() = LocationAccess::WhileUsing;
     node.set_app_state(AppState::Foreground);
+    let back = host
+        .cli(&["nodes", "invoke", "FFI Phone", "location.get"])
+        .await
+        .unwrap();
+    assert_eq!(back["lat"], 47.3769, "served again in the foreground");
     node.network_changed();
     assert_eq!(node.status().unwrap().phase, NodePhase::Online);
     assert!(before >= 1, "the host logs node connections");
@@ -172,19 +193,13 @@ async fn pairs_by_setup_code_and_answers_location_from_the_provider() {
     assert_eq!(nodes[0]["online"], Value::Bool(true), "{nodes}");
 
     // The device's own record, read from the host through the node's connection.
-    let record = tokio::task::spawn_blocking({
-        let node = node.clone();
-        move || node.access_record(10)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let record = node.clone().access_record(10).await.unwrap();
     assert!(
         record
             .iter()
             .filter(|e| e.command == "location.get")
             .count()
-            >= 3,
+            >= 5,
         "{record:?}"
     );
 
@@ -202,7 +217,10 @@ async fn pairs_by_setup_code_and_answers_location_from_the_provider() {
     assert_eq!(error, None);
     assert_eq!(node.status().unwrap().phase, NodePhase::Stopped);
     assert!(matches!(node.stop(), Err(PerchError::NotRunning)));
-    assert!(matches!(node.access_record(5), Err(PerchError::NotRunning)));
+    assert!(matches!(
+        node.clone().access_record(5).await,
+        Err(PerchError::NotRunning)
+    ));
 
     // After an app restart: a new PerchNode on the same data dir starts from the pinned host.
     let restarted = {
@@ -270,12 +288,12 @@ async fn another_key_at_the_address_is_host_key_changed() {
         tokio::task::spawn_blocking(move || {
             let node = PerchNode::new(settings(&dir, "Wary Phone")).unwrap();
             node.set_listener(Arc::new(Events(Mutex::new(tx))));
-            node.pair_with_setup_code(code).unwrap();
             node
         })
         .await
         .unwrap()
     };
+    node.clone().pair_with_setup_code(code).await.unwrap();
     let host_id = tokio::task::block_in_place(|| {
         wait_event(&rx, "HostKeyChanged", |e| match e {
             NodeEvent::HostKeyChanged { host_id } => Some(host_id.clone()),

@@ -15,6 +15,7 @@ use perch_protocol::access::{DEVICE_ACCESS_LIST, NODE_ACCESS_LIST};
 use perch_protocol::chat::CHAT_SEND;
 use perch_protocol::handshake::Role;
 use perch_protocol::location as loc;
+use perch_protocol::location::{LOCATION_CHANGES, NODE_LOCATION_WATCH};
 use perch_protocol::methods::{
     self, DeviceParams, InvokeParams, InvokeResultParams, NodeSelector, PairDecision,
     PairDecisionParams,
@@ -22,6 +23,7 @@ use perch_protocol::methods::{
 use perch_protocol::node_reports::{
     NODE_PLUGIN_TOOLS_UPDATE, NODE_RUNNER_INVENTORY_UPDATE, NODE_SKILLS_UPDATE,
 };
+use perch_protocol::notify_replies::NOTIFY_REPLIES_LIST;
 use perch_protocol::presence::{NODE_EVENT, NodeEventParams, SYSTEM_PRESENCE};
 use perch_protocol::scopes::{Scope, Scopes};
 use perch_protocol::sessions::{SESSIONS_HISTORY, SESSIONS_LIST};
@@ -310,6 +312,20 @@ static TABLE: LazyLock<Vec<Method>> = LazyLock::new(|| {
         operator!(DEVICE_ACCESS_LIST, Read, |c| to_value(
             &crate::access::device_access(&c.hub, parse(c.params)?).await?
         )),
+        operator!(LOCATION_CHANGES, Read, |c| {
+            let p = match c.params {
+                None => Default::default(),
+                Some(v) => parse(Some(v))?,
+            };
+            to_value(&crate::location_changes::list(&c.hub, p).await?)
+        }),
+        operator!(NOTIFY_REPLIES_LIST, Read, |c| {
+            let p = match c.params {
+                None => Default::default(),
+                Some(v) => parse(Some(v))?,
+            };
+            to_value(&crate::node_events::list_replies(&c.hub, p).await?)
+        }),
         Method {
             name: methods::NODE_INVOKE_RESULT,
             handler: Handler::Node {
@@ -319,12 +335,25 @@ static TABLE: LazyLock<Vec<Method>> = LazyLock::new(|| {
                 },
             },
         },
+        // A task, not inline: a reply is written to the database before it is acknowledged.
         Method {
             name: NODE_EVENT,
-            handler: Handler::Node {
+            handler: Handler::NodeTask {
                 run: |c| {
-                    let p: NodeEventParams = parse(c.params)?;
-                    crate::node_events::handle(c.hub, c.node, p)
+                    Box::pin(async move {
+                        let p: NodeEventParams = parse(c.params)?;
+                        crate::node_events::handle(c.hub, c.node, p).await
+                    })
+                },
+            },
+        },
+        Method {
+            name: NODE_LOCATION_WATCH,
+            handler: Handler::NodeTask {
+                run: |c| {
+                    Box::pin(async move {
+                        to_value(&crate::location_changes::watch(&c.hub, &c.node).await?)
+                    })
                 },
             },
         },
@@ -371,6 +400,7 @@ mod tests {
         let node = advertised(Role::Node, Scopes::NONE);
         assert!(op.contains(&"node.invoke".to_string()));
         assert!(op.contains(&"device.access.list".to_string()));
+        assert!(op.contains(&"notify.replies.list".to_string()));
         assert!(!op.contains(&"node.access.list".to_string()));
         assert!(!op.contains(&"node.invoke.result".to_string()));
         assert_eq!(
@@ -378,6 +408,7 @@ mod tests {
             vec![
                 "node.invoke.result",
                 "node.event",
+                "node.location.watch",
                 "node.access.list",
                 "node.runnerInventory.update",
                 "node.skills.update",

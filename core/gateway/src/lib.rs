@@ -39,6 +39,7 @@ pub mod hub;
 mod idempotency;
 pub mod invoke;
 pub mod location;
+pub mod location_changes;
 pub mod mdns;
 pub mod node_events;
 pub mod node_reports;

@@ -14,7 +14,7 @@ use perch_kernel::pipeline::Pipeline;
 use perch_kernel::provider::ProviderError;
 use perch_protocol::{ErrorCode, ErrorShape};
 
-use crate::context::location_context;
+use crate::context::{DeviceEvents, location_context};
 use crate::models::Models;
 use crate::tools::TurnTools;
 use crate::transcript::StoreTranscript;
@@ -38,9 +38,11 @@ pub async fn run_turn(
     )
     .with_pipeline(pipeline.clone());
     let tools = TurnTools::new(hub, &turn.session_key, &turn.turn_id).await;
+    let device_events = DeviceEvents::read(hub, &turn.session_key).await;
     let context: Vec<String> = location_context(hub, &turn.session_key, &turn.turn_id)
         .await
         .into_iter()
+        .chain(device_events.blocks.iter().cloned())
         .collect();
     let result = agent
         .run_turn(
@@ -55,6 +57,9 @@ pub async fn run_turn(
     if let Err(TurnError::Provider(ProviderError::Unauthorized { .. })) = &result {
         // The key may have been replaced since the provider was built: look it up next time.
         models.forget(&turn.tier);
+    }
+    if result.is_ok() {
+        device_events.mark_read(hub).await;
     }
     result.map_err(|e| turn_error(e, &turn.turn_id))
 }

@@ -86,6 +86,7 @@ impl LocationLedger for StoreLedger {
                 path: match entry.path {
                     ReadPath::Context => LocationReadPath::Context,
                     ReadPath::Tool => LocationReadPath::Tool,
+                    ReadPath::Change => LocationReadPath::Change,
                 },
             };
             self.0

@@ -1,6 +1,7 @@
-//! Calls a connected node makes to its host on the connection it serves on; today one: reading
-//! its own access record (`node.access.list`), so the device can show its user every command
-//! the assistant or an operator ran on it.
+//! Calls a connected node makes to its host on the connection it serves on: reading its own
+//! access record (`node.access.list`), so the device can show its user every command the
+//! assistant or an operator ran on it, and sending what the user answered to a notification
+//! (`node.event` `system.notify.reply`), acknowledged once the host has recorded it.
 //!
 //! [`HostCalls`] is a cheap handle taken from [`crate::Node::host_calls`] before `run`; phones
 //! reach it through the FFI. A call made while the node is not connected fails at once with
@@ -11,6 +12,11 @@ use std::time::Duration;
 
 use perch_protocol::ErrorShape;
 use perch_protocol::access::{AccessList, NODE_ACCESS_LIST, NodeAccessParams};
+use perch_protocol::location::{
+    LOCATION_CHANGED, LocationChangedPayload, LocationWatch, NODE_LOCATION_WATCH,
+};
+use perch_protocol::notify_replies::{NotifyReplyPayload, SYSTEM_NOTIFY_REPLY};
+use perch_protocol::presence::{NODE_EVENT, NodeEventParams, NodeEventResult};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -90,6 +96,53 @@ impl HostCalls {
         let params =
             serde_json::to_value(query).map_err(|e| HostCallError::Malformed(e.to_string()))?;
         let v = self.call(NODE_ACCESS_LIST, params).await?;
+        serde_json::from_value(v).map_err(|e| HostCallError::Malformed(e.to_string()))
+    }
+
+    /// Sends what the user answered to a notification; returns once the host has recorded
+    /// it (`handled`), or with the host's reason when it does not know the event (an older
+    /// host). Resending the same `reply_id` is harmless: the host keeps one.
+    pub async fn notification_reply(
+        &self,
+        reply: NotifyReplyPayload,
+    ) -> Result<NodeEventResult, HostCallError> {
+        self.node_event(SYSTEM_NOTIFY_REPLY, reply).await
+    }
+
+    /// What the host wants this node to report about its location (sharing precision, the
+    /// distance that counts, the named places).
+    pub async fn location_watch(&self) -> Result<LocationWatch, HostCallError> {
+        let v = self
+            .call(NODE_LOCATION_WATCH, Value::Object(Default::default()))
+            .await?;
+        serde_json::from_value(v).map_err(|e| HostCallError::Malformed(e.to_string()))
+    }
+
+    /// Reports a significant location change; the answer says whether the host recorded it
+    /// (`handled: false` with a reason while sharing is off).
+    pub async fn location_changed(
+        &self,
+        change: LocationChangedPayload,
+    ) -> Result<NodeEventResult, HostCallError> {
+        self.node_event(LOCATION_CHANGED, change).await
+    }
+
+    async fn node_event<T: serde::Serialize>(
+        &self,
+        event: &str,
+        payload: T,
+    ) -> Result<NodeEventResult, HostCallError> {
+        let params = NodeEventParams {
+            event: event.to_string(),
+            payload: Some(
+                serde_json::to_value(payload)
+                    .map_err(|e| HostCallError::Malformed(e.to_string()))?,
+            ),
+            payload_json: None,
+        };
+        let params =
+            serde_json::to_value(params).map_err(|e| HostCallError::Malformed(e.to_string()))?;
+        let v = self.call(NODE_EVENT, params).await?;
         serde_json::from_value(v).map_err(|e| HostCallError::Malformed(e.to_string()))
     }
 

@@ -1,7 +1,9 @@
-//! The node's durable secrets on disk: its Ed25519 identity and the device tokens hosts issued.
+//! The node's durable secrets: its Ed25519 identity and the device tokens hosts issued.
 //!
-//! Both files live in the data directory, are readable by the owner only (0600 on unix) and
-//! are replaced atomically (temp file, fsync, rename), so a crash never leaves half a key.
+//! They are kept in a [`SecretVault`]: by default [`FileVault`], files in the data directory,
+//! readable by the owner only (0600 on unix) and replaced atomically (temp file, fsync,
+//! rename), so a crash never leaves half a key; a phone app passes its platform keystore
+//! instead (Keychain, Android Keystore). Pinned host keys are public and stay in a file.
 //! The identity is what a host paired with: a damaged identity file is an error naming the
 //! file, never a reason to generate a new key, because a new key is a new, unpaired device.
 //! Nothing here logs a token or a key.
@@ -10,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use perch_protocol::{DeviceId, DeviceIdentity, IdentityError};
@@ -171,6 +174,56 @@ fn tighten_permissions(path: &Path) {
 #[cfg(not(unix))]
 fn tighten_permissions(_path: &Path) {}
 
+/// Where a node keeps its secrets by name (the identity, the device tokens): private files by
+/// default, or the platform's keystore on a phone.
+pub trait SecretVault: Send + Sync + std::fmt::Debug {
+    /// Where `name` lives, for messages (never its content).
+    fn locate(&self, name: &str) -> PathBuf;
+    /// The bytes kept under `name`, `None` when there are none.
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keeps `bytes` under `name`. With `replace == false` a value already there wins: nothing
+    /// is written and `Ok(false)` returned, so two creators cannot end up with two keys.
+    fn write(&self, name: &str, bytes: &[u8], replace: bool) -> Result<bool, StoreError>;
+}
+
+/// Secrets as private files in the data directory (0600, written atomically).
+#[derive(Debug, Clone)]
+pub struct FileVault {
+    dir: PathBuf,
+}
+
+impl FileVault {
+    /// The vault for a data directory.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl SecretVault for FileVault {
+    fn locate(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.locate(name);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                tighten_permissions(&path);
+                Ok(Some(bytes))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8], replace: bool) -> Result<bool, StoreError> {
+        ensure_data_dir(&self.dir)?;
+        write_private_atomic(&self.locate(name), bytes, replace)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct IdentityFile {
@@ -181,17 +234,24 @@ struct IdentityFile {
     created_at_ms: i64,
 }
 
-/// Loads the node's identity from `<data_dir>/node-identity.json`, creating it on first run.
+/// Loads the node's identity (`node-identity.json` in its vault), creating it on first run.
 #[derive(Debug, Clone)]
 pub struct IdentityStore {
+    vault: Arc<dyn SecretVault>,
     path: PathBuf,
 }
 
 impl IdentityStore {
-    /// The store for a data directory.
+    /// The store for a data directory (files).
     pub fn new(data_dir: &Path) -> Self {
+        Self::with_vault(Arc::new(FileVault::new(data_dir)))
+    }
+
+    /// The store in `vault` (a phone's keystore).
+    pub fn with_vault(vault: Arc<dyn SecretVault>) -> Self {
         Self {
-            path: data_dir.join(IDENTITY_FILE),
+            path: vault.locate(IDENTITY_FILE),
+            vault,
         }
     }
 
@@ -205,9 +265,6 @@ impl IdentityStore {
         match self.load()? {
             Some(id) => Ok(id),
             None => {
-                if let Some(dir) = self.path.parent() {
-                    ensure_data_dir(dir)?;
-                }
                 let identity = DeviceIdentity::generate()?;
                 let file = IdentityFile {
                     version: FORMAT_VERSION,
@@ -222,7 +279,7 @@ impl IdentityStore {
                         reason: e.to_string(),
                     }
                 })?;
-                if write_private_atomic(&self.path, text.as_bytes(), false)? {
+                if self.vault.write(IDENTITY_FILE, text.as_bytes(), false)? {
                     tracing::info!(
                         device_id = %identity.device_id(),
                         path = %self.path.display(),
@@ -242,15 +299,10 @@ impl IdentityStore {
 
     /// The stored identity, or `None` when the file does not exist.
     pub fn load(&self) -> Result<Option<DeviceIdentity>, StoreError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(self.corrupt("not UTF-8 text"));
-            }
-            Err(e) => return Err(io_err("read", &self.path)(e)),
+        let Some(bytes) = self.vault.read(IDENTITY_FILE)? else {
+            return Ok(None);
         };
-        tighten_permissions(&self.path);
+        let text = String::from_utf8(bytes).map_err(|_| self.corrupt("not UTF-8 text"))?;
         let file: IdentityFile = serde_json::from_str(&text)
             .map_err(|e| self.corrupt(format!("not a Perch identity: {e}")))?;
         if file.version != FORMAT_VERSION {
@@ -295,17 +347,25 @@ struct StoredToken {
     saved_at_ms: i64,
 }
 
-/// Device tokens issued by hosts, kept in `<data_dir>/node-tokens.json` keyed by gateway URL.
+/// Device tokens issued by hosts, kept as `node-tokens.json` in the vault, keyed by gateway
+/// URL (or `host:<id>`).
 #[derive(Debug, Clone)]
 pub struct TokenStore {
+    vault: Arc<dyn SecretVault>,
     path: PathBuf,
 }
 
 impl TokenStore {
-    /// The store for a data directory.
+    /// The store for a data directory (files).
     pub fn new(data_dir: &Path) -> Self {
+        Self::with_vault(Arc::new(FileVault::new(data_dir)))
+    }
+
+    /// The store in `vault` (a phone's keystore).
+    pub fn with_vault(vault: Arc<dyn SecretVault>) -> Self {
         Self {
-            path: data_dir.join(TOKENS_FILE),
+            path: vault.locate(TOKENS_FILE),
+            vault,
         }
     }
 
@@ -315,13 +375,10 @@ impl TokenStore {
     }
 
     fn read(&self) -> Result<TokensFile, StoreError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TokensFile::default()),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => String::new(),
-            Err(e) => return Err(io_err("read", &self.path)(e)),
+        let Some(bytes) = self.vault.read(TOKENS_FILE)? else {
+            return Ok(TokensFile::default());
         };
-        tighten_permissions(&self.path);
+        let text = String::from_utf8(bytes).unwrap_or_default();
         match serde_json::from_str::<TokensFile>(&text) {
             Ok(f) if f.version == FORMAT_VERSION => Ok(f),
             // Tokens can be re-issued by the host (the identity, not the token, is the pairing),
@@ -337,15 +394,14 @@ impl TokenStore {
     }
 
     fn write(&self, file: &TokensFile) -> Result<(), StoreError> {
-        if let Some(dir) = self.path.parent() {
-            ensure_data_dir(dir)?;
-        }
         let text = serde_json::to_string_pretty(file).map_err(|e| StoreError::Io {
             action: "encode",
             path: self.path.clone(),
             source: io::Error::other(e),
         })?;
-        write_private_atomic(&self.path, text.as_bytes(), true).map(|_| ())
+        self.vault
+            .write(TOKENS_FILE, text.as_bytes(), true)
+            .map(|_| ())
     }
 
     /// The token this device holds for `gateway_url`, if any.

@@ -35,6 +35,7 @@ pub mod discovery;
 pub mod host_calls;
 pub mod identity_store;
 pub mod lifecycle;
+pub mod location_watch;
 pub mod runtime;
 pub mod setup;
 pub mod shapes;
@@ -43,7 +44,9 @@ pub use capability::{
     Capabilities, CapabilityHandler, CommandError, DuplicateCommand, parse_params,
 };
 pub use host_calls::{HostCallError, HostCalls};
-pub use identity_store::{HostPins, IdentityStore, PinnedHost, StoreError, TokenStore};
+pub use identity_store::{
+    FileVault, HostPins, IdentityStore, PinnedHost, SecretVault, StoreError, TokenStore,
+};
 pub use lifecycle::{AppPhase, Lifecycle};
 pub use perch_protocol::backoff::{self, Backoff};
 pub use runtime::{

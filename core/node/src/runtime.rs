@@ -45,7 +45,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::backoff::{self, Backoff};
 use crate::capability::{Capabilities, CommandError};
 use crate::host_calls::{HOST_CALL_QUEUE, HostCall, HostCalls};
-use crate::identity_store::{HostPins, IdentityStore, StoreError, TokenStore, ensure_data_dir};
+use crate::identity_store::{
+    FileVault, HostPins, IdentityStore, SecretVault, StoreError, TokenStore, ensure_data_dir,
+};
 use crate::lifecycle::{self, Lifecycle};
 
 /// How often the activity source is read while connected.
@@ -99,6 +101,9 @@ pub struct NodeConfig {
     /// a command line asking while the node itself runs elsewhere: the host neither lists the
     /// connection as the node nor lets it replace the node's live connection.
     pub reader_only: bool,
+    /// Where the identity and device tokens are kept instead of files in `data_dir` (a
+    /// phone's Keychain or Keystore); pinned host keys stay in `data_dir`.
+    pub secrets: Option<Arc<dyn SecretVault>>,
 }
 
 impl NodeConfig {
@@ -123,6 +128,15 @@ impl NodeConfig {
             backoff_base: backoff::DEFAULT_BASE,
             backoff_cap: backoff::DEFAULT_CAP,
             reader_only: false,
+            secrets: None,
+        }
+    }
+
+    /// The vault the identity and tokens live in.
+    pub fn vault(&self) -> Arc<dyn SecretVault> {
+        match &self.secrets {
+            Some(v) => v.clone(),
+            None => Arc::new(FileVault::new(&self.data_dir)),
         }
     }
 }
@@ -604,9 +618,10 @@ impl Node {
     pub fn new(mut config: NodeConfig, capabilities: Capabilities) -> Result<Node, NodeError> {
         config.gateway_url = normalize_gateway_url(&config.gateway_url)?;
         ensure_data_dir(&config.data_dir)?;
-        let identity = IdentityStore::new(&config.data_dir).load_or_create()?;
+        let vault = config.vault();
+        let identity = IdentityStore::with_vault(vault.clone()).load_or_create()?;
         let device_id = identity.device_id();
-        let tokens = TokenStore::new(&config.data_dir);
+        let tokens = TokenStore::with_vault(vault);
         let pins = HostPins::new(&config.data_dir);
         let (state, _) = watch::channel(NodeState::Idle);
         let (calls_tx, calls_rx) = mpsc::channel(HOST_CALL_QUEUE);

@@ -11,16 +11,19 @@
 
 pub mod access;
 pub mod backoff;
+pub mod canvas;
 pub mod chat;
 pub mod error;
 pub mod events;
 pub mod frame;
+pub mod geo;
 pub mod handshake;
 pub mod identity;
 pub mod location;
 pub mod methods;
 pub mod node_commands;
 pub mod node_reports;
+pub mod notify_replies;
 pub mod presence;
 pub mod scopes;
 pub mod sessions;

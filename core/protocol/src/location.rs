@@ -118,3 +118,148 @@ pub struct AuditInfo {
 fn context_path() -> String {
     "context".to_string()
 }
+
+/// Node event: the device moved significantly or entered or left a named place
+/// (payload: [`LocationChangedPayload`]). The host records it reduced to the device's sharing
+/// precision, and refuses it (`handled: false`) while sharing is off.
+pub const LOCATION_CHANGED: &str = "location.changed";
+/// `node.location.watch` (node): what the device should report: its sharing precision, the
+/// distance that counts as a move, and the named places to watch (none while sharing is off).
+pub const NODE_LOCATION_WATCH: &str = "node.location.watch";
+/// `location.changes` (operator, `operator.read`): the changes recorded, newest first.
+pub const LOCATION_CHANGES: &str = "location.changes";
+
+/// A move shorter than this is not reported, by default.
+pub const DEFAULT_MIN_DISTANCE_M: u32 = 500;
+
+/// Why a location change was reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum LocationTrigger {
+    /// The first position reported since the device connected.
+    First,
+    /// The device moved at least the watch's distance since its last report.
+    Moved {
+        /// Meters from the last reported position.
+        distance_meters: f64,
+    },
+    /// The device entered a named place.
+    Entered {
+        /// The place's name.
+        place: String,
+    },
+    /// The device left a named place.
+    Exited {
+        /// The place's name.
+        place: String,
+    },
+}
+
+/// Payload of the `location.changed` node event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocationChangedPayload {
+    /// Where the device is now (the `location.get` shape).
+    pub fix: crate::node_commands::LocationFix,
+    /// Why it is reported.
+    pub trigger: LocationTrigger,
+}
+
+/// Result of `node.location.watch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocationWatch {
+    /// `exact`, `city` or `off`: while `off`, report nothing.
+    pub sharing: String,
+    /// A move shorter than this is not worth a report.
+    pub min_distance_meters: u32,
+    /// Named places whose entry and exit are worth a report (empty while sharing is off).
+    pub places: Vec<PlaceInfo>,
+}
+
+/// Params of `location.changes`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocationChangesParams {
+    /// At most this many rows, newest first (default 50, at most 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One recorded change, as the sharing precision allowed it to be kept: never coordinates
+/// unless the device shared `exact` when it arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocationChangeInfo {
+    /// The device.
+    pub device_id: String,
+    /// Its name when the change arrived.
+    pub display_name: String,
+    /// When the host received it.
+    pub at_ms: i64,
+    /// Why it was reported.
+    pub trigger: LocationTrigger,
+    /// The precision in force when it arrived.
+    pub precision: String,
+    /// The named place the device was at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place_name: Option<String>,
+    /// The nearest city, when not at a named place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    /// The time zone there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Latitude, only at `exact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    /// Longitude, only at `exact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+    /// Whether the assistant has read it in a turn yet.
+    pub seen: bool,
+}
+
+/// Result of `location.changes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocationChangesList {
+    /// Newest first.
+    pub changes: Vec<LocationChangeInfo>,
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn triggers_are_tagged_and_payloads_closed() {
+        let t = LocationTrigger::Moved {
+            distance_meters: 812.5,
+        };
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            json!({"kind": "moved", "distanceMeters": 812.5})
+        );
+        let e: LocationTrigger =
+            serde_json::from_value(json!({"kind": "entered", "place": "Home"})).unwrap();
+        assert_eq!(
+            e,
+            LocationTrigger::Entered {
+                place: "Home".into()
+            }
+        );
+        assert!(serde_json::from_value::<LocationTrigger>(json!({"kind": "teleported"})).is_err());
+        let fix = json!({"lat": 1.0, "lon": 2.0, "accuracyMeters": 5.0,
+                         "timestamp": "2026-12-06T05:00:00Z", "isPrecise": true, "source": "gps"});
+        let ok = json!({"fix": fix, "trigger": {"kind": "first"}});
+        assert!(serde_json::from_value::<LocationChangedPayload>(ok).is_ok());
+        let extra = json!({"fix": fix, "trigger": {"kind": "first"}, "note": "x"});
+        assert!(serde_json::from_value::<LocationChangedPayload>(extra).is_err());
+    }
+}

@@ -27,7 +27,9 @@ pub mod bootstrap;
 mod devices;
 mod error;
 pub mod location;
+pub mod location_changes;
 mod meta;
+pub mod notify_replies;
 mod pairing;
 mod sessions;
 mod tokens;
@@ -201,6 +203,16 @@ impl Store {
     /// The record of node commands run on each device: who asked, what, when, what came of it.
     pub fn access(&self) -> AccessRepo<'_> {
         AccessRepo::new(&self.pool)
+    }
+
+    /// Location changes devices reported, as their sharing precision allowed.
+    pub fn location_changes(&self) -> location_changes::LocationChangeRepo<'_> {
+        location_changes::LocationChangeRepo { pool: &self.pool }
+    }
+
+    /// Replies to notifications, until the assistant has read them.
+    pub fn replies(&self) -> notify_replies::ReplyRepo<'_> {
+        notify_replies::ReplyRepo { pool: &self.pool }
     }
 
     /// Sessions and their transcripts.

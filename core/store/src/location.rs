@@ -115,6 +115,8 @@ pub enum LocationReadPath {
     Context,
     /// A node tool's result (`location.get` or another command that returns a position).
     Tool,
+    /// A location change the device reported on its own, read in a turn.
+    Change,
 }
 
 impl LocationReadPath {
@@ -123,6 +125,7 @@ impl LocationReadPath {
         match self {
             LocationReadPath::Context => "context",
             LocationReadPath::Tool => "tool",
+            LocationReadPath::Change => "change",
         }
     }
 
@@ -131,6 +134,7 @@ impl LocationReadPath {
         match s {
             "context" => Some(LocationReadPath::Context),
             "tool" => Some(LocationReadPath::Tool),
+            "change" => Some(LocationReadPath::Change),
             _ => None,
         }
     }
@@ -786,7 +790,11 @@ mod tests {
         .execute(&store.pool)
         .await;
         assert!(bad.is_err());
-        for p in [LocationReadPath::Context, LocationReadPath::Tool] {
+        for p in [
+            LocationReadPath::Context,
+            LocationReadPath::Tool,
+            LocationReadPath::Change,
+        ] {
             assert_eq!(LocationReadPath::parse(p.as_str()), Some(p));
         }
         assert_eq!(LocationReadPath::parse("Tool"), None);

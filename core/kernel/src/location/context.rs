@@ -25,8 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::untrusted::fence_safe;
 
 use super::gazetteer::{Gazetteer, local_time};
-use super::geo::{round5, valid_coordinates};
-use super::places::{NamedPlace, place_containing};
+use perch_protocol::geo::{NamedPlace, place_containing, round5, valid_coordinates};
 
 /// First line of the block; the model is told the content is untrusted device data.
 pub const FENCE_OPEN: &str = r#"<device-context source="perch" trust="untrusted">"#;
@@ -254,6 +253,8 @@ pub enum ReadPath {
     Context,
     /// A node tool's result that carries a position (`location.get`).
     Tool,
+    /// A location change the device reported on its own, read in a turn.
+    Change,
 }
 
 impl ReadPath {
@@ -262,6 +263,7 @@ impl ReadPath {
         match self {
             ReadPath::Context => "context",
             ReadPath::Tool => "tool",
+            ReadPath::Change => "change",
         }
     }
 }
@@ -364,6 +366,48 @@ pub fn reduce_for_tool(
         audit.outcome = AuditOutcome::Unavailable;
     }
     (value, audit)
+}
+
+/// What a device's own report of a location change may keep, by the rules of
+/// [`build_context`] at `input.precision`: a named place or the nearest city and the time zone;
+/// coordinates only at [`Precision::Exact`] and outside named places.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeDescription {
+    /// The named place the device is at.
+    pub place_name: Option<String>,
+    /// The nearest city, when not at a named place.
+    pub city: Option<String>,
+    /// The time zone there.
+    pub time_zone: Option<String>,
+    /// Rounded coordinates, only at `exact` outside named places.
+    pub coordinates: Option<(f64, f64)>,
+}
+
+/// Reduces a reported change to what its precision lets the host keep; `None` when nothing
+/// may or can be kept (sharing off, impossible coordinates, a fix too old or from the future).
+/// The gazetteer must be warm.
+pub fn describe_change(
+    gazetteer: &Gazetteer,
+    policy: &LocationPolicy,
+    input: &ContextInput<'_>,
+) -> Option<ChangeDescription> {
+    let Described { json, audit } = describe(gazetteer, policy, input);
+    if !matches!(audit.outcome, AuditOutcome::Included | AuditOutcome::Stale) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&json?).ok()?;
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let number = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    Some(ChangeDescription {
+        place_name: text("place"),
+        city: text("city"),
+        time_zone: text("timeZone"),
+        coordinates: number("lat").zip(number("lon")),
+    })
 }
 
 /// What may be said about one fix, as unfenced JSON text, and the audit entry for it.

@@ -19,7 +19,7 @@ use std::time::Instant;
 use reverse_geocoder::ReverseGeocoder;
 use tzf_rs::EmbeddedFinder;
 
-use super::geo::{haversine_m, valid_coordinates};
+use perch_protocol::geo::{haversine_m, valid_coordinates};
 
 /// The nearest populated place to a coordinate.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,17 +18,15 @@
 
 pub mod context;
 pub mod gazetteer;
-mod geo;
-pub mod places;
 pub mod prompts;
 
 pub use context::{
-    AuditEntry, AuditOutcome, ContextInput, DeviceFix, FENCE_CLOSE, FENCE_NOTE, FENCE_OPEN,
-    FixError, LocationPolicy, LocationRead, Precision, ReadPath, build_context, reduce_for_tool,
+    AuditEntry, AuditOutcome, ChangeDescription, ContextInput, DeviceFix, FENCE_CLOSE, FENCE_NOTE,
+    FENCE_OPEN, FixError, LocationPolicy, LocationRead, Precision, ReadPath, build_context,
+    describe_change, reduce_for_tool,
 };
 pub use gazetteer::{Gazetteer, Place, local_time};
-pub use geo::haversine_m;
-pub use places::{NamedPlace, place_containing};
+pub use perch_protocol::geo::{NamedPlace, haversine_m, place_containing};
 pub use prompts::{
     Clock, LedgerError, LocationLedger, LocationPrompts, MemoryLedger, PromptTarget, ToolRead,
 };

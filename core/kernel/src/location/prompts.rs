@@ -20,7 +20,7 @@ use super::context::{
     ReadPath, build_context, reduce_for_tool,
 };
 use super::gazetteer::Gazetteer;
-use super::places::NamedPlace;
+use perch_protocol::geo::NamedPlace;
 
 /// Why the ledger could not answer; carries the host's own error.
 #[derive(Debug, thiserror::Error)]
