@@ -2,8 +2,11 @@ package dev.perch
 
 import dev.perch.ffi.AccessEntry
 import dev.perch.ffi.AppState
+import dev.perch.ffi.CanvasPresenter
 import dev.perch.ffi.DeviceInfoProvider
+import dev.perch.ffi.Location
 import dev.perch.ffi.LocationProvider
+import dev.perch.ffi.LocationReport
 import dev.perch.ffi.NodeEvent
 import dev.perch.ffi.NodeListener
 import dev.perch.ffi.NodeSettings
@@ -11,6 +14,8 @@ import dev.perch.ffi.NodeStatus
 import dev.perch.ffi.NotificationPresenter
 import dev.perch.ffi.NotificationReply
 import dev.perch.ffi.PerchNode
+import dev.perch.ffi.SecretStore
+import dev.perch.ffi.WatchedPlace
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
@@ -27,19 +32,27 @@ import kotlinx.coroutines.flow.asStateFlow
 
 /**
  * This device as a node of a Perch host, for Kotlin callers: the generated [PerchNode] with
- * its events as a [SharedFlow] and its blocking calls as suspend functions. Pure Kotlin (no
+ * its events as a [SharedFlow] and every call as a suspend function. Pure Kotlin (no
  * android.* imports), so the same class runs in JVM tests and in the app.
  *
- * The blocking calls run on [dispatcher] (Dispatchers.IO by default) in a scope this object
- * owns, and the caller only awaits them: cancelling the caller returns at once, while the
- * Rust call finishes by itself (every one of them is bounded on the Rust side).
+ * The Rust side's blocking calls (connect, start, stop, status) run on [dispatcher]
+ * (Dispatchers.IO by default) in a scope this object owns, and the caller only awaits them:
+ * cancelling the caller returns at once, while the Rust call finishes by itself (every one
+ * of them is bounded on the Rust side). Its async exports (pairing by setup code, replies,
+ * the access record, location reports) are suspend functions already: cancelling the caller
+ * aborts the Rust future.
+ *
+ * [secretStore]: the platform keystore for the identity key and device tokens (Android
+ * Keystore-wrapped storage); without it they are files in the data dir.
  */
 class PerchDevice(
     settings: NodeSettings,
+    secretStore: SecretStore? = null,
     private val dispatcher: CoroutineDispatcher = Dispatchers.IO,
 ) : AutoCloseable {
     /** The generated object, for calls this wrapper does not cover. */
-    val node: PerchNode = PerchNode(settings)
+    val node: PerchNode =
+        if (secretStore == null) PerchNode(settings) else PerchNode.withSecretStore(settings, secretStore)
 
     private val calls = CoroutineScope(SupervisorJob() + dispatcher)
 
@@ -79,8 +92,11 @@ class PerchDevice(
     fun setNotificationPresenter(presenter: NotificationPresenter) =
         node.setNotificationPresenter(presenter)
 
+    /** Answers the canvas commands with the app's web view; takes effect at the next start. */
+    fun setCanvasPresenter(presenter: CanvasPresenter) = node.setCanvasPresenter(presenter)
+
     /** Pairs with the host a setup code names and starts the node (see [PerchNode.pairWithSetupCode]). */
-    suspend fun pairWithSetupCode(code: String) = blocking { node.pairWithSetupCode(code) }
+    suspend fun pairWithSetupCode(code: String) = node.pairWithSetupCode(code)
 
     /** Connects to a host by address; an unknown device waits for approval on the host. */
     suspend fun connectTo(url: String) = blocking { node.connectTo(url) }
@@ -96,11 +112,17 @@ class PerchDevice(
 
     /** The newest [limit] commands the host ran on this device. */
     suspend fun accessRecord(limit: Int = 50): List<AccessEntry> =
-        blocking { node.accessRecord(limit.coerceAtLeast(1).toUInt()) }
+        node.accessRecord(limit.coerceAtLeast(1).toUInt())
 
     /** Sends the user's answer to a notification the host posted; returns once the host has it. */
     suspend fun replyToNotification(notificationId: String, actionId: String? = null, text: String? = null) =
-        blocking { node.replyToNotification(NotificationReply(notificationId, actionId, text)) }
+        node.replyToNotification(NotificationReply(notificationId, actionId, text))
+
+    /** A location update from the platform (a geofence, a fused-provider fix); the node decides whether it is worth sending. */
+    suspend fun reportLocation(location: Location): LocationReport = node.reportLocation(location)
+
+    /** The named places to register as geofences, asked of the host now. */
+    suspend fun watchedPlaces(): List<WatchedPlace> = node.watchedPlaces()
 
     /** The app came on screen or left it (cheap: no suspension needed). */
     fun setAppState(state: AppState) = node.setAppState(state)

@@ -163,11 +163,12 @@ class PerchDeviceTest {
         assertEquals("Dinner?", n.title)
         assertEquals("At 7", n.body)
         assertEquals(listOf("yes" to "Yes", "no" to "No"), n.actions.map { it.id to it.title })
-        assertTrue(n.id.isNotBlank())
+        // The host knows the notification by the id the app keeps with it.
+        assertEquals(n.id, shown.at("notificationId"))
 
         d.replyToNotification(n.id, actionId = "yes")
         d.replyToNotification(n.id, text = "make it 8")
-        val replies = host.cli("node", "replies").ok().at("replies") as List<*>
+        val replies = host.cli("devices", "replies").ok().at("replies") as List<*>
         assertEquals(replies.toString(), 2, replies.size)
         val newest = replies[0]
         val older = replies[1]
@@ -183,6 +184,14 @@ class PerchDeviceTest {
         } catch (e: PerchException.UnknownNotification) {
             assertEquals("no-such-notification", e.notificationId)
         }
+        try {
+            d.replyToNotification(n.id, actionId = "maybe")
+            fail("a reply with an action the notification did not offer was accepted")
+        } catch (e: PerchException.InvalidReply) {
+            // expected
+        }
+        assertEquals(2, (host.cli("devices", "replies").ok().at("replies") as List<*>).size)
+        assertEquals(NodePhase.ONLINE, d.status().phase)
     }
 
     @Test
