@@ -3,7 +3,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/perch-target
 export SQLX_OFFLINE := true
 
-.PHONY: run serve ui test lint bench fmt
+.PHONY: run serve ui test lint bench bench-ffi fmt
 
 ## Start Perch: with a display, the menu-bar app (which embeds the host); without one, the host
 ## alone (`perch serve`). Gateway on 127.0.0.1:18789, SQLite in the platform data dir.
@@ -35,6 +35,11 @@ lint:
 
 bench:
 	cargo bench --locked -p perch-cli --bench invoke
+
+## perch-ffi's callback cost (Kotlin and Python) and invoke round trips answered by a Kotlin
+## node against the Rust node, in one run.
+bench-ffi:
+	bash scripts/ffi-bench.sh
 
 fmt:
 	cargo fmt --all

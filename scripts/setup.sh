@@ -36,9 +36,10 @@ DESKTOP_PKGS=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev li
 # a packet capture on the test link (tcpdump), python-zeroconf as a non-Perch mDNS client
 # (python3-pip), an X server with a tray host and the tools to click and screenshot it (xvfb,
 # trayer, xdotool, imagemagick, dbus-x11), and Debian's Chromium for the browser tests; systemd for `systemd-analyze verify` of the unit that
-# `perch service install` writes.
+# `perch service install` writes; a JDK with JNA, JUnit 4 and Hamcrest for the Kotlin JVM tests
+# of mobile-android/perch (scripts/kotlin-jvm-test.sh).
 TEST_PKGS=(dbus dbus-x11 iproute2 tcpdump python3-pip xvfb trayer xdotool imagemagick x11-utils chromium
-  fonts-dejavu-core systemd)
+  fonts-dejavu-core systemd default-jdk-headless libjna-java junit4 libhamcrest-java)
 
 need_node() {
   if ! command -v npm >/dev/null 2>&1; then
@@ -95,6 +96,9 @@ case "$mode" in
     build_ui
     install_openclaw
     install_bench_relay
+    # kotlinc (npm, pinned) and kotlinx-coroutines (from a pinned PyPI wheel) for the Kotlin tests.
+    need_node
+    bash scripts/kotlin-toolchain.sh
     ;;
   *)
     echo "usage: setup.sh run|test" >&2

@@ -29,6 +29,9 @@ fi
 echo "== perch-ffi from Python (generated bindings, a real perch serve)"
 PERCH_BIN="$CARGO_TARGET_DIR/debug/perch" bash scripts/ffi-python-test.sh
 
+echo "== perch-ffi from Kotlin on the JVM (generated bindings, the mobile-android wrapper, a real perch serve)"
+PERCH_BIN="$CARGO_TARGET_DIR/debug/perch" bash scripts/kotlin-jvm-test.sh
+
 echo "== web UI: unit tests (Vitest)"
 (cd ui && npm test --silent)
 

@@ -49,12 +49,13 @@ pub enum PerchError {
     #[error("the host did not answer in time")]
     Timeout,
     /// The host refused the call (for example an older host without the method).
-    #[error("the host refused: {code}: {message}")]
+    #[error("the host refused: {code}: {reason}")]
     HostRefused {
         /// The stable error code.
         code: String,
-        /// The host's message.
-        message: String,
+        /// The host's message. (Not `message`: Kotlin exceptions have their own `message`,
+        /// and a field of that name makes the generated Kotlin fail to compile.)
+        reason: String,
     },
     /// `forget_host` named a host this device has not pinned.
     #[error("no pinned host {host_id:?}")]
@@ -128,7 +129,7 @@ impl From<HostCallError> for PerchError {
             HostCallError::Timeout(_) => PerchError::Timeout,
             HostCallError::Refused(shape) => PerchError::HostRefused {
                 code: shape.code.to_string(),
-                message: shape.message,
+                reason: shape.message,
             },
             HostCallError::Malformed(reason) => PerchError::Internal { reason },
         }

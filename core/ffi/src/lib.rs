@@ -34,6 +34,8 @@
 
 uniffi::setup_scaffolding!();
 
+#[cfg(feature = "bench")]
+mod bench;
 mod canvas;
 mod error;
 mod events;
@@ -44,6 +46,8 @@ mod providers;
 mod rt;
 mod secrets;
 
+#[cfg(feature = "bench")]
+pub use bench::bench_location_callbacks;
 pub use canvas::CanvasPresenter;
 pub use error::{PerchError, ProviderError};
 pub use events::{NodeEvent, NodeListener};

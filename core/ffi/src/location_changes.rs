@@ -169,7 +169,7 @@ impl Moves {
             }
             return Err(PerchError::HostRefused {
                 code: "NOT_RECORDED".into(),
-                message: reason,
+                reason,
             });
         }
         let mut state = self.lock();

@@ -496,7 +496,7 @@ impl PerchNode {
         if !result.handled {
             return Err(PerchError::HostRefused {
                 code: "UNSUPPORTED".into(),
-                message: result
+                reason: result
                     .reason
                     .unwrap_or_else(|| "the host does not take notification replies".into()),
             });

@@ -19,8 +19,11 @@
 //! 4. the long run: 50,000 sequential calls to one node of a fresh `perch serve`, p50 and p99
 //!    per block of 5,000 and the last block's p50 over the first's.
 //!
-//! `PERCH_BENCH_SCENARIOS=floor,host,relay,long` (any subset) runs only those parts; the
-//! default runs all. It prints tables and a one-line JSON summary (after `BENCH_JSON `) on
+//! 5. only when named: `ffi`, `device.info` answered by `perch node run` (the Rust runtime
+//!    and handler) against a Kotlin node on perch-ffi (see `ffi.rs`; `scripts/ffi-bench.sh`).
+//!
+//! `PERCH_BENCH_SCENARIOS=floor,host,relay,long,ffi` (any subset) runs only those parts; the
+//! default runs all but `ffi`. It prints tables and a one-line JSON summary (after `BENCH_JSON `) on
 //! stdout. Every wait has a deadline; child processes are killed on every exit path by drop
 //! guards.
 
@@ -46,6 +49,7 @@ use perch_protocol::frame::Frame;
 use perch_protocol::identity::SignedConnectV3;
 use perch_protocol::methods::InvokeParams;
 
+mod ffi;
 mod relay;
 
 const PERCH: &str = env!("CARGO_BIN_EXE_perch");
@@ -799,13 +803,14 @@ fn blocks(samples: Vec<Duration>) -> Result<Vec<Latency>> {
 // Scenarios
 
 /// Which parts of the bench run: all by default; `PERCH_BENCH_SCENARIOS` (comma-separated
-/// `floor`, `host`, `relay`, `long`) picks a subset.
+/// `floor`, `host`, `relay`, `long`, `ffi`) picks a subset.
 #[derive(Debug, Clone, Copy)]
 struct Selection {
     floor: bool,
     host: bool,
     relay: bool,
     long: bool,
+    ffi: bool,
 }
 
 impl Selection {
@@ -816,6 +821,7 @@ impl Selection {
                 host: true,
                 relay: true,
                 long: true,
+                ffi: false,
             });
         };
         let mut s = Self {
@@ -823,6 +829,7 @@ impl Selection {
             host: false,
             relay: false,
             long: false,
+            ffi: false,
         };
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
@@ -830,13 +837,14 @@ impl Selection {
                 "host" => s.host = true,
                 "relay" => s.relay = true,
                 "long" => s.long = true,
+                "ffi" => s.ffi = true,
                 other => bail!(
-                    "PERCH_BENCH_SCENARIOS: unknown scenario {other:?} (known: floor, host, relay, long)"
+                    "PERCH_BENCH_SCENARIOS: unknown scenario {other:?} (known: floor, host, relay, long, ffi)"
                 ),
             }
         }
-        if !(s.floor || s.host || s.relay || s.long) {
-            bail!("PERCH_BENCH_SCENARIOS names no scenario (known: floor, host, relay, long)");
+        if !(s.floor || s.host || s.relay || s.long || s.ffi) {
+            bail!("PERCH_BENCH_SCENARIOS names no scenario (known: floor, host, relay, long, ffi)");
         }
         Ok(s)
     }
@@ -1067,6 +1075,11 @@ async fn run() -> Result<()> {
     } else {
         None
     };
+    let ffi = if sel.ffi {
+        Some(ffi::ffi_scenario().await?)
+    } else {
+        None
+    };
     let bench_mem = read_mem(std::process::id())?;
 
     let report = Report {
@@ -1076,6 +1089,9 @@ async fn run() -> Result<()> {
         long: long.as_ref(),
     };
     report.print();
+    if let Some(f) = &ffi {
+        f.print();
+    }
     let mut summary = json!({
         "bench": "invoke",
         "samples": SAMPLES,
@@ -1114,6 +1130,9 @@ async fn run() -> Result<()> {
             "host_memory_before": l.mem_before.json(),
             "host_memory_after": l.mem_after.json(),
         });
+    }
+    if let Some(f) = &ffi {
+        summary["ffi"] = f.json();
     }
     summary["ratios"] = json!(report.ratios());
     println!("BENCH_JSON {summary}");
