@@ -83,6 +83,7 @@ async fn exactly_the_advertised_methods_dispatch() {
         vec![
             "node.invoke.result",
             "node.event",
+            "node.location.watch",
             "node.access.list",
             "node.runnerInventory.update",
             "node.skills.update",
