@@ -42,6 +42,17 @@ impl SecretStore for Keychain {
     }
 }
 
+fn settings(dir: &std::path::Path) -> NodeSettings {
+    NodeSettings {
+        display_name: "Reply Phone".into(),
+        data_dir: dir.to_string_lossy().into(),
+        platform: Some("ios".into()),
+        device_family: Some("iPhone".into()),
+        model_identifier: None,
+        locale: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_is_shown_and_its_reply_reaches_the_host() {
     let host = RealHost::start("").await;
@@ -54,14 +65,7 @@ async fn a_notification_is_shown_and_its_reply_reaches_the_host() {
     let node = {
         let (dir, tray, chain) = (dir.path().to_path_buf(), tray.clone(), chain.clone());
         tokio::task::spawn_blocking(move || {
-            let settings = NodeSettings {
-                display_name: "Reply Phone".into(),
-                data_dir: dir.to_string_lossy().into(),
-                platform: Some("ios".into()),
-                device_family: Some("iPhone".into()),
-                model_identifier: None,
-                locale: None,
-            };
+            let settings = settings(&dir);
             let node = PerchNode::with_secret_store(settings, chain).unwrap();
             node.set_listener(Arc::new(Events(Mutex::new(tx))));
             node.set_notification_presenter(tray);
@@ -162,14 +166,7 @@ async fn a_notification_is_shown_and_its_reply_reaches_the_host() {
     let restarted = {
         let (dir, chain) = (dir.path().to_path_buf(), chain.clone());
         tokio::task::spawn_blocking(move || {
-            let settings = NodeSettings {
-                display_name: "Reply Phone".into(),
-                data_dir: dir.to_string_lossy().into(),
-                platform: Some("ios".into()),
-                device_family: Some("iPhone".into()),
-                model_identifier: None,
-                locale: None,
-            };
+            let settings = settings(&dir);
             let node = PerchNode::with_secret_store(settings, chain).unwrap();
             node.start().unwrap();
             node

@@ -30,25 +30,9 @@ async fn share(op: &mut Raw, id: &DeviceIdentity, precision: &str) {
     .unwrap();
 }
 
-/// The fenced changes in a request body, as their JSON lines.
+/// The fenced location changes in a request body.
 fn block(raw_body: &str) -> Option<Vec<Value>> {
-    let body: Value = serde_json::from_str(raw_body).unwrap();
-    let text: String = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let start = text.find(LOCATION_CHANGES_OPEN)?;
-    let end = text[start..].find(LOCATION_CHANGES_CLOSE)? + start;
-    Some(
-        text[start + LOCATION_CHANGES_OPEN.len()..end]
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-    )
+    fenced_lines(raw_body, LOCATION_CHANGES_OPEN, LOCATION_CHANGES_CLOSE)
 }
 
 #[tokio::test]

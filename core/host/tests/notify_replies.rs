@@ -26,26 +26,9 @@ async fn replies(op: &mut Raw) -> Vec<Value> {
     list["replies"].as_array().unwrap().clone()
 }
 
-/// The fenced block of replies in a request body, if any, as its JSON lines.
+/// The fenced replies in a request body.
 fn fenced_replies(raw_body: &str) -> Option<Vec<Value>> {
-    let body: Value = serde_json::from_str(raw_body).unwrap();
-    let text: String = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let start = text.find(NOTIFY_REPLIES_OPEN)?;
-    let end = text[start..].find(NOTIFY_REPLIES_CLOSE)? + start;
-    let inner = &text[start + NOTIFY_REPLIES_OPEN.len()..end];
-    Some(
-        inner
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-    )
+    fenced_lines(raw_body, NOTIFY_REPLIES_OPEN, NOTIFY_REPLIES_CLOSE)
 }
 
 #[tokio::test]

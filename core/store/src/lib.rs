@@ -238,6 +238,30 @@ pub(crate) async fn begin_write(
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// Marks rows of a read-once table (replies, location changes) as read by the assistant, in
+/// one transaction; `update` is that table's `UPDATE ... SET seen_at_ms = $1 WHERE id = $2 AND
+/// seen_at_ms IS NULL`, so a row keeps the time it was first read.
+pub(crate) async fn mark_rows_seen(
+    pool: &SqlitePool,
+    update: &'static str,
+    ids: &[i64],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = begin_write(pool).await?;
+    for id in ids {
+        sqlx::query(update)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Parses a stored role, treating unknown text as corruption.
 pub(crate) fn parse_role(table: &str, value: &str) -> Result<Role, StoreError> {
     Role::parse(value).ok_or_else(|| StoreError::corrupt(table, "role", value))

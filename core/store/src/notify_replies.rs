@@ -8,7 +8,7 @@
 use perch_protocol::DeviceId;
 use sqlx::{Row, SqlitePool};
 
-use crate::{StoreError, begin_write, parse_device_id};
+use crate::{StoreError, begin_write, mark_rows_seen, parse_device_id};
 
 /// Rows kept per device; the oldest go first.
 pub const MAX_REPLIES_PER_DEVICE: i64 = 200;
@@ -160,21 +160,13 @@ impl ReplyRepo<'_> {
 
     /// Marks replies read by the assistant (after the turn that read them ended well).
     pub async fn mark_seen(&self, ids: &[i64], now_ms: i64) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut tx = begin_write(self.pool).await?;
-        for id in ids {
-            sqlx::query(
-                "UPDATE notify_replies SET seen_at_ms = $1 WHERE id = $2 AND seen_at_ms IS NULL",
-            )
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        mark_rows_seen(
+            self.pool,
+            "UPDATE notify_replies SET seen_at_ms = $1 WHERE id = $2 AND seen_at_ms IS NULL",
+            ids,
+            now_ms,
+        )
+        .await
     }
 }
 

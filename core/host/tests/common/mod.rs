@@ -5,6 +5,7 @@
 
 use perch_host::{Host, HostOptions, RunningHost};
 use perch_kernel::testing::FakeProvider;
+use serde_json::Value;
 
 pub use perch_gateway::testing::*;
 
@@ -42,5 +43,27 @@ pub fn fake_models(fake: &FakeProvider) -> String {
     format!(
         "[models.default]\nprovider = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{}\"\n",
         fake.openai_base_url()
+    )
+}
+
+/// The JSON lines between `open` and `close` fence lines in the messages of a request body the
+/// fake provider received, or `None` when the prompt has no such fence.
+pub fn fenced_lines(raw_body: &str, open: &str, close: &str) -> Option<Vec<Value>> {
+    let body: Value = serde_json::from_str(raw_body).unwrap();
+    let text: String = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let start = text.find(open)?;
+    let end = text[start..].find(close)? + start;
+    Some(
+        text[start + open.len()..end]
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
     )
 }
