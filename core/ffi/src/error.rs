@@ -76,6 +76,13 @@ pub enum PerchError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// A service the platform's browser found is not a Perch host this node can use (malformed,
+    /// forged, another protocol, no address).
+    #[error("not a usable Perch host: {reason}")]
+    InvalidAdvertisement {
+        /// Why, in words.
+        reason: String,
+    },
     /// A position the app reported is impossible (coordinates or accuracy out of range).
     #[error("invalid location: {reason}")]
     InvalidLocation {

@@ -2,12 +2,13 @@
 //! Android apps (and Python, in tests) run the same Rust node as `perch node run` and a
 //! protocol or security fix lands on every platform at once.
 //!
-//! It owns the foreign-facing surface: [`PerchNode`] (configure, pair by setup code or by
-//! approval, start, stop, status, forget a host, read the access record, reply to a
-//! notification), the events a
-//! [`NodeListener`] receives, the platform capability traits ([`LocationProvider`],
-//! [`DeviceInfoProvider`], [`NotificationPresenter`], [`CanvasPresenter`], [`SecretStore`]) and their adapters into perch-node
-//! [`perch_node::CapabilityHandler`]s, and the one tokio runtime every call runs on.
+//! It owns the foreign-facing surface: [`check_discovered_host`] for services the platform's
+//! Bonjour browser finds; [`PerchNode`] (configure, pair by setup code, by approval or with a
+//! discovered host, start, stop, status, forget a host, read the access record, reply to a
+//! notification, report location changes); the events a [`NodeListener`] receives; the
+//! platform traits ([`LocationProvider`], [`DeviceInfoProvider`], [`NotificationPresenter`],
+//! [`CanvasPresenter`], [`SecretStore`]) and their adapters into perch-node
+//! [`perch_node::CapabilityHandler`]s; and the one tokio runtime every call runs on.
 //! Generate bindings in library mode with this crate's `uniffi-bindgen` binary (`cli`
 //! feature); see `docs/mobile.md`.
 //!
@@ -37,6 +38,7 @@ uniffi::setup_scaffolding!();
 #[cfg(feature = "bench")]
 mod bench;
 mod canvas;
+mod discovery;
 mod error;
 mod events;
 mod location_changes;
@@ -49,6 +51,7 @@ mod secrets;
 #[cfg(feature = "bench")]
 pub use bench::bench_location_callbacks;
 pub use canvas::CanvasPresenter;
+pub use discovery::{BrowsedService, DiscoveredHost, check_discovered_host, perch_service_type};
 pub use error::{PerchError, ProviderError};
 pub use events::{NodeEvent, NodeListener};
 pub use location_changes::{LocationChangeReason, LocationReport, WatchedPlace};

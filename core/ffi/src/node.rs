@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use perch_node::setup::{PROBE_TIMEOUT, SetupTarget, first_answering};
 use perch_node::{
-    Capabilities, CapabilityHandler, FileVault, HostCalls, HostPins, IdentityStore, Node,
-    NodeConfig, NodeState, SecretVault, TokenStore, normalize_gateway_url,
+    Capabilities, CapabilityHandler, ExpectedHost, FileVault, HostCalls, HostPins, IdentityStore,
+    Node, NodeConfig, NodeState, SecretVault, TokenStore, normalize_gateway_url,
 };
 use perch_protocol::access::{self as pa, MAX_ACCESS_LIMIT, NodeAccessParams};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::canvas::{CanvasHandler, CanvasPresenter};
+use crate::discovery::DiscoveredHost;
 use crate::error::PerchError;
 use crate::events::{NodeEvent, NodeListener, Reporting, deliver, forward_states};
 use crate::location_changes::{LocationReport, Moves, WatchedPlace};
@@ -132,6 +133,8 @@ pub struct AccessEntry {
 struct Target {
     url: String,
     setup: Option<SetupTarget>,
+    /// The key an advertisement named: any other is refused before anything is sent.
+    expected: Option<ExpectedHost>,
 }
 
 /// A started node.
@@ -292,6 +295,7 @@ impl PerchNode {
             let target = Target {
                 url,
                 setup: Some(setup),
+                expected: None,
             };
             // Stopping an old node and asking providers for permissions may block.
             tokio::task::spawn_blocking(move || self.restart_with(target))
@@ -307,7 +311,62 @@ impl PerchNode {
     /// device shows a pairing request, and `WaitingForApproval` carries the code to compare.
     pub fn connect_to(&self, url: String) -> Result<(), PerchError> {
         let url = normalize_gateway_url(&url)?;
-        self.restart_with(Target { url, setup: None })
+        self.restart_with(Target {
+            url,
+            setup: None,
+            expected: None,
+        })
+    }
+
+    /// Pairs with (or reconnects to) a host the platform's Bonjour browser found and
+    /// [`crate::check_discovered_host`] accepted: the first of its addresses that answers is
+    /// dialled, and only the advertised key is accepted (a pairing request to a host that does
+    /// not know this device, as with `connect_to`). An advertisement naming another key than
+    /// the one this device pinned for that host is `HostKeyChanged`: it never replaces a pin.
+    pub async fn connect_to_discovered(
+        self: Arc<Self>,
+        host: DiscoveredHost,
+    ) -> Result<(), PerchError> {
+        if let Some(pinned) = HostPins::new(&self.data_dir).get(&host.host_id)?
+            && host.fingerprint.as_deref() != Some(pinned.fingerprint.as_str())
+        {
+            return Err(PerchError::HostKeyChanged {
+                host_id: host.host_id,
+                reason: "the advertisement names another key than the one this device trusts"
+                    .into(),
+            });
+        }
+        let urls = host
+            .urls
+            .iter()
+            .map(|u| normalize_gateway_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = host.fingerprint.map(|fingerprint| ExpectedHost {
+            host_id: host.host_id,
+            fingerprint,
+        });
+        on_runtime(async move {
+            let url = match first_answering(&urls, PROBE_TIMEOUT).await {
+                Some(url) => url,
+                None => urls
+                    .first()
+                    .cloned()
+                    .ok_or(PerchError::InvalidAdvertisement {
+                        reason: "no address to dial".into(),
+                    })?,
+            };
+            let target = Target {
+                url,
+                setup: None,
+                expected,
+            };
+            tokio::task::spawn_blocking(move || self.restart_with(target))
+                .await
+                .map_err(|e| PerchError::Internal {
+                    reason: e.to_string(),
+                })?
+        })
+        .await
     }
 
     /// Starts the node with its last target, or the one host this device trusts (after an
@@ -331,6 +390,7 @@ impl PerchNode {
                 [(_, pinned)] => Target {
                     url: pinned.last_url.clone(),
                     setup: None,
+                    expected: None,
                 },
                 _ => return Err(PerchError::NoHost),
             },
@@ -676,6 +736,9 @@ impl PerchNode {
         config.secrets = Some(self.vault.clone());
         if let Some(setup) = &target.setup {
             setup.apply(&mut config);
+        }
+        if let Some(expected) = &target.expected {
+            config.expected_host = Some(expected.clone());
         }
         let node = Node::new(config, caps)?;
         let url = node.gateway_url().to_string();

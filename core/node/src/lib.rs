@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod advert;
 pub mod capability;
 #[cfg(feature = "desktop")]
 pub mod desktop;
