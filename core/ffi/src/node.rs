@@ -280,12 +280,31 @@ impl PerchNode {
         let setup = SetupTarget::decode(&code).map_err(|e| PerchError::InvalidSetupCode {
             reason: e.to_string(),
         })?;
-        let urls = setup.urls.clone();
-        let no_address = PerchError::InvalidSetupCode {
-            reason: "the setup code lists no host address".into(),
-        };
-        self.dial_first_answering(urls, no_address, Some(setup), None)
-            .await
+        on_runtime(async move {
+            let url = match first_answering(&setup.urls, PROBE_TIMEOUT).await {
+                Some(url) => url,
+                // None answers yet: dial the first; the node retries with backoff.
+                None => setup
+                    .urls
+                    .first()
+                    .cloned()
+                    .ok_or(PerchError::InvalidSetupCode {
+                        reason: "the setup code lists no host address".into(),
+                    })?,
+            };
+            let target = Target {
+                url,
+                setup: Some(setup),
+                expected: None,
+            };
+            // Stopping an old node and asking providers for permissions may block.
+            tokio::task::spawn_blocking(move || self.restart_with(target))
+                .await
+                .map_err(|e| PerchError::Internal {
+                    reason: e.to_string(),
+                })?
+        })
+        .await
     }
 
     /// Connects to a host by address and starts the node; a host that does not know this
@@ -326,11 +345,28 @@ impl PerchNode {
             host_id: host.host_id,
             fingerprint,
         });
-        let no_address = PerchError::InvalidAdvertisement {
-            reason: "no address to dial".into(),
-        };
-        self.dial_first_answering(urls, no_address, None, expected)
-            .await
+        on_runtime(async move {
+            let url = match first_answering(&urls, PROBE_TIMEOUT).await {
+                Some(url) => url,
+                None => urls
+                    .first()
+                    .cloned()
+                    .ok_or(PerchError::InvalidAdvertisement {
+                        reason: "no address to dial".into(),
+                    })?,
+            };
+            let target = Target {
+                url,
+                setup: None,
+                expected,
+            };
+            tokio::task::spawn_blocking(move || self.restart_with(target))
+                .await
+                .map_err(|e| PerchError::Internal {
+                    reason: e.to_string(),
+                })?
+        })
+        .await
     }
 
     /// Starts the node with its last target, or the one host this device trusts (after an
@@ -610,35 +646,6 @@ impl PerchNode {
             lifecycle: Mutex::new(()),
             app_state: Arc::new(Mutex::new(AppState::Foreground)),
         }))
-    }
-
-    /// Restarts the node on the first of `urls` that answers (or the first, when none answers
-    /// yet: the node retries with backoff); `no_address` when there is none at all.
-    async fn dial_first_answering(
-        self: Arc<Self>,
-        urls: Vec<String>,
-        no_address: PerchError,
-        setup: Option<SetupTarget>,
-        expected: Option<ExpectedHost>,
-    ) -> Result<(), PerchError> {
-        on_runtime(async move {
-            let url = match first_answering(&urls, PROBE_TIMEOUT).await {
-                Some(url) => url,
-                None => urls.first().cloned().ok_or(no_address)?,
-            };
-            let target = Target {
-                url,
-                setup,
-                expected,
-            };
-            // Stopping an old node and asking providers for permissions may block.
-            tokio::task::spawn_blocking(move || self.restart_with(target))
-                .await
-                .map_err(|e| PerchError::Internal {
-                    reason: e.to_string(),
-                })?
-        })
-        .await
     }
 
     /// The id of the live connection, if connected.

@@ -91,11 +91,10 @@ pub async fn changed(
         })
         .collect();
     let gazetteer = Gazetteer::global();
-    if !gazetteer.warm_off_thread().await {
-        return Err(ErrorShape::new(
-            ErrorCode::Unavailable,
-            "the host could not load its place data",
-        ));
+    if !gazetteer.is_warm() {
+        tokio::task::spawn_blocking(move || gazetteer.warm())
+            .await
+            .map_err(|e| ErrorShape::new(ErrorCode::Internal, e.to_string()))?;
     }
     let display_name = hub
         .node(node)

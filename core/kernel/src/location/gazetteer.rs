@@ -78,21 +78,6 @@ impl Gazetteer {
         self.zones();
     }
 
-    /// Loads both data sets off the async threads if they are not loaded yet; `false` (logged)
-    /// when loading failed, so the caller leaves the location out.
-    pub async fn warm_off_thread(&'static self) -> bool {
-        if self.is_warm() {
-            return true;
-        }
-        match tokio::task::spawn_blocking(move || self.warm()).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "loading the gazetteer failed; location left out");
-                false
-            }
-        }
-    }
-
     fn places(&self) -> &ReverseGeocoder {
         self.places.get_or_init(|| {
             let started = Instant::now();

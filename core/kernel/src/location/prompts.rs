@@ -178,7 +178,7 @@ impl LocationPrompts {
                 None
             }
         };
-        if fix.is_some() && !self.gazetteer.warm_off_thread().await {
+        if fix.is_some() && !self.warm_gazetteer().await {
             return self
                 .finish(
                     ledger,
@@ -259,7 +259,7 @@ impl LocationPrompts {
                 None
             }
         };
-        if fix.is_some() && !self.gazetteer.warm_off_thread().await {
+        if fix.is_some() && !self.warm_gazetteer().await {
             self.record(ledger, &tool_entry(precision, AuditOutcome::Unavailable))
                 .await;
             return ToolRead::Withheld("the host could not place the position");
@@ -288,6 +288,22 @@ impl LocationPrompts {
                 ToolRead::Withheld("the device's answer holds no usable position")
             }
             None => ToolRead::Withheld("the device's position is too old to use"),
+        }
+    }
+
+    /// Loads the gazetteer off the async threads the first time a fix needs placing; `false`
+    /// (logged) when loading failed.
+    async fn warm_gazetteer(&self) -> bool {
+        if self.gazetteer.is_warm() {
+            return true;
+        }
+        let gazetteer = self.gazetteer;
+        match tokio::task::spawn_blocking(move || gazetteer.warm()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "loading the gazetteer failed; location left out");
+                false
+            }
         }
     }
 
